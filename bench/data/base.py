@@ -1,0 +1,57 @@
+"""The Dataset record every loader returns, and the registry of dataset names."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+from bench.errors import UserError
+from bench.types import Document, Query
+
+
+@dataclass
+class Dataset:
+    """A corpus with the queries of one split. Each query carries its gold answers and qrels.
+
+    ``candidates``: for datasets whose questions come with their own passages (HotpotQA distractor), the docids of
+    each query's own pool (qid -> docids in the given order); the ``given`` first stage ranks exactly those.
+    """
+
+    name: str
+    split: str
+    corpus: dict[str, Document]
+    queries: list[Query]
+    candidates: dict[str, list[str]] = field(default_factory=dict)
+
+    @property
+    def has_answers(self) -> bool:
+        return any(q.answers for q in self.queries)
+
+    def limit(self, n: int | None) -> "Dataset":
+        """The first ``n`` queries (all when n is None)."""
+        if n is None:
+            return self
+        qs = self.queries[:n]
+        keep = {q.qid for q in qs}
+        return Dataset(self.name, self.split, self.corpus, qs,
+                       {k: v for k, v in self.candidates.items() if k in keep})
+
+
+DatasetLoader = Callable[..., Dataset]
+DATASETS: dict[str, tuple[DatasetLoader, str]] = {}
+
+
+def register_dataset(name: str, description: str) -> Callable[[DatasetLoader], DatasetLoader]:
+    """Register ``loader(split=..., cache_dir=...) -> Dataset`` under a name usable as ``--datasets NAME``."""
+
+    def deco(fn: DatasetLoader) -> DatasetLoader:
+        if name in DATASETS:
+            raise ValueError(f"dataset {name!r} registered twice")
+        DATASETS[name] = (fn, description)
+        return fn
+
+    return deco
+
+
+def unknown_dataset(name: str) -> UserError:
+    return UserError(f"unknown dataset {name!r}: not a registered name ({', '.join(sorted(DATASETS))}) "
+                     f"nor an existing path")

@@ -1,0 +1,59 @@
+"""Prompt templates are data: ``bench/prompts/<id>.json`` with a version and chat messages whose contents are
+``str.format`` templates. A template's hash (of its whole file content) goes into cache keys and result rows, so
+editing a prompt can never silently reuse answers made with the old one."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from bench.errors import UserError
+from bench.llm.base import ChatRequest, stable_hash
+
+PROMPT_DIR = Path(__file__).parent
+
+
+@dataclass(frozen=True)
+class PromptTemplate:
+    id: str
+    version: int
+    messages: tuple[tuple[str, str], ...]
+    hash: str
+    source: str = ""          # where the wording comes from, when a checkpoint was trained on it
+
+    @property
+    def tag(self) -> str:
+        return f"{self.id}@v{self.version}:{self.hash}"
+
+    def render(self, **values: Any) -> list[dict[str, str]]:
+        try:
+            return [{"role": role, "content": content.format(**values)} for role, content in self.messages]
+        except KeyError as exc:
+            raise ValueError(f"prompt template {self.id!r} needs the value {exc.args[0]!r}") from None
+
+    def request(self, *, max_tokens: int, stop: tuple[str, ...] = (), **values: Any) -> ChatRequest:
+        return ChatRequest.chat(self.render(**values), max_tokens=max_tokens, temperature=0.0, stop=stop,
+                                template=self.tag)
+
+
+def template_from_json(obj: dict[str, Any], origin: str) -> PromptTemplate:
+    for key in ("id", "version", "messages"):
+        if key not in obj:
+            raise UserError(f"{origin}: prompt template lacks the field {key!r} (expected id, version, messages)")
+    return PromptTemplate(id=obj["id"], version=int(obj["version"]),
+                          messages=tuple((m["role"], m["content"]) for m in obj["messages"]),
+                          hash=stable_hash(obj, 12), source=obj.get("source", ""))
+
+
+@lru_cache(maxsize=None)
+def load_template(name_or_path: str) -> PromptTemplate:
+    """A packaged template by id (``reader-qa``) or a user's JSON file by path."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = PROMPT_DIR / f"{name_or_path}.json"
+    if not path.is_file():
+        known = sorted(p.stem for p in PROMPT_DIR.glob("*.json"))
+        raise UserError(f"unknown prompt template {name_or_path!r}; packaged: {', '.join(known)}")
+    return template_from_json(json.loads(path.read_text()), str(path))

@@ -1,0 +1,166 @@
+"""The small typed records that stages pass to each other.
+
+Data flows one way: Dataset -> CandidateList (first stage) -> Ranking (reranker) -> Answer (reader)
+-> QueryRecord (metrics) -> report.  Every record round-trips through JSON; CandidateList also reads and writes
+rank_llm's Request JSONL (``{"query": {"text", "qid"}, "candidates": [{"docid", "score", "doc": {...}}]}``).
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Document:
+    docid: str
+    text: str
+    title: str = ""
+
+    def as_passage(self) -> str:
+        """Title and text as one passage, the way readers and rerankers see a document."""
+        return f"{self.title}\n{self.text}" if self.title else self.text
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> "Document":
+        return cls(docid=str(obj["docid"]), text=obj.get("text", ""), title=obj.get("title", ""))
+
+
+@dataclass
+class Query:
+    """A question with its labels. ``answers`` (gold answers, aliases included) and ``qrels`` (docid -> grade) are
+    labels: only metrics, the oracle and RRPO rewards may read them."""
+
+    qid: str
+    text: str
+    answers: list[str] = field(default_factory=list)
+    qrels: dict[str, int] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> "Query":
+        return cls(qid=str(obj["qid"]), text=obj["text"], answers=list(obj.get("answers", [])),
+                   qrels={str(k): int(v) for k, v in obj.get("qrels", {}).items()})
+
+
+@dataclass
+class Candidate:
+    docid: str
+    score: float
+    doc: Document
+
+
+@dataclass
+class CandidateList:
+    """One query and its first-stage candidates, best first (rank_llm's Request)."""
+
+    query: Query
+    candidates: list[Candidate]
+
+    def to_request_json(self) -> dict[str, Any]:
+        """rank_llm Request JSON (labels are not part of that format and are left out)."""
+        return {
+            "query": {"text": self.query.text, "qid": self.query.qid},
+            "candidates": [
+                {"docid": c.docid, "score": c.score,
+                 "doc": {"title": c.doc.title, "text": c.doc.text}} for c in self.candidates
+            ],
+        }
+
+    @classmethod
+    def from_request_json(cls, obj: dict[str, Any]) -> "CandidateList":
+        """Read a rank_llm Request. ``doc`` may carry ``text``, ``contents`` or ``segment`` (all seen in rank_llm
+        files), with an optional ``title``."""
+        q = obj["query"]
+        cands = []
+        for c in obj["candidates"]:
+            d = c.get("doc", {}) or {}
+            text = d.get("text") or d.get("contents") or d.get("segment") or ""
+            docid = str(c["docid"])
+            cands.append(Candidate(docid=docid, score=float(c.get("score", 0.0)),
+                                   doc=Document(docid=docid, text=text, title=d.get("title", "") or "")))
+        return cls(query=Query(qid=str(q["qid"]), text=q["text"]), candidates=cands)
+
+
+@dataclass
+class Ranking:
+    """A reranker's output for one query: docids best first, with the backend's scores (same length).
+
+    ``info`` carries per-query diagnostics of the backend, e.g. ``{"malformed_windows": 1}`` for listwise models.
+    """
+
+    qid: str
+    docids: list[str]
+    scores: list[float]
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(self.docids) != len(self.scores):
+            raise ValueError(f"Ranking {self.qid}: {len(self.docids)} docids but {len(self.scores)} scores")
+        if len(set(self.docids)) != len(self.docids):
+            raise ValueError(f"Ranking {self.qid}: duplicate docids")
+
+    def run_scores(self) -> dict[str, float]:
+        """Strictly decreasing scores by rank, so that tools which re-sort by score (trec_eval sorts ties by docid)
+        keep exactly this order."""
+        n = len(self.docids)
+        return {d: float(n - i) for i, d in enumerate(self.docids)}
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> "Ranking":
+        return cls(qid=str(obj["qid"]), docids=list(obj["docids"]), scores=[float(s) for s in obj["scores"]],
+                   info=dict(obj.get("info", {})))
+
+
+@dataclass
+class Answer:
+    """A reader's answer to one query from a ranked prefix of documents."""
+
+    qid: str
+    text: str
+    docids: list[str]          # the documents the reader saw, in order
+    prompt_hash: str           # hash of the prompt template (not of the filled prompt)
+    usage: dict[str, int] = field(default_factory=dict)
+    cached: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> "Answer":
+        return cls(qid=str(obj["qid"]), text=obj["text"], docids=list(obj.get("docids", [])),
+                   prompt_hash=obj.get("prompt_hash", ""), usage=dict(obj.get("usage", {})),
+                   cached=bool(obj.get("cached", False)))
+
+
+@dataclass
+class QueryRecord:
+    """Everything measured for one (dataset, reranker, reader, query): the unit a run appends to disk and the only
+    source of every number in a report."""
+
+    dataset: str
+    reranker: str
+    reader: str
+    qid: str
+    question: str
+    gold_answers: list[str]
+    ranking: list[str]                     # reranked docids, best first (the first `top_k` went to the reader)
+    answer: str | None                     # None when the reader is "none"
+    metrics: dict[str, float]
+    status: str = "ok"                     # "ok" or "failed"
+    error: str | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> "QueryRecord":
+        return cls(**obj)

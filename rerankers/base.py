@@ -1,0 +1,110 @@
+"""Base classes of reranker backends.
+
+``Reranker.rerank(lists) -> rankings`` is the one call the runner makes. ``PointwiseReranker`` implements it from a
+differentiable ``score(queries, passages) -> Tensor`` (one score per pair): pairs of all queries are pooled into
+length-sorted batches, then each query's candidates are sorted by score (first-stage order breaks ties). The same
+``score`` with gradients enabled is what RRPO trains, through the ``model`` module.
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Sequence
+
+from bench.types import CandidateList, Ranking
+from rerankers.registry import RerankerSettings
+
+
+def resolve_device(device: str) -> str:
+    import torch
+
+    if device != "auto":
+        return device
+    if torch.cuda.is_available():
+        return "cuda"
+    return "cpu"
+
+
+def resolve_dtype(dtype: str, device: str):
+    import torch
+
+    if dtype == "auto":
+        return torch.bfloat16 if device.startswith("cuda") else torch.float32
+    try:
+        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
+                "float16": torch.float16, "fp16": torch.float16}[dtype]
+    except KeyError:
+        from bench.errors import UserError
+
+        raise UserError(f"--dtype {dtype!r}: expected auto, float32, bfloat16 or float16") from None
+
+
+class Reranker(ABC):
+    name: str = ""
+    kind: str = "baseline"
+
+    def __init__(self, checkpoint: str | None = None, settings: RerankerSettings | None = None):
+        self.checkpoint = checkpoint
+        self.settings = settings or RerankerSettings()
+
+    @abstractmethod
+    def rerank(self, lists: Sequence[CandidateList]) -> list[Ranking]:
+        """One Ranking per CandidateList, same order, each a permutation of its candidates."""
+
+    def identity(self) -> dict:
+        """What determines this reranker's output (goes into run ids and caches)."""
+        return {"name": self.name, "checkpoint": self.checkpoint}
+
+
+class PointwiseReranker(Reranker):
+    kind = "pointwise"
+
+    @property
+    @abstractmethod
+    def model(self):
+        """The torch module whose parameters ``score`` depends on (what RRPO trains)."""
+
+    @abstractmethod
+    def score(self, queries: Sequence[str], passages: Sequence[str]):
+        """Scores (1-D float tensor, on the model's device) for the pairs (queries[i], passages[i]). Runs with
+        gradients when they are enabled, so RRPO can back-propagate through it."""
+
+    def pair_length(self, query: str, passage: str) -> int:
+        """A cheap proxy of the tokenised length of a pair, used to sort pairs into batches."""
+        return len(query) + len(passage)
+
+    def score_pairs(self, queries: Sequence[str], passages: Sequence[str], batch_size: int | None = None,
+                    progress: bool = False) -> list[float]:
+        """Score many pairs without gradients, in length-sorted batches; results are in input order."""
+        import torch
+        from tqdm.auto import tqdm
+
+        bs = batch_size or self.settings.batch_size
+        order = sorted(range(len(queries)), key=lambda i: self.pair_length(queries[i], passages[i]))
+        out = [0.0] * len(order)
+        batches = [order[i:i + bs] for i in range(0, len(order), bs)]
+        with torch.inference_mode():
+            for idx in tqdm(batches, desc=f"rerank {self.name}", unit="batch", disable=not progress, leave=False):
+                s = self.score([queries[i] for i in idx], [passages[i] for i in idx]).float().cpu().tolist()
+                for i, v in zip(idx, s):
+                    out[i] = v
+        return out
+
+    def rerank(self, lists: Sequence[CandidateList]) -> list[Ranking]:
+        qs, ps, owner = [], [], []
+        for li, cl in enumerate(lists):
+            for c in cl.candidates:
+                qs.append(cl.query.text)
+                ps.append(c.doc.as_passage())
+                owner.append(li)
+        flat = self.score_pairs(qs, ps, progress=True)
+        per_list: list[list[float]] = [[] for _ in lists]
+        for li, s in zip(owner, flat):
+            per_list[li].append(s)
+        return [ranking_from_scores(cl, s) for cl, s in zip(lists, per_list)]
+
+
+def ranking_from_scores(cl: CandidateList, scores: Sequence[float], info: dict | None = None) -> Ranking:
+    """Sort candidates by score, highest first; ties keep first-stage order (a stable sort)."""
+    order = sorted(range(len(cl.candidates)), key=lambda i: -scores[i])
+    return Ranking(qid=cl.query.qid, docids=[cl.candidates[i].docid for i in order],
+                   scores=[float(scores[i]) for i in order], info=info or {})
