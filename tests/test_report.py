@@ -1,0 +1,69 @@
+import math
+
+import pandas as pd
+import pytest
+
+from bench.report import ReportOptions, leaderboard, to_markdown, write_reports
+from bench.stats import paired_tests
+from bench.types import QueryRecord
+
+
+def rec(reranker, qid, f1, acc, reader="r1", status="ok"):
+    metrics = {} if status != "ok" else {"nDCG@10": f1 / 2, "F1": f1, "accuracy": acc}
+    return QueryRecord(dataset="d", reranker=reranker, reader=reader, qid=qid, question="q", gold_answers=["a"],
+                       ranking=[], answer=None if status != "ok" else "a", metrics=metrics, status=status)
+
+
+BASE_F1 = [0.0, 0.5, 1.0, 0.2, 0.4, 0.0] * 2
+GOOD_F1 = [1.0, 1.0, 0.9, 0.9, 1.0, 0.8] * 2
+N = len(BASE_F1)
+
+
+def records():
+    out = []
+    for i, (b, g) in enumerate(zip(BASE_F1, GOOD_F1)):
+        out.append(rec("none", f"q{i}", b, float(b > 0.3)))
+        out.append(rec("good", f"q{i}", g, 1.0))
+        out.append(rec("flaky", f"q{i}", b, float(b > 0.3), status="failed" if i == 0 else "ok"))
+    return out
+
+
+def test_means_counts_and_pvalues_trace_to_records():
+    df = leaderboard(records(), ReportOptions(baseline="none", n_resamples=1000)).set_index("reranker")
+    assert df.loc["good", "F1"] == pytest.approx(sum(GOOD_F1) / N)
+    assert df.loc["none", "nDCG@10"] == pytest.approx(sum(BASE_F1) / (2 * N))
+    # the failed query is counted, not averaged
+    assert (df.loc["flaky", "n"], df.loc["flaky", "failed"]) == (N - 1, 1)
+    assert df.loc["flaky", "F1"] == pytest.approx(sum(BASE_F1[1:]) / (N - 1))
+    # paired on the shared answered queries only
+    expected = paired_tests(GOOD_F1, BASE_F1, n_resamples=1000)
+    assert df.loc["good", "F1_p_t"] == pytest.approx(expected.p_ttest)
+    assert df.loc["good", "F1_p_rand"] == pytest.approx(expected.p_randomization)
+    assert math.isnan(df.loc["none", "F1_p_t"])
+    # Holm over the two non-baseline rerankers: flaky is identical to baseline on its queries (p=1)
+    assert df.loc["good", "F1_p_t_holm"] == pytest.approx(min(1, 2 * expected.p_ttest))
+    assert df.loc["flaky", "F1_p_t_holm"] == 1.0
+    assert df.loc["good", "F1_ci_lo"] <= df.loc["good", "F1"] <= df.loc["good", "F1_ci_hi"]
+
+
+def test_markdown_marks_significance_and_explains():
+    opts = ReportOptions(baseline="none", n_resamples=1000)
+    md = to_markdown(leaderboard(records(), opts), opts)
+    good_line = next(l for l in md.splitlines() if l.startswith("| good"))
+    flaky_line = next(l for l in md.splitlines() if l.startswith("| flaky"))
+    assert "†" in good_line.split("|")[-3]            # F1 of good vs none: better on 10 of 12 queries
+    assert "†" not in flaky_line
+    assert "Holm" in md and "randomization" in md
+
+
+def test_cross_reader_matrix_written(tmp_path):
+    recs = records() + [rec(r.reranker, r.qid, r.metrics.get("F1", 0), 1.0, reader="r2") for r in records()
+                        if r.status == "ok"]
+    md = write_reports(recs, tmp_path, ReportOptions(n_resamples=200))
+    assert (tmp_path / "matrix_F1.png").stat().st_size > 1000
+    matrix = pd.read_csv(tmp_path / "matrix_F1.csv", index_col=[0, 1])
+    assert list(matrix.columns) == ["r1", "r2"]
+    assert matrix.loc[("d", "good"), "r1"] == pytest.approx(sum(GOOD_F1) / N)
+    assert "reranker × reader" in md
+    csv = pd.read_csv(tmp_path / "leaderboard.csv")
+    assert {"F1_p_t", "F1_p_rand", "F1_p_rand_holm", "F1_ci_lo"} <= set(csv.columns)

@@ -1,0 +1,65 @@
+import itertools
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from bench.stats import bootstrap_ci, holm, paired_tests
+
+SYSTEM = [0.9, 0.4, 0.7, 1.0, 0.3, 0.8, 0.65, 0.5]
+BASE = [0.6, 0.5, 0.2, 0.9, 0.1, 0.3, 0.6, 0.45]
+
+
+def brute_force_sign_flip_p(x, y):
+    """Exact two-sided paired randomization test: enumerate all 2^n sign assignments of the differences."""
+    d = np.asarray(x) - np.asarray(y)
+    observed = abs(d.mean())
+    hits = 0
+    for signs in itertools.product((1, -1), repeat=len(d)):
+        hits += abs((d * signs).mean()) >= observed - 1e-12
+    return hits / 2 ** len(d)
+
+
+def test_paired_t_matches_scipy():
+    t = paired_tests(SYSTEM, BASE)
+    assert t.p_ttest == pytest.approx(stats.ttest_rel(SYSTEM, BASE).pvalue, abs=1e-12)
+    assert t.mean_diff == pytest.approx(np.mean(SYSTEM) - np.mean(BASE))
+
+
+def test_randomization_is_exact_for_small_n():
+    t = paired_tests(SYSTEM, BASE)
+    exact = brute_force_sign_flip_p(SYSTEM, BASE)
+    assert t.p_randomization == pytest.approx(exact, abs=1e-12)
+    # 2^8 = 256 assignments: the p-value is a multiple of 1/256
+    assert (t.p_randomization * 256) == pytest.approx(round(t.p_randomization * 256))
+
+
+def test_randomization_monte_carlo_is_seeded_and_close_to_exact():
+    rng = np.random.default_rng(1)
+    x = rng.random(20)
+    y = x - 0.05 + rng.normal(0, 0.1, 20)
+    a = paired_tests(x, y, n_resamples=20_000, seed=3)
+    b = paired_tests(x, y, n_resamples=20_000, seed=3)
+    assert a == b
+    assert a.p_randomization == pytest.approx(brute_force_sign_flip_p(x, y), abs=0.01)
+
+
+def test_identical_systems_are_not_significant():
+    t = paired_tests(BASE, BASE)
+    assert t.p_ttest == 1.0 and t.p_randomization == 1.0 and t.mean_diff == 0.0
+
+
+def test_holm_hand_computed():
+    # sorted p: 0.01 (x3) = 0.03, 0.02 (x2) = 0.04, 0.04 (x1) = 0.04 ; order restored
+    assert holm([0.04, 0.01, 0.02]) == pytest.approx([0.04, 0.03, 0.04])
+    # monotone step-down and cap at 1; nan ignored
+    out = holm([0.5, float("nan"), 0.3])
+    assert out[0] == pytest.approx(0.6) and np.isnan(out[1]) and out[2] == pytest.approx(0.6)
+    assert holm([0.9, 0.8]) == pytest.approx([1.0, 1.0])
+
+
+def test_bootstrap_ci_brackets_mean_and_is_seeded():
+    lo, hi = bootstrap_ci(SYSTEM, seed=0)
+    assert lo < np.mean(SYSTEM) < hi
+    assert (lo, hi) == bootstrap_ci(SYSTEM, seed=0)
+    assert bootstrap_ci([1.0, 1.0, 1.0]) == (1.0, 1.0)
