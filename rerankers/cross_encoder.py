@@ -1,0 +1,124 @@
+"""Pointwise rerankers on transformers checkpoints: the shared loader (``TransformersPointwise``) and the cross-encoders
+(``AutoModelForSequenceClassification``: BGE, GTE, Jina, MS MARCO MiniLM).
+
+A cross-encoder reads the pair as the tokenizer's own pair encoding (``[CLS] q [SEP] p [SEP]`` for BERT,
+``<s> q </s></s> p </s>`` for XLM-R), truncated longest-first to the model's limit, exactly as sentence-transformers'
+``CrossEncoder`` and the checkpoints' model cards feed it. Its score is the single relevance logit (or, for a
+two-label head, the log-probability of the last, "relevant" label).
+"""
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any, Callable, Sequence
+
+from bench.errors import UserError
+from rerankers.base import PointwiseReranker, resolve_device, resolve_dtype
+from rerankers.registry import RerankerSettings, register
+
+# A tokenizer without a configured limit reports this huge sentinel as model_max_length.
+_NO_LIMIT = 10**6
+
+
+def hub_offline() -> bool:
+    import huggingface_hub
+
+    return huggingface_hub.is_offline_mode() or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+
+
+def load_pretrained(load: Callable[..., Any], checkpoint: str, **kwargs: Any) -> Any:
+    """``load(checkpoint, **kwargs)`` (a ``from_pretrained``), with a failure to find or read the checkpoint turned
+    into a one-line UserError naming it."""
+    try:
+        return load(checkpoint, **kwargs)
+    except (OSError, ValueError) as exc:
+        reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        mode = " offline" if hub_offline() else ""
+        raise UserError(f"could not load checkpoint {checkpoint!r}{mode}: {reason}") from exc
+
+
+class TransformersPointwise(PointwiseReranker):
+    """What every transformers-based pointwise backend shares: device/dtype from settings, the tokenizer, loading
+    with one-line errors, batch size and the truncation length. Subclasses load ``self._model`` in ``load_model``
+    and implement ``score``."""
+
+    padding_side = "right"
+
+    def __init__(self, checkpoint: str | None = None, settings: RerankerSettings | None = None,
+                 trust_remote_code: bool = False):
+        super().__init__(checkpoint, settings)
+        if not self.checkpoint:
+            raise UserError(f"{type(self).__name__}: no checkpoint given (set --checkpoint to a local path or hub id)")
+        from transformers import AutoTokenizer
+
+        self.device = resolve_device(self.settings.device)
+        self.dtype = resolve_dtype(self.settings.dtype, self.device)
+        self.trust_remote_code = bool(self.settings.options.get("trust_remote_code", trust_remote_code))
+        self.tokenizer = load_pretrained(AutoTokenizer.from_pretrained, self.checkpoint,
+                                         trust_remote_code=self.trust_remote_code)
+        self.tokenizer.padding_side = self.padding_side
+        self._model = self.load_model()
+        self._model.to(self.device).eval()
+        self.max_length = self.settings.max_length or self.default_max_length()
+
+    def load_model(self) -> Any:
+        raise NotImplementedError
+
+    @property
+    def model(self):
+        return self._model
+
+    def default_max_length(self) -> int:
+        """The tokenizer's configured limit, else the model's position limit, else 512."""
+        limit = self.tokenizer.model_max_length
+        if limit and limit < _NO_LIMIT:
+            return int(limit)
+        return int(getattr(self._model.config, "max_position_embeddings", None) or 512)
+
+    def identity(self) -> dict:
+        return {**super().identity(), "max_length": self.max_length, "dtype": str(self.dtype).removeprefix("torch.")}
+
+
+class CrossEncoder(TransformersPointwise):
+    """Cross-encoder (sequence classification head) scoring each (query, passage) pair."""
+
+    def load_model(self) -> Any:
+        from transformers import AutoModelForSequenceClassification
+
+        return load_pretrained(AutoModelForSequenceClassification.from_pretrained, self.checkpoint,
+                               dtype=self.dtype, trust_remote_code=self.trust_remote_code)
+
+    def score(self, queries: Sequence[str], passages: Sequence[str]):
+        import torch
+
+        enc = self.tokenizer(list(queries), list(passages), padding=True, truncation=True,
+                             max_length=self.max_length, return_tensors="pt").to(self.device)
+        logits = self._model(**enc).logits
+        if logits.shape[-1] == 1:
+            return logits[:, 0]
+        return torch.log_softmax(logits.float(), dim=-1)[:, -1]
+
+
+def _remote_code(description: str) -> Callable[..., CrossEncoder]:
+    """A CrossEncoder factory for checkpoints whose architecture ships as code in the checkpoint
+    (``trust_remote_code=True``: loading runs that code)."""
+    factory = functools.partial(CrossEncoder, trust_remote_code=True)
+    factory.__doc__ = description
+    return factory
+
+
+register("bge-reranker-v2-m3", aliases=("bge-m3-reranker",), checkpoint="BAAI/bge-reranker-v2-m3",
+         description="BGE reranker v2 M3 (XLM-R cross-encoder, multilingual)")(CrossEncoder)
+register("bge-reranker-base", checkpoint="BAAI/bge-reranker-base",
+         description="BGE reranker base (XLM-R cross-encoder)")(CrossEncoder)
+register("minilm-cross-encoder", aliases=("ms-marco-minilm", "ms-marco-MiniLM-L-6-v2"),
+         checkpoint="cross-encoder/ms-marco-MiniLM-L-6-v2",
+         description="MS MARCO MiniLM-L6 cross-encoder (sentence-transformers)")(CrossEncoder)
+register("gte-reranker", aliases=("gte-multilingual-reranker-base",),
+         checkpoint="Alibaba-NLP/gte-multilingual-reranker-base",
+         description="GTE multilingual reranker base (needs trust_remote_code: runs the checkpoint's code)")(
+    _remote_code("GTE multilingual reranker base"))
+register("jina-reranker-v2", aliases=("jina-reranker-v2-base-multilingual",),
+         checkpoint="jinaai/jina-reranker-v2-base-multilingual",
+         description="Jina reranker v2 base multilingual (needs trust_remote_code: runs the checkpoint's code)")(
+    _remote_code("Jina reranker v2 base multilingual"))

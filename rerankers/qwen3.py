@@ -1,0 +1,83 @@
+"""Qwen3-Reranker (0.6B / 4B / 8B): a causal LM asked whether the document meets the query, scored by the ``yes``
+versus ``no`` logits of the next token.
+
+Prompt and scoring reproduce the "Transformers Usage" code of the Qwen/Qwen3-Reranker-0.6B model card: the pair is
+formatted as ``<Instruct>: {instruction}\\n<Query>: {query}\\n<Document>: {doc}``, tokenised without special tokens,
+truncated (longest first) to ``max_length`` minus the fixed prefix and suffix, then wrapped in the fixed token prefix
+(system turn + user turn start) and suffix (user turn end + an empty thinking block), left-padded. The card's
+``max_length`` is 8192 and its default instruction is the web-search one below. The score is
+``log_softmax([no, yes])[yes]`` of the last position's logits (the card returns its exp; the order is the same and
+the log-probability is the better quantity to train).
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from bench.errors import UserError
+from rerankers.cross_encoder import TransformersPointwise, load_pretrained
+from rerankers.registry import register
+
+PREFIX = ("<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and the Instruct "
+          "provided. Note that the answer can only be \"yes\" or \"no\".<|im_end|>\n<|im_start|>user\n")
+SUFFIX = "<|im_end|>\n<|im_start|>assistant\n<think>\n\n</think>\n\n"
+PAIR = "<Instruct>: {instruction}\n<Query>: {query}\n<Document>: {doc}"
+DEFAULT_INSTRUCTION = "Given a web search query, retrieve relevant passages that answer the query"
+CARD_MAX_LENGTH = 8192
+
+
+@register("qwen3-reranker", aliases=("qwen3-reranker-0.6b",), checkpoint="Qwen/Qwen3-Reranker-0.6B",
+          description="Qwen3-Reranker 0.6B (yes/no logits of a causal LM)")
+@register("qwen3-reranker-4b", checkpoint="Qwen/Qwen3-Reranker-4B",
+          description="Qwen3-Reranker 4B (yes/no logits of a causal LM)")
+@register("qwen3-reranker-8b", checkpoint="Qwen/Qwen3-Reranker-8B",
+          description="Qwen3-Reranker 8B (yes/no logits of a causal LM)")
+class Qwen3Reranker(TransformersPointwise):
+    """Qwen3-Reranker: P(yes) of a causal LM under the model card's judging prompt. ``options["instruction"]``
+    replaces the default task instruction."""
+
+    padding_side = "left"   # the last position is then the next-token position of every row
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        vocab = self.tokenizer.get_vocab()
+        missing = [t for t in ("no", "yes") if t not in vocab]
+        if missing:
+            raise UserError(f"checkpoint {self.checkpoint!r}: its tokenizer has no {' or '.join(missing)} token; "
+                            "Qwen3-Reranker scores the 'yes'/'no' tokens")
+        self.label_ids = [vocab["no"], vocab["yes"]]
+        self.instruction = self.settings.options.get("instruction") or DEFAULT_INSTRUCTION
+        self.prefix_ids = self.tokenizer.encode(PREFIX, add_special_tokens=False)
+        self.suffix_ids = self.tokenizer.encode(SUFFIX, add_special_tokens=False)
+        if self.tokenizer.pad_token_id is None:
+            raise UserError(f"checkpoint {self.checkpoint!r}: its tokenizer has no padding token")
+
+    def load_model(self) -> Any:
+        from transformers import AutoModelForCausalLM
+
+        return load_pretrained(AutoModelForCausalLM.from_pretrained, self.checkpoint, dtype=self.dtype,
+                               trust_remote_code=self.trust_remote_code)
+
+    def default_max_length(self) -> int:
+        return CARD_MAX_LENGTH
+
+    def identity(self) -> dict:
+        return {**super().identity(), "instruction": self.instruction}
+
+    def score(self, queries: Sequence[str], passages: Sequence[str]):
+        import torch
+
+        pairs = [PAIR.format(instruction=self.instruction, query=q, doc=d) for q, d in zip(queries, passages)]
+        budget = self.max_length - len(self.prefix_ids) - len(self.suffix_ids)
+        if budget < 1:
+            raise UserError(f"max_length {self.max_length}: Qwen3-Reranker's fixed prompt alone takes "
+                            f"{len(self.prefix_ids) + len(self.suffix_ids)} tokens")
+        body = self.tokenizer(pairs, padding=False, truncation="longest_first", return_attention_mask=False,
+                              max_length=budget)["input_ids"]
+        enc = self.tokenizer.pad({"input_ids": [self.prefix_ids + ids + self.suffix_ids for ids in body]},
+                                 padding=True, return_tensors="pt").to(self.device)
+        # Positions count real tokens only, so a row's logits do not depend on how much padding its batch needs.
+        position_ids = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+        out = self._model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
+                          position_ids=position_ids, logits_to_keep=1)
+        logits = out.logits[:, -1, self.label_ids]
+        return torch.log_softmax(logits.float(), dim=-1)[:, 1]

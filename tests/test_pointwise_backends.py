@@ -1,0 +1,161 @@
+"""Pointwise backends (cross-encoder, monoT5, Qwen3-Reranker) on tiny random checkpoints built from configs."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bench.errors import UserError
+from bench.types import Candidate, CandidateList, Document, Query
+from benchmarks import tiny_models
+from rerankers.registry import RerankerSettings, get_reranker, resolve
+
+BACKENDS = {"minilm-cross-encoder": tiny_models.cross_encoder, "monot5": tiny_models.monot5,
+            "qwen3-reranker": tiny_models.qwen3_reranker}
+
+
+@pytest.fixture(scope="module")
+def checkpoints(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny")
+    return {name: str(build(root / name)) for name, build in BACKENDS.items()}
+
+
+def make_reranker(name, path, **kw):
+    return get_reranker(name, RerankerSettings(checkpoint=path, device="cpu", dtype="float32", **kw))
+
+
+def candidate_lists(n_queries=2, n_docs=8):
+    words = "paris is the capital of france and a city on the river".split()
+    lists = []
+    for q in range(n_queries):
+        cands = [Candidate(f"q{q}d{i}", 0.0, Document(f"q{q}d{i}", " ".join(words[(i + k) % len(words)]
+                                                                          for k in range(3 + 4 * i)),
+                                                         title="Paris" if i % 3 == 0 else ""))
+                 for i in range(n_docs)]
+        lists.append(CandidateList(Query(f"q{q}", f"what is the capital of france {q}"), cands))
+    return lists
+
+
+def reference_score(name, reranker, query, passage):
+    """The score of one pair, computed straight from the model and the published input format, unbatched."""
+    tok, model = reranker.tokenizer, reranker.model
+    with torch.no_grad():
+        if name == "minilm-cross-encoder":
+            return model(**tok(query, passage, return_tensors="pt")).logits[0, 0].item()
+        if name == "monot5":
+            enc = tok(f"Query: {query} Document: {passage} Relevant:", return_tensors="pt")
+            logits = model(**enc, decoder_input_ids=torch.zeros((1, 1), dtype=torch.long)).logits[0, 0]
+            vocab = tok.get_vocab()
+            pair = torch.stack([logits[vocab["▁false"]], logits[vocab["▁true"]]])
+            return torch.log_softmax(pair, 0)[1].item()
+        prompt = ("<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and the "
+                  "Instruct provided. Note that the answer can only be \"yes\" or \"no\".<|im_end|>\n"
+                  "<|im_start|>user\n<Instruct>: Given a web search query, retrieve relevant passages that answer "
+                  f"the query\n<Query>: {query}\n<Document>: {passage}<|im_end|>\n<|im_start|>assistant\n"
+                  "<think>\n\n</think>\n\n")
+        ids = tok(prompt, add_special_tokens=False, return_tensors="pt")["input_ids"]
+        logits = model(input_ids=ids).logits[0, -1]
+        vocab = tok.get_vocab()
+        return torch.log_softmax(torch.stack([logits[vocab["no"]], logits[vocab["yes"]]]), 0)[1].item()
+
+
+@pytest.mark.parametrize("name", list(BACKENDS))
+def test_scores_match_the_published_input_format_and_sort_the_ranking(name, checkpoints):
+    reranker = make_reranker(name, checkpoints[name], batch_size=5)
+    lists = candidate_lists()
+    rankings = reranker.rerank(lists)
+    for cl, ranking in zip(lists, rankings):
+        by_id = {c.docid: c for c in cl.candidates}
+        expected = {d: reference_score(name, reranker, cl.query.text, by_id[d].doc.as_passage())
+                    for d in ranking.docids}
+        assert ranking.scores == pytest.approx([expected[d] for d in ranking.docids], abs=1e-4)
+        assert ranking.scores == sorted(ranking.scores, reverse=True)
+        assert sorted(ranking.docids) == sorted(by_id)
+        assert len(set(ranking.scores)) > 1
+
+
+@pytest.mark.parametrize("name", list(BACKENDS))
+def test_batch_size_does_not_change_scores(name, checkpoints):
+    lists = candidate_lists()
+    one = make_reranker(name, checkpoints[name], batch_size=1).rerank(lists)
+    many = make_reranker(name, checkpoints[name], batch_size=32).rerank(lists)
+    for a, b in zip(one, many):
+        assert a.docids == b.docids
+        assert a.scores == pytest.approx(b.scores, abs=1e-5)
+
+
+@pytest.mark.parametrize("name", list(BACKENDS))
+def test_score_is_differentiable_through_model(name, checkpoints):
+    reranker = make_reranker(name, checkpoints[name])
+    scores = reranker.score(["capital of france", "river"], ["paris is the capital", "the city"])
+    assert scores.shape == (2,) and scores.requires_grad
+    scores.sum().backward()
+    grads = [p.grad for p in reranker.model.parameters() if p.grad is not None]
+    assert grads and any(g.abs().sum() > 0 for g in grads)
+
+
+@pytest.mark.parametrize("name", list(BACKENDS))
+def test_max_length_truncates_the_passage(name, checkpoints):
+    limit = 16
+    if name == "qwen3-reranker":   # the fixed prompt around the pair takes its share of the budget
+        fixed = make_reranker(name, checkpoints[name])
+        limit += len(fixed.prefix_ids) + len(fixed.suffix_ids)
+    reranker = make_reranker(name, checkpoints[name], max_length=limit)
+    head = "paris is the capital of france " * 30
+    s = reranker.score(["capital"] * 2, [head + "and a river", head + "of the city"]).tolist()
+    assert s[0] == pytest.approx(s[1], abs=1e-6)
+    full = make_reranker(name, checkpoints[name])
+    s = full.score(["capital"] * 2, ["paris the capital and a river", "paris the capital of the city"]).tolist()
+    assert s[0] != pytest.approx(s[1], abs=1e-6)
+
+
+def test_registered_names_and_checkpoints():
+    expected = {
+        "monot5": "castorini/monot5-base-msmarco-10k", "monot5-base": "castorini/monot5-base-msmarco-10k",
+        "monot5-base-100k": "castorini/monot5-base-msmarco", "monot5-3b": "castorini/monot5-3b-msmarco-10k",
+        "monot5-3b-100k": "castorini/monot5-3b-msmarco", "monot5-large": "castorini/monot5-large-msmarco-10k",
+        "bge-reranker-v2-m3": "BAAI/bge-reranker-v2-m3", "bge-reranker-base": "BAAI/bge-reranker-base",
+        "gte-reranker": "Alibaba-NLP/gte-multilingual-reranker-base",
+        "jina-reranker-v2": "jinaai/jina-reranker-v2-base-multilingual",
+        "minilm-cross-encoder": "cross-encoder/ms-marco-MiniLM-L-6-v2",
+        "qwen3-reranker": "Qwen/Qwen3-Reranker-0.6B", "qwen3-reranker-4b": "Qwen/Qwen3-Reranker-4B",
+        "qwen3-reranker-8b": "Qwen/Qwen3-Reranker-8B",
+    }
+    for name, checkpoint in expected.items():
+        spec = resolve(name)
+        assert spec.checkpoint == checkpoint and spec.kind == "pointwise"
+    assert resolve("monot5").extra == "t5"
+
+
+def test_remote_code_checkpoints_are_loaded_with_trust_remote_code(checkpoints, monkeypatch):
+    import transformers
+
+    seen = []
+    real = transformers.AutoModelForSequenceClassification.from_pretrained
+
+    def spy(path, **kw):
+        seen.append(kw.get("trust_remote_code"))
+        return real(path, **kw)
+
+    monkeypatch.setattr(transformers.AutoModelForSequenceClassification, "from_pretrained", spy)
+    make_reranker("jina-reranker-v2", checkpoints["minilm-cross-encoder"])
+    make_reranker("bge-reranker-base", checkpoints["minilm-cross-encoder"])
+    assert seen == [True, False]
+
+
+@pytest.mark.parametrize("name,checkpoint", [("bge-reranker-base", "BAAI/bge-reranker-base"),
+                                             ("monot5", "castorini/monot5-base-msmarco-10k"),
+                                             ("qwen3-reranker", "Qwen/Qwen3-Reranker-0.6B")])
+def test_checkpoint_missing_offline_is_a_one_line_user_error(name, checkpoint, monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_HOME", str(tmp_path))     # an empty hub cache
+    with pytest.raises(UserError) as err:
+        get_reranker(name, RerankerSettings(device="cpu"))
+    msg = str(err.value)
+    assert msg.startswith(f"could not load checkpoint '{checkpoint}' offline: ")
+    assert "\n" not in msg
+
+
+def test_monot5_needs_true_false_tokens(tmp_path):
+    path = tiny_models.monot5(tmp_path / "t5", with_labels=False)
+    with pytest.raises(UserError, match="no ▁false or ▁true token"):
+        make_reranker("monot5", str(path))
