@@ -1,0 +1,107 @@
+"""Per-query retrieval metrics (through pytrec_eval, trec_eval semantics) and answer metrics (SQuAD-style).
+
+Retrieval: every query in the qrels counts, and one missing from the run scores 0 on every measure (trec_eval
+``-c``; pytrec_eval alone drops such queries). The run handed to pytrec_eval is ``Ranking.run_scores()``, strictly
+decreasing by rank, so trec_eval's tie-breaking (by docid) never reorders a ranking. Binary measures (Recall, MRR,
+MAP) count a document relevant when its grade is >= 1 (trec_eval's default ``relevance_level``); nDCG uses the
+grades as gains. MRR@10 is trec_eval's ``recip_rank`` on the run cut at rank 10 (a first relevant document below
+rank 10 scores 0).
+
+Answers: SQuAD v2.0's official normalisation and token F1 (``evaluate-v2.0.py``), the maximum over gold aliases;
+``accuracy`` is FlashRAG's "acc": some normalised gold answer occurs as a substring of the normalised prediction.
+"""
+from __future__ import annotations
+
+import collections
+import re
+import string
+from typing import Mapping, Sequence
+
+from bench.types import Ranking
+
+NDCG_CUTOFFS = (1, 3, 5, 10)
+RECALL_CUTOFFS = (10, 100)
+MRR_CUTOFF = 10
+RELEVANCE_LEVEL = 1
+ANSWER_METRICS = ("EM", "F1", "accuracy")
+
+
+def _recall_cutoffs(top_k: int | None) -> tuple[int, ...]:
+    return tuple(sorted({*RECALL_CUTOFFS, *((top_k,) if top_k else ())}))
+
+
+def retrieval_metric_names(top_k: int | None = None) -> list[str]:
+    """Names of the per-query retrieval metrics, in report order; ``top_k`` adds Recall@k for the reader's
+    top-k."""
+    return ([f"nDCG@{c}" for c in NDCG_CUTOFFS] + [f"Recall@{c}" for c in _recall_cutoffs(top_k)]
+            + [f"MRR@{MRR_CUTOFF}", "MAP"])
+
+
+def retrieval_metrics(rankings: Mapping[str, Ranking], qrels: Mapping[str, Mapping[str, int]],
+                      top_k: int | None = None) -> dict[str, dict[str, float]]:
+    """Per-query metrics for every query of ``qrels`` (qid -> docid -> grade); names as
+    ``retrieval_metric_names(top_k)``. Rankings of queries without qrels are ignored."""
+    import pytrec_eval
+
+    qrels = {q: {d: int(g) for d, g in judged.items()} for q, judged in qrels.items()}
+    run = {q: r.run_scores() for q, r in rankings.items() if q in qrels and r.docids}
+    recall_cutoffs = _recall_cutoffs(top_k)
+    full = pytrec_eval.RelevanceEvaluator(
+        qrels, {f"ndcg_cut.{','.join(map(str, NDCG_CUTOFFS))}", f"recall.{','.join(map(str, recall_cutoffs))}",
+                "map"}, relevance_level=RELEVANCE_LEVEL).evaluate(run)
+    cut_run = {q: dict(list(scores.items())[:MRR_CUTOFF]) for q, scores in run.items()}  # dicts keep rank order
+    cut = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}, relevance_level=RELEVANCE_LEVEL).evaluate(cut_run)
+    names = {**{f"ndcg_cut_{c}": f"nDCG@{c}" for c in NDCG_CUTOFFS},
+             **{f"recall_{c}": f"Recall@{c}" for c in recall_cutoffs}, "map": "MAP"}
+    out = {}
+    for qid in qrels:
+        row = {name: float(full.get(qid, {}).get(key, 0.0)) for key, name in names.items()}
+        row[f"MRR@{MRR_CUTOFF}"] = float(cut.get(qid, {}).get("recip_rank", 0.0))
+        out[qid] = {name: row[name] for name in retrieval_metric_names(top_k)}
+    return out
+
+
+# --- answers -------------------------------------------------------------------------------------------------------
+
+_ARTICLES = re.compile(r"\b(a|an|the)\b", re.UNICODE)
+_PUNCTUATION = set(string.punctuation)
+
+
+def normalize_answer(text: str) -> str:
+    """SQuAD's normalisation: lowercase, drop punctuation, drop the articles a/an/the, fold whitespace."""
+    text = "".join(ch for ch in text.lower() if ch not in _PUNCTUATION)
+    return " ".join(_ARTICLES.sub(" ", text).split())
+
+
+def token_f1(prediction: str, gold: str) -> float:
+    """SQuAD v2.0 token F1 of two answers (1.0 when both normalise to nothing, 0.0 when only one does)."""
+    pred_tokens = normalize_answer(prediction).split()
+    gold_tokens = normalize_answer(gold).split()
+    if not pred_tokens or not gold_tokens:
+        return float(pred_tokens == gold_tokens)
+    common = collections.Counter(pred_tokens) & collections.Counter(gold_tokens)
+    same = sum(common.values())
+    if same == 0:
+        return 0.0
+    precision = same / len(pred_tokens)
+    recall = same / len(gold_tokens)
+    return 2 * precision * recall / (precision + recall)
+
+
+def contains_answer(text: str, gold_answers: Sequence[str]) -> bool:
+    """Whether some gold answer, normalised, occurs in the normalised text (FlashRAG's containment; gold answers
+    that normalise to nothing never match)."""
+    norm_text = normalize_answer(text)
+    return any(g and g in norm_text for g in map(normalize_answer, gold_answers))
+
+
+def answer_metrics(prediction: str, gold_answers: Sequence[str]) -> dict[str, float]:
+    """EM, F1 (max over gold aliases) and accuracy (containment) of one prediction."""
+    if not gold_answers:
+        raise ValueError("answer_metrics needs at least one gold answer")
+    norm_pred = normalize_answer(prediction)
+    return {
+        "EM": float(any(norm_pred == normalize_answer(g) for g in gold_answers)),
+        "F1": max(token_f1(prediction, g) for g in gold_answers),
+        "accuracy": float(contains_answer(prediction, gold_answers)),
+    }
