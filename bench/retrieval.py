@@ -1,0 +1,325 @@
+"""First-stage retrieval: a Dataset -> one CandidateList per query (``pool`` candidates, best first).
+
+Methods (``first_stage(dataset, method, pool, cache_dir, **params)``):
+
+- ``bm25``: bm25s with Lucene scoring, k1=1.5, b=0.75, PyStemmer's English stemmer and English stopwords over
+  title + text: the configuration of xhluca/bm25-benchmarks (``benchmark/on_bm25s.py``; SciFact nDCG@10 0.687).
+  Documents that share no term with the query (score 0) are left out: their order would be arbitrary.
+- ``dense``: a bi-encoder (all-MiniLM-L6-v2 by default, ``bench.encoders``), cosine similarity, exhaustive search;
+  corpus embeddings are cached as ``.npy`` under ``<cache_dir>/embeddings``.
+- ``given``: the dataset's own per-query pools (``Dataset.candidates``, e.g. HotpotQA distractor), in the given
+  order.
+- a path: a TREC run file (``qid Q0 docid rank score tag``; documents looked up in the corpus) or a rank_llm Request
+  JSONL file (documents used as given). Queries of the dataset that the file lacks get an empty list.
+
+Candidates from bm25, dense and TREC runs are ordered by score, ties by the order the method produced them (a TREC
+file's rank column); Request JSONL and given pools keep their own order. ``bm25`` and ``dense``
+results are cached as ``<cache_dir>/first_stage/<key>.jsonl`` (one ``Ranking`` JSON per query), the key built from
+the dataset name, split, corpus and query fingerprints, method, pool and parameters; ``given`` and files are read
+directly.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import re
+from pathlib import Path
+from typing import Any, Callable, Iterable
+
+from bench.data.base import Dataset
+from bench.data.loaders import read_jsonl
+from bench.errors import UserError
+from bench.llm.base import stable_hash
+from bench.types import Candidate, CandidateList, Ranking
+
+log = logging.getLogger(__name__)
+
+BUILTIN_METHODS = ("bm25", "dense", "given")
+BM25_DEFAULTS: dict[str, Any] = {"k1": 1.5, "b": 0.75, "method": "lucene", "stopwords": "en", "stemmer": "english"}
+# Dense options that do not change the results (and stay out of the cache key).
+DENSE_RUNTIME: dict[str, Any] = {"device": "auto", "dtype": "float32", "batch_size": 64}
+
+
+def first_stage(dataset: Dataset, method: str, pool: int, cache_dir: str | os.PathLike | None = None,
+                **params: Any) -> list[CandidateList]:
+    """One CandidateList per query of ``dataset`` (same order), at most ``pool`` candidates each, best first."""
+    if pool < 1:
+        raise UserError(f"first-stage pool {pool}: expected a positive number of candidates")
+    if method == "bm25":
+        options = _options(method, params, BM25_DEFAULTS)
+        return _cached(dataset, method, pool, cache_dir, {**options, "bm25s": _bm25s_version()},
+                       lambda: bm25_rankings(dataset, pool, **options))
+    if method == "dense":
+        from bench.encoders import MINILM_CHECKPOINT, checkpoint_digest
+
+        runtime = {k: params.pop(k, v) for k, v in DENSE_RUNTIME.items()}
+        options = _options(method, params, {"model": MINILM_CHECKPOINT, "max_length": None})
+        return _cached(dataset, method, pool, cache_dir, {**options, "weights": checkpoint_digest(options["model"])},
+                       lambda: dense_rankings(dataset, pool, cache_dir, **options, **runtime))
+    _options(method, params, {})
+    if method == "given":
+        return given_candidates(dataset, pool)
+    path = Path(method)
+    if path.is_file():
+        return candidates_from_file(dataset, path, pool)
+    raise UserError(f"first stage {method!r}: expected one of {', '.join(BUILTIN_METHODS)} "
+                    f"or the path of a TREC run / Request JSONL file")
+
+
+def _options(method: str, params: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    unknown = sorted(set(params) - set(defaults))
+    if unknown:
+        raise UserError(f"first stage {method!r}: unknown option(s) {', '.join(unknown)}; "
+                        f"expected {', '.join(defaults) or 'none'}")
+    return {**defaults, **params}
+
+
+# --- fingerprints and cache ------------------------------------------------------------------------------------------
+
+def corpus_fingerprint(dataset: Dataset) -> str:
+    h = hashlib.sha256()
+    for docid, doc in dataset.corpus.items():
+        h.update("\x1f".join((docid, doc.title, doc.text)).encode())
+        h.update(b"\x1e")
+    return h.hexdigest()[:16]
+
+
+def queries_fingerprint(dataset: Dataset) -> str:
+    return stable_hash([(q.qid, q.text) for q in dataset.queries])
+
+
+def _bm25s_version() -> str:
+    from importlib.metadata import version
+
+    return version("bm25s")
+
+
+def first_stage_cache_path(cache_dir: str | os.PathLike, dataset: Dataset, method: str, pool: int,
+                           key: dict[str, Any]) -> Path:
+    """``key``: everything besides the dataset that determines the results (options, model digest, versions)."""
+    digest = stable_hash({"dataset": dataset.name, "split": dataset.split, "corpus": corpus_fingerprint(dataset),
+                          "queries": queries_fingerprint(dataset), "method": method, "pool": pool, "key": key})
+    name = re.sub(r"[^A-Za-z0-9._-]+", "_", dataset.name).strip("_")[-40:]
+    return Path(cache_dir) / "first_stage" / f"{name}.{dataset.split}.{method}.{digest}.jsonl"
+
+
+def _cached(dataset: Dataset, method: str, pool: int, cache_dir: str | os.PathLike | None, key: dict[str, Any],
+            compute: Callable[[], dict[str, Ranking]]) -> list[CandidateList]:
+    path = first_stage_cache_path(cache_dir, dataset, method, pool, key) if cache_dir is not None else None
+    if path is not None and path.is_file():
+        rankings = {obj["qid"]: Ranking.from_json(obj)
+                    for _, obj in read_jsonl(path, ("qid", "docids", "scores"), "a Ranking JSON (first-stage cache)")}
+        log.info("first stage %s: %d queries from cache %s", method, len(rankings), path)
+    else:
+        rankings = compute()
+        if path is not None:
+            _write_lines(path, (json.dumps(r.to_json()) for r in rankings.values()))
+    origin = f"first stage {method}"
+    return _assemble(dataset, {q: _corpus_candidates(dataset, r, origin) for q, r in rankings.items()}, pool, origin)
+
+
+def _corpus_candidates(dataset: Dataset, ranking: Ranking, origin: str) -> list[Candidate]:
+    out = []
+    for docid, score in zip(ranking.docids, ranking.scores):
+        doc = dataset.corpus.get(docid)
+        if doc is None:
+            raise UserError(f"{origin}: docid {docid!r} (query {ranking.qid!r}) is not in the corpus of dataset "
+                            f"{dataset.name!r}")
+        out.append(Candidate(docid=docid, score=score, doc=doc))
+    return out
+
+
+def _assemble(dataset: Dataset, candidates: dict[str, list[Candidate]], pool: int,
+              origin: str) -> list[CandidateList]:
+    """The dataset's queries (with their labels), in dataset order, each with its first ``pool`` candidates."""
+    if dataset.queries and not any(q.qid in candidates for q in dataset.queries):
+        raise UserError(f"{origin}: no query id matches a query of dataset {dataset.name!r} ({dataset.split}), "
+                        f"e.g. {dataset.queries[0].qid!r}")
+    missing = [q.qid for q in dataset.queries if q.qid not in candidates]
+    if missing:
+        log.warning("%s: %d of %d queries have no candidates (e.g. %r); they get an empty list",
+                    origin, len(missing), len(dataset.queries), missing[0])
+    return [CandidateList(query=q, candidates=candidates.get(q.qid, [])[:pool]) for q in dataset.queries]
+
+
+# --- methods --------------------------------------------------------------------------------------------------------
+
+def bm25_rankings(dataset: Dataset, pool: int, k1: float, b: float, method: str, stopwords: str | None,
+                  stemmer: str | None) -> dict[str, Ranking]:
+    """bm25s over ``Document.as_passage()`` (title and text), as xhluca/bm25-benchmarks' ``on_bm25s.py``."""
+    import bm25s
+    import Stemmer
+
+    if not dataset.corpus:
+        raise UserError(f"dataset {dataset.name!r}: empty corpus, nothing to retrieve")
+    stopwords = None if stopwords in (None, "none") else stopwords
+    if stemmer in (None, "none"):
+        stem = None
+    elif stemmer in Stemmer.algorithms():
+        stem = Stemmer.Stemmer(stemmer)
+    else:
+        raise UserError(f"bm25 stemmer {stemmer!r}: expected none or one of {', '.join(Stemmer.algorithms())}")
+    docids = list(dataset.corpus)
+    corpus_tokens = bm25s.tokenize([dataset.corpus[d].as_passage() for d in docids], stopwords=stopwords,
+                                   stemmer=stem, show_progress=True)
+    retriever = bm25s.BM25(method=method, k1=float(k1), b=float(b))
+    retriever.index(corpus_tokens, show_progress=True)
+    queries = dataset.queries
+    if not queries:
+        return {}
+    query_tokens = bm25s.tokenize([q.text for q in queries], stopwords=stopwords, stemmer=stem, return_ids=False,
+                                  show_progress=False)
+    k = min(pool, len(docids))
+    indices, scores = retriever.retrieve(query_tokens, k=k, show_progress=True)
+    rankings = {}
+    for q, row_idx, row_scores in zip(queries, indices, scores):
+        keep = sorted((j for j in range(k) if row_scores[j] > 0), key=lambda j: (-row_scores[j], row_idx[j]))
+        rankings[q.qid] = Ranking(q.qid, [docids[row_idx[j]] for j in keep], [float(row_scores[j]) for j in keep])
+    return rankings
+
+
+def top_indices(scores, k: int):
+    """Indices of the ``k`` highest scores, best first, ties by index."""
+    import numpy as np
+
+    part = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
+    return part[np.lexsort((part, -scores[part]))]
+
+
+def dense_rankings(dataset: Dataset, pool: int, cache_dir: str | os.PathLike | None, model: str,
+                   max_length: int | None, device: str, dtype: str, batch_size: int) -> dict[str, Ranking]:
+    """Exhaustive cosine search with a bi-encoder; corpus embeddings cached on disk."""
+    from bench.encoders import BiEncoder, cached_embeddings
+    from rerankers.base import resolve_device, resolve_dtype
+
+    if not dataset.corpus:
+        raise UserError(f"dataset {dataset.name!r}: empty corpus, nothing to retrieve")
+    device = resolve_device(device)
+    encoder = BiEncoder.load(model, device=device, dtype=resolve_dtype(dtype, device), max_length=max_length)
+    docids = list(dataset.corpus)
+    corpus_emb = cached_embeddings(encoder, corpus_fingerprint(dataset),
+                                   [dataset.corpus[d].as_passage() for d in docids], batch_size, cache_dir,
+                                   desc="encode corpus")
+    queries = dataset.queries
+    query_emb = encoder.encode_all([q.text for q in queries], batch_size, desc="encode queries")
+    k = min(pool, len(docids))
+    rankings = {}
+    for start in range(0, len(queries), 256):  # bounds the similarity matrix held at once
+        for q, row in zip(queries[start:start + 256], query_emb[start:start + 256] @ corpus_emb.T):
+            idx = top_indices(row, k)
+            rankings[q.qid] = Ranking(q.qid, [docids[i] for i in idx], [float(row[i]) for i in idx])
+    return rankings
+
+
+def given_candidates(dataset: Dataset, pool: int) -> list[CandidateList]:
+    """The dataset's own pools, in the given order; scores count down from the pool size."""
+    if not dataset.candidates:
+        raise UserError(f"first stage 'given': dataset {dataset.name!r} has no per-query candidate pools; "
+                        f"use bm25, dense or a run file")
+    origin = f"given pools of dataset {dataset.name!r}"
+    rankings = {q: Ranking(q, list(ds), [float(len(ds) - i) for i in range(len(ds))])
+                for q, ds in dataset.candidates.items()}
+    return _assemble(dataset, {q: _corpus_candidates(dataset, r, origin) for q, r in rankings.items()}, pool, origin)
+
+
+def candidates_from_file(dataset: Dataset, path: Path, pool: int) -> list[CandidateList]:
+    """A Request JSONL file (first non-blank character ``{``) or a TREC run file."""
+    with path.open() as fh:
+        first = next((line for line in fh if line.strip()), "")
+    if first.lstrip().startswith("{"):
+        by_qid = {}
+        for cl in read_requests_jsonl(path):
+            by_qid[cl.query.qid] = cl.candidates
+        return _assemble(dataset, by_qid, pool, str(path))
+    rankings = read_trec_run(path)
+    return _assemble(dataset, {q: _corpus_candidates(dataset, r, str(path)) for q, r in rankings.items()}, pool,
+                     str(path))
+
+
+# --- files ----------------------------------------------------------------------------------------------------------
+
+def _write_lines(path: str | os.PathLike, lines: Iterable[str]) -> None:
+    """Write atomically (a reader never sees half a file)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    with tmp.open("w") as fh:
+        for line in lines:
+            fh.write(line + "\n")
+    os.replace(tmp, path)
+
+
+def write_trec_run(path: str | os.PathLike, rankings_or_lists: Iterable[Ranking | CandidateList], tag: str) -> None:
+    """``qid Q0 docid rank score tag`` lines. Scores are the real ones when they never increase down a list;
+    otherwise rank-derived (n, n-1, ...) so that any reader that sorts by score restores the list's order."""
+    if not tag or any(ch.isspace() for ch in tag):
+        raise UserError(f"TREC run tag {tag!r}: expected one word without spaces")
+
+    def lines():
+        for item in rankings_or_lists:
+            if isinstance(item, CandidateList):
+                qid, docids, scores = item.query.qid, [c.docid for c in item.candidates], \
+                    [c.score for c in item.candidates]
+            else:
+                qid, docids, scores = item.qid, item.docids, item.scores
+            if any(b > a for a, b in zip(scores, scores[1:])):
+                scores = [float(len(docids) - i) for i in range(len(docids))]
+            for rank, (docid, score) in enumerate(zip(docids, scores), 1):
+                yield f"{qid} Q0 {docid} {rank} {float(score)!r} {tag}"
+
+    _write_lines(path, lines())
+
+
+def read_trec_run(path: str | os.PathLike) -> dict[str, Ranking]:
+    """A TREC run as qid -> Ranking, queries in file order; each query's documents by score, highest first,
+    ties by the rank column, then by line order."""
+    rows: dict[str, list[tuple[float, int, int, str]]] = {}
+    seen: dict[tuple[str, str], int] = {}
+    with open(path) as fh:
+        for lineno, line in enumerate(fh, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            if len(fields) != 6:
+                raise UserError(f"{path} line {lineno}: expected 6 fields 'qid Q0 docid rank score tag', "
+                                f"got {len(fields)}")
+            qid, _, docid, rank, score, _ = fields
+            try:
+                rank_value, score_value = int(rank), float(score)
+            except ValueError:
+                raise UserError(f"{path} line {lineno}: rank {rank!r} must be an integer and score {score!r} a number")\
+                    from None
+            if not math.isfinite(score_value):
+                raise UserError(f"{path} line {lineno}: score {score!r} is not a finite number")
+            if (qid, docid) in seen:
+                raise UserError(f"{path} line {lineno}: docid {docid!r} repeats for query {qid!r} "
+                                f"(first on line {seen[qid, docid]})")
+            seen[qid, docid] = lineno
+            rows.setdefault(qid, []).append((-score_value, rank_value, lineno, docid))
+    return {qid: Ranking(qid, [r[3] for r in sorted(rs)], [-r[0] for r in sorted(rs)]) for qid, rs in rows.items()}
+
+
+def write_requests_jsonl(path: str | os.PathLike, lists: Iterable[CandidateList]) -> None:
+    """rank_llm Request JSONL, one query per line (labels are not part of the format)."""
+    _write_lines(path, (json.dumps(cl.to_request_json(), ensure_ascii=False) for cl in lists))
+
+
+def read_requests_jsonl(path: str | os.PathLike) -> list[CandidateList]:
+    out = []
+    for lineno, obj in read_jsonl(Path(path), ("query", "candidates"), "a rank_llm Request"):
+        try:
+            cl = CandidateList.from_request_json(obj)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UserError(f"{path} line {lineno}: not a rank_llm Request "
+                            f"(expected query.qid, query.text, candidates[].docid; {type(exc).__name__}: {exc})") \
+                from None
+        docids = [c.docid for c in cl.candidates]
+        if len(set(docids)) != len(docids):
+            raise UserError(f"{path} line {lineno}: query {cl.query.qid!r} lists a docid twice")
+        out.append(cl)
+    return out
+
+
