@@ -1,0 +1,43 @@
+"""RankZephyr (Pradeep et al., 2023): Zephyr-7B fine-tuned for listwise reranking, with the prompt it was trained on
+(rank_llm's ``rank_zephyr_template``, ``bench/prompts/rank-zephyr.json``).
+
+Engines: vLLM in-process when installed (the ``vllm`` extra), else local transformers (``hf``); with a
+``base_url`` option, any OpenAI-compatible server that serves the checkpoint (e.g. ``vllm serve``); ``rankllm`` runs
+rank-llm itself against such a server. Context 4096 tokens, counted in the checkpoint's tokenizer when it can be
+loaded (always for ``hf``).
+"""
+from __future__ import annotations
+
+import warnings
+
+from rerankers.listwise import ListwiseReranker, TokenCounter, hf_token_counter, vllm_available
+from rerankers.registry import register
+
+
+@register("rankzephyr", aliases=("rank-zephyr", "rank_zephyr_7b_v1_full"), checkpoint="castorini/rank_zephyr_7b_v1_full",
+          kind="listwise", extra="vllm", description="RankZephyr 7B listwise reranker (rank_llm's sliding window)")
+class RankZephyr(ListwiseReranker):
+    """RankZephyr 7B listwise reranker."""
+
+    prompt_id = "rank-zephyr"
+
+    def default_engine_kind(self) -> str:
+        if self.settings.options.get("base_url"):
+            return "openai"
+        return "vllm" if vllm_available() else "hf"
+
+    def token_counter(self) -> TokenCounter | None:
+        from transformers import AutoTokenizer
+
+        from rerankers.cross_encoder import load_pretrained
+
+        source = self.settings.options.get("tokenizer") or self.checkpoint
+        if self.engine_kind == "hf":   # the model is loaded from here anyway: its tokenizer must load too
+            return hf_token_counter(load_pretrained(AutoTokenizer.from_pretrained, source), chat_template=True)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(source)
+        except OSError as exc:      # a served model whose tokenizer is not on this machine
+            warnings.warn(f"rankzephyr: no tokenizer for {source!r} ({str(exc).splitlines()[0]}); passages are only "
+                          f"cut to {self.max_words} words, without a context budget", stacklevel=2)
+            return None
+        return hf_token_counter(tokenizer, chat_template=self.engine_kind == "vllm")
