@@ -13,10 +13,10 @@ Methods (``first_stage(dataset, method, pool, cache_dir, **params)``):
   JSONL file (documents used as given). Queries of the dataset that the file lacks get an empty list.
 
 Candidates from bm25, dense and TREC runs are ordered by score, ties by the order the method produced them (a TREC
-file's rank column); Request JSONL and given pools keep their own order. ``bm25`` and ``dense``
-results are cached as ``<cache_dir>/first_stage/<key>.jsonl`` (one ``Ranking`` JSON per query), the key built from
-the dataset name, split, corpus and query fingerprints, method, pool and parameters; ``given`` and files are read
-directly.
+file's rank column); Request JSONL and given pools keep their own order. ``bm25`` and ``dense`` results are cached
+as ``<cache_dir>/first_stage/<key>.jsonl`` (one ``Ranking`` JSON per query), the key built from the dataset name,
+split, corpus and query fingerprints, method, pool, parameters and the model's (or bm25s') version; ``given`` and
+files are read directly.
 """
 from __future__ import annotations
 
@@ -38,7 +38,8 @@ from bench.types import Candidate, CandidateList, Ranking
 log = logging.getLogger(__name__)
 
 BUILTIN_METHODS = ("bm25", "dense", "given")
-BM25_DEFAULTS: dict[str, Any] = {"k1": 1.5, "b": 0.75, "method": "lucene", "stopwords": "en", "stemmer": "english"}
+BM25_VARIANTS = ("lucene", "robertson", "atire", "bm25l", "bm25+")   # bm25s' scoring methods
+BM25_DEFAULTS: dict[str, Any] = {"k1": 1.5, "b": 0.75, "variant": "lucene", "stopwords": "en", "stemmer": "english"}
 # Dense options that do not change the results (and stay out of the cache key).
 DENSE_RUNTIME: dict[str, Any] = {"device": "auto", "dtype": "float32", "batch_size": 64}
 
@@ -147,7 +148,7 @@ def _assemble(dataset: Dataset, candidates: dict[str, list[Candidate]], pool: in
 
 # --- methods --------------------------------------------------------------------------------------------------------
 
-def bm25_rankings(dataset: Dataset, pool: int, k1: float, b: float, method: str, stopwords: str | None,
+def bm25_rankings(dataset: Dataset, pool: int, k1: float, b: float, variant: str, stopwords: str | None,
                   stemmer: str | None) -> dict[str, Ranking]:
     """bm25s over ``Document.as_passage()`` (title and text), as xhluca/bm25-benchmarks' ``on_bm25s.py``."""
     import bm25s
@@ -155,6 +156,8 @@ def bm25_rankings(dataset: Dataset, pool: int, k1: float, b: float, method: str,
 
     if not dataset.corpus:
         raise UserError(f"dataset {dataset.name!r}: empty corpus, nothing to retrieve")
+    if variant not in BM25_VARIANTS:
+        raise UserError(f"bm25 variant {variant!r}: expected one of {', '.join(BM25_VARIANTS)}")
     stopwords = None if stopwords in (None, "none") else stopwords
     if stemmer in (None, "none"):
         stem = None
@@ -165,7 +168,7 @@ def bm25_rankings(dataset: Dataset, pool: int, k1: float, b: float, method: str,
     docids = list(dataset.corpus)
     corpus_tokens = bm25s.tokenize([dataset.corpus[d].as_passage() for d in docids], stopwords=stopwords,
                                    stemmer=stem, show_progress=True)
-    retriever = bm25s.BM25(method=method, k1=float(k1), b=float(b))
+    retriever = bm25s.BM25(method=variant, k1=float(k1), b=float(b))
     retriever.index(corpus_tokens, show_progress=True)
     queries = dataset.queries
     if not queries:

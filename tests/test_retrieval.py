@@ -113,6 +113,8 @@ def test_bad_method_options_and_pool():
         first_stage(dataset(), "bm25", pool=10, k3=1)
     with pytest.raises(UserError, match="positive"):
         first_stage(dataset(), "bm25", pool=0)
+    with pytest.raises(UserError, match="bm25 variant 'okapi'"):
+        first_stage(dataset(), "bm25", pool=10, variant="okapi")
     with pytest.raises(UserError, match="stemmer 'klingon'"):
         first_stage(dataset(), "bm25", pool=10, stemmer="klingon")
 
