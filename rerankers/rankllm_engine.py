@@ -45,18 +45,19 @@ def tiktoken_cache_dir(python: Path) -> Path:
 
 
 def find_python312() -> str:
-    """A Python >= 3.12 interpreter: ``python3.12``/``python3.13`` on PATH, else one of pyenv's."""
+    """A working Python >= 3.12 interpreter: one of pyenv's, else ``python3.12``/``python3.13`` on PATH (a pyenv
+    shim on PATH may exist without its version being selected, so each candidate is tried)."""
     import shutil
 
-    for name in ("python3.12", "python3.13"):
-        found = shutil.which(name)
-        if found:
-            return found
     pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
-    for version in sorted(pyenv.glob("3.1[23]*"), reverse=True):
-        if (version / "bin" / "python").exists():
-            return str(version / "bin" / "python")
-    raise RuntimeError("rank-llm 0.26 needs Python >= 3.12; none found on PATH or under pyenv")
+    candidates = [str(v / "bin" / "python") for v in sorted(pyenv.glob("3.1[23].*"), reverse=True)]
+    candidates += [found for found in map(shutil.which, ("python3.12", "python3.13")) if found]
+    for python in candidates:
+        probe = subprocess.run([python, "-c", "import sys; assert sys.version_info >= (3, 12)"],
+                               capture_output=True)
+        if probe.returncode == 0:
+            return python
+    raise RuntimeError("rank-llm 0.26 needs Python >= 3.12; none works on PATH or under pyenv")
 
 
 def setup_venv(venv: Path | None = None) -> Path:
