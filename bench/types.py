@@ -129,6 +129,7 @@ class Answer:
     prompt_hash: str           # hash of the prompt template (not of the filled prompt)
     usage: dict[str, int] = field(default_factory=dict)
     cached: bool = False
+    error: str | None = None   # set when the reader's LLM call failed; the runner records the query as failed
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,7 +138,7 @@ class Answer:
     def from_json(cls, obj: dict[str, Any]) -> "Answer":
         return cls(qid=str(obj["qid"]), text=obj["text"], docids=list(obj.get("docids", [])),
                    prompt_hash=obj.get("prompt_hash", ""), usage=dict(obj.get("usage", {})),
-                   cached=bool(obj.get("cached", False)))
+                   cached=bool(obj.get("cached", False)), error=obj.get("error"))
 
 
 @dataclass

@@ -1,0 +1,184 @@
+"""A persistent cache of LLM responses, shared by every engine.
+
+Reader generations are deterministic (greedy), so a response is a function of (engine identity, request): RRPO
+re-asks the same (question, prefix) many times and reruns of a benchmark re-ask everything. ``LLMCache`` keeps
+responses in SQLite (WAL mode, so readers never block and writers from several threads or processes queue briefly on
+``busy_timeout``); ``CachedEngine`` wraps any engine with it. Only successful responses are stored: a request that
+failed is asked again next time.
+"""
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, Sequence
+
+from bench.errors import UserError
+from bench.llm.base import ChatRequest, ChatResponse, Engine, stable_hash
+
+CACHE_MODES = ("use", "bypass", "refresh")
+_SQL_VARIABLES = 500   # keys per SELECT ... IN (...), below SQLite's variable limit of every version
+
+
+def bench_cache_dir() -> Path:
+    """Where rerank-bench keeps caches and converted models: ``$RERANK_BENCH_CACHE`` or ``~/.cache/rerank-bench``."""
+    return Path(os.environ.get("RERANK_BENCH_CACHE") or Path.home() / ".cache" / "rerank-bench")
+
+
+def cache_key(identity: dict[str, Any], request: ChatRequest) -> str:
+    return stable_hash({"engine": identity, "request": request.key_material()}, 64)
+
+
+class LLMCache:
+    """SQLite table key -> (response text, usage). One connection per thread and process, each in autocommit mode
+    with short explicit write transactions."""
+
+    def __init__(self, path: str | os.PathLike, busy_timeout_s: float = 60.0):
+        self.path = Path(path)
+        self.busy_timeout_ms = int(busy_timeout_s * 1000)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._local = threading.local()
+        with self._write() as db:
+            db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, text TEXT NOT NULL, "
+                       "usage TEXT NOT NULL, template TEXT NOT NULL, created REAL NOT NULL)")
+
+    def _connection(self) -> sqlite3.Connection:
+        # A connection must not cross a fork or a thread: keep one per (process, thread).
+        conn = getattr(self._local, "conn", None)
+        if conn is None or self._local.pid != os.getpid():
+            try:
+                conn = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_timeout_ms / 1000)
+                conn.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.DatabaseError as exc:
+                raise UserError(f"LLM cache {self.path}: not a usable SQLite database ({exc})") from exc
+            self._local.conn, self._local.pid = conn, os.getpid()
+        return conn
+
+    def _write(self) -> "_WriteTransaction":
+        return _WriteTransaction(self._connection())
+
+    def get_many(self, keys: Sequence[str]) -> dict[str, ChatResponse]:
+        """The stored responses among ``keys`` (missing keys are absent), marked ``cached``."""
+        db = self._connection()
+        found: dict[str, ChatResponse] = {}
+        unique = list(dict.fromkeys(keys))
+        for start in range(0, len(unique), _SQL_VARIABLES):
+            chunk = unique[start:start + _SQL_VARIABLES]
+            rows = db.execute(f"SELECT key, text, usage FROM responses WHERE key IN ({','.join('?' * len(chunk))})",
+                              chunk).fetchall()
+            for key, text, usage in rows:
+                found[key] = ChatResponse(text=text, usage=json.loads(usage), cached=True)
+        return found
+
+    def put_many(self, items: Sequence[tuple[str, ChatRequest, ChatResponse]], overwrite: bool = False) -> None:
+        """Store successful responses; responses with ``error`` set are refused (a bug in the caller)."""
+        if any(resp.error is not None for _, _, resp in items):
+            raise ValueError("LLMCache.put_many: failed responses must not be cached")
+        verb = "INSERT OR REPLACE" if overwrite else "INSERT OR IGNORE"
+        now = time.time()
+        rows = [(key, resp.text, json.dumps(resp.usage), req.template, now) for key, req, resp in items]
+        with self._write() as db:
+            db.executemany(f"{verb} INTO responses (key, text, usage, template, created) VALUES (?, ?, ?, ?, ?)",
+                           rows)
+
+    def __len__(self) -> int:
+        return self._connection().execute("SELECT COUNT(*) FROM responses").fetchone()[0]
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None and self._local.pid == os.getpid():
+            conn.close()
+        self._local.conn = None
+
+
+class _WriteTransaction:
+    """``BEGIN IMMEDIATE`` takes the write lock up front, so a busy database waits on ``busy_timeout`` here instead
+    of failing half-way through the transaction."""
+
+    def __init__(self, conn: sqlite3.Connection):
+        self.conn = conn
+
+    def __enter__(self) -> sqlite3.Connection:
+        self.conn.execute("BEGIN IMMEDIATE")
+        return self.conn
+
+    def __exit__(self, exc_type: Any, *_: Any) -> None:
+        self.conn.execute("ROLLBACK" if exc_type else "COMMIT")
+
+
+STAT_KEYS = ("batches", "requests", "calls", "hits", "misses", "errors", "prompt_tokens", "completion_tokens",
+             "cached_prompt_tokens", "cached_completion_tokens")
+
+
+class CachedEngine(Engine):
+    """Any engine behind the cache.
+
+    mode ``use``: serve stored responses, ask the engine for the rest (identical requests in one batch are asked
+    once), store the successful ones. ``bypass``: neither read nor write. ``refresh``: ask the engine for everything
+    and overwrite what is stored. ``stats`` counts ``batches`` (generate calls), ``requests``, ``calls`` (requests
+    sent to the engine: the LLM calls really made), ``hits`` (requests answered without the engine; requests =
+    calls + hits), ``misses`` (requests not found in the cache, = calls), ``errors`` (failed calls) and tokens
+    (``prompt_tokens``/``completion_tokens``: what the engine processed; ``cached_*``: what the cache saved)."""
+
+    def __init__(self, engine: Engine, cache: LLMCache, mode: str = "use"):
+        if mode not in CACHE_MODES:
+            raise UserError(f"cache mode {mode!r}: expected one of {', '.join(CACHE_MODES)}")
+        self.engine, self.cache, self.mode = engine, cache, mode
+        self.kind, self.model = engine.kind, engine.model
+        self.stats: dict[str, int] = dict.fromkeys(STAT_KEYS, 0)
+        self._lock = threading.Lock()
+
+    def identity(self) -> dict[str, Any]:
+        return self.engine.identity()
+
+    def generate(self, requests: Sequence[ChatRequest]) -> list[ChatResponse]:
+        identity = self.engine.identity()
+        keys = [cache_key(identity, r) for r in requests]
+        found = self.cache.get_many(keys) if self.mode == "use" else {}
+        # one engine request per distinct missing key, in first-seen order
+        ask = {k: r for k, r in zip(keys, requests) if k not in found}
+        if self.mode == "bypass":
+            ask_keys, ask_requests = keys, list(requests)
+        else:
+            ask_keys, ask_requests = list(ask), list(ask.values())
+        fresh = self.engine.generate(ask_requests) if ask_requests else []
+        if len(fresh) != len(ask_requests):
+            raise RuntimeError(f"engine {self.engine.kind}:{self.engine.model} returned {len(fresh)} responses "
+                               f"for {len(ask_requests)} requests")
+        if self.mode != "bypass":
+            good = [(k, r, resp) for k, r, resp in zip(ask_keys, ask_requests, fresh) if resp.error is None]
+            if good:
+                self.cache.put_many(good, overwrite=self.mode == "refresh")
+        if self.mode == "bypass":
+            out = fresh
+        else:
+            answered = dict(zip(ask_keys, fresh))
+            out = []
+            for k in keys:
+                if k in found:
+                    out.append(found[k])
+                else:   # a duplicate of an earlier request in this batch is served from that one's answer
+                    first = answered[k]
+                    out.append(first)
+                    answered[k] = ChatResponse(first.text, dict(first.usage), cached=True, error=first.error)
+        self._count(len(requests), fresh, [r for r in out if r.cached])
+        return out
+
+    def _count(self, n_requests: int, fresh: list[ChatResponse], served: list[ChatResponse]) -> None:
+        with self._lock:
+            s = self.stats
+            s["batches"] += 1
+            s["requests"] += n_requests
+            s["calls"] += len(fresh)
+            s["misses"] += len(fresh)
+            s["hits"] += len(served)
+            s["errors"] += sum(r.error is not None for r in fresh)
+            for prefix, responses in (("", fresh), ("cached_", served)):
+                for r in responses:
+                    s[f"{prefix}prompt_tokens"] += r.usage.get("prompt_tokens", 0)
+                    s[f"{prefix}completion_tokens"] += r.usage.get("completion_tokens", 0)
