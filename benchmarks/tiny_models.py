@@ -72,7 +72,7 @@ def monot5(folder: str | Path, seed: int = 0, with_labels: bool = True) -> Path:
     vocab_size = spm.SentencePieceProcessor(model_proto=model.getvalue()).get_piece_size()
     _seeded(seed)
     config = T5Config(vocab_size=vocab_size, d_model=32, d_ff=64, d_kv=16, num_layers=2, num_heads=2,
-                      decoder_start_token_id=0, pad_token_id=0, eos_token_id=1, initializer_factor=2.0)
+                      decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
     T5ForConditionalGeneration(config).save_pretrained(folder)
     return folder
 
