@@ -1,0 +1,25 @@
+"""RRPO — ReRanking Preference Optimization (Wu et al., "Optimizing RAG Rerankers with LLM Feedback via
+Reinforcement Learning", arXiv 2604.02091): train a pointwise reranker by RL from the answer quality of a frozen
+reader LLM.
+
+Modules: ``policy`` (a ``PointwiseReranker`` as a Plackett–Luce policy; checkpoint format and loader), ``rewards``
+(per-prefix reader rewards in one batched, cached call; the reference-anchored baseline; reward noise), ``rollouts``
+(sampling M rankings per query and rewarding every prefix), ``trainer`` (``RRPOConfig`` with every option, GAE,
+PPO-clip, KL, checkpoints, resume, plot). CLI: ``python -m rrpo train | evaluate``; inference:
+``rerankers/rrpo.py`` (the registered ``rrpo`` reranker = sort by the trained score).
+
+Choices of ours where the paper's detail was not recovered (each an option of ``RRPOConfig``):
+
+* Value function. R_ref(q, t) = reward of the reference's greedy top-t list, computed once per (query, t).
+  Default ``baseline=reference_return``: V(s_t) = Σ_{j>t} γ^{j-t-1} R_ref(q, j), the return the reference's list
+  earns from depth t on, so δ_t = r_{t+1} − R_ref(q, t+1) and, with γ = λ = 1, Â_t > 0 exactly when the policy's
+  rewards from depth t on beat the reference's. ``baseline=reference_reward`` takes V(s_t) = R_ref(q, t) literally;
+  then V(s_0) is 0 or, with ``closed_book_v0``, the reader's closed-book reward.
+* Terminal value: the episode ends after k picks, so V(s_k) = 0 in both modes.
+* KL: per-action log-ratio log π_θ(a_t|s_t) − log π_ref(a_t|s_t) at sampling time, subtracted from the reward with
+  weight β (InstructGPT style), so it enters through the advantage.
+* Advantages are standardised by the mean and standard deviation over the last ``window`` steps.
+* Ratio anchor: π_ref (``ratio_anchor=reference``, the paper's) keeps every sampled action's probability within
+  [1−ε, 1+ε] of the reference's — a trust region around π_ref for the whole run; ``behaviour`` (π_old, classic PPO)
+  lets the policy drift further from step to step.
+"""

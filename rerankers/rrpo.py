@@ -1,0 +1,62 @@
+"""RRPO-trained rerankers: a pointwise backbone fine-tuned by ``python -m rrpo train``.
+
+Inference is the policy's greedy decoding, i.e. sorting by the trained backbone's score divided by the policy's
+temperature: exactly the cost of the base reranker. The checkpoint (``--rrpo-checkpoint``, or ``--checkpoint`` in
+``RerankerSettings``) is a local folder or a hub id of a folder written by the trainer (config.json + a float16
+weights delta from the backbone).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+from bench.errors import UserError
+from rerankers.base import PointwiseReranker
+from rerankers.registry import register
+
+TRAIN_HINT = ("python -m rrpo train --dataset fictional --split train --backbone minilm --reader smollm2 --k 3 "
+              "--pool 20 --out runs/rrpo-minilm")
+
+
+def checkpoint_folder(checkpoint: str) -> Path:
+    """A local folder as is; anything else is fetched as a hub repository (the hub cache, or the network)."""
+    folder = Path(checkpoint)
+    if folder.is_dir():
+        return folder
+    from bench.errors import require
+
+    hub = require("huggingface_hub", "dev", "loading an RRPO checkpoint from the hub")
+    try:
+        return Path(hub.snapshot_download(checkpoint))
+    except Exception as exc:  # noqa: BLE001 - any hub failure means: no such checkpoint here
+        raise UserError(f"--rrpo-checkpoint {checkpoint!r}: neither a local folder nor a downloadable hub "
+                        f"repository ({type(exc).__name__}); train one with: {TRAIN_HINT}") from exc
+
+
+@register("rrpo", kind="pointwise",
+          description="a pointwise backbone (default minilm) trained by RRPO from reader feedback")
+class RRPOReranker(PointwiseReranker):
+    kind = "pointwise"
+
+    def __init__(self, checkpoint: str | None = None, settings=None):
+        super().__init__(checkpoint, settings)
+        if not checkpoint:
+            raise UserError(f"reranker 'rrpo' needs a trained checkpoint: pass --rrpo-checkpoint FOLDER, "
+                            f"or train one with: {TRAIN_HINT}")
+        from rrpo.policy import load_policy
+
+        self.policy = load_policy(checkpoint_folder(checkpoint), self.settings)
+
+    @property
+    def model(self):
+        return self.policy
+
+    def pair_length(self, query: str, passage: str) -> int:
+        return self.policy.reranker.pair_length(query, passage)
+
+    def score(self, queries: Sequence[str], passages: Sequence[str]):
+        scores = self.policy.reranker.score(queries, passages)
+        return scores / self.policy.log_temperature.exp().to(scores.device)
+
+    def identity(self) -> dict:
+        return {"name": self.name, "checkpoint": self.checkpoint, "temperature": self.policy.temperature}

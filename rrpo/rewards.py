@@ -1,0 +1,164 @@
+"""Rewards from the reader's answers, and the reference-anchored baseline.
+
+r_t = R(reader(q, d_{c_1..c_t}), gold): the reader answers from every prefix of a sampled ranking. ``PrefixRewarder``
+sends all prefixes of a whole batch in ONE ``Reader.answer`` call (identical prefixes asked once), through the
+reader's LLM cache, and counts how many answers were generated vs served from the cache or the batch.
+
+``ReferenceBaseline`` holds R_ref(q, t) = the reward of the frozen reference reranker's greedy top-t list: it depends
+only on (q, t), so it is computed once per (query, depth) for the whole of training, in memory and in a JSONL file
+(which a resumed run reloads). t = 0 is the closed-book reward (the reader with no documents) when asked for.
+"""
+from __future__ import annotations
+
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Protocol, Sequence
+
+from bench.errors import UserError
+from bench.llm.base import stable_hash
+from bench.types import Answer, Document, Query
+
+METRICS = {"f1": "F1", "em": "EM", "accuracy": "accuracy"}
+
+# A batched reward function: (queries, predictions) -> one score in [0, 1] per prediction. The answer metrics and
+# any LLM judge fit it.
+RewardMetric = Callable[[Sequence[Query], Sequence[str]], list[float]]
+
+
+class ReaderLike(Protocol):
+    def answer(self, queries: Sequence[Query], docs_lists: Sequence[Sequence[Document]]) -> list[Answer]: ...
+
+
+def answer_metric(name: str) -> RewardMetric:
+    """The token-F1, exact-match or containment ("accuracy") score of ``bench.metrics`` against the gold answers."""
+    if name not in METRICS:
+        raise UserError(f"--metric {name!r}: expected one of {', '.join(METRICS)} or judge")
+    from bench.metrics import answer_metrics
+
+    key = METRICS[name]
+
+    def metric(queries: Sequence[Query], predictions: Sequence[str]) -> list[float]:
+        return [float(answer_metrics(p, q.answers)[key]) for q, p in zip(queries, predictions)]
+
+    return metric
+
+
+def judge_metric(judge) -> RewardMetric:
+    """1 when a ``bench.judges.Judge`` calls the answer correct, else 0 (an invalid verdict counts as incorrect)."""
+
+    def metric(queries: Sequence[Query], predictions: Sequence[str]) -> list[float]:
+        verdicts = judge.judge([(q.text, q.answers, p) for q, p in zip(queries, predictions)])
+        return [1.0 if v.correct else 0.0 for v in verdicts]
+
+    return metric
+
+
+@dataclass(frozen=True)
+class RewardNoise:
+    """A noisy supervisor: with probability ``p`` a reward is flipped (r -> 1 - r) or perturbed (r + N(0, sigma),
+    clipped to [0, 1]). The draw is seeded by (seed, query, prefix), so the same prefix always gets the same noisy
+    reward, like a deterministic but unreliable reader would give."""
+
+    kind: str = "none"      # none | flip | gaussian
+    p: float = 0.0
+    sigma: float = 0.1
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.kind not in ("none", "flip", "gaussian"):
+            raise UserError(f"--reward-noise {self.kind!r}: expected none, flip or gaussian")
+        if not 0.0 <= self.p <= 1.0:
+            raise UserError(f"--noise-p {self.p}: expected a probability in [0, 1]")
+
+    def apply(self, qid: str, docids: Sequence[str], reward: float) -> float:
+        if self.kind == "none" or self.p == 0.0:
+            return reward
+        rng = random.Random(stable_hash([self.seed, qid, list(docids)]))
+        if rng.random() >= self.p:
+            return reward
+        if self.kind == "flip":
+            return 1.0 - reward
+        return min(1.0, max(0.0, reward + rng.gauss(0.0, self.sigma)))
+
+
+@dataclass
+class ReaderCounts:
+    """``requested``: prefix answers asked for; ``generated``: answers the reader really generated; the rest were
+    served from the LLM cache or were duplicates within the batch."""
+
+    requested: int = 0
+    generated: int = 0
+
+    @property
+    def from_cache(self) -> int:
+        return self.requested - self.generated
+
+    def to_json(self) -> dict[str, int]:
+        return {"requested": self.requested, "generated": self.generated, "from_cache": self.from_cache}
+
+
+class PrefixRewarder:
+    """Rewards of (query, document prefix) pairs from one batched reader call."""
+
+    def __init__(self, reader: ReaderLike, metric: RewardMetric, noise: RewardNoise = RewardNoise()):
+        self.reader, self.metric, self.noise = reader, metric, noise
+        self.counts = ReaderCounts()
+
+    def rewards(self, items: Sequence[tuple[Query, Sequence[Document]]]) -> list[float]:
+        unique: dict[tuple[str, tuple[str, ...]], int] = {}
+        queries: list[Query] = []
+        docs_lists: list[list[Document]] = []
+        for q, docs in items:
+            key = (q.qid, tuple(d.docid for d in docs))
+            if key not in unique:
+                unique[key] = len(queries)
+                queries.append(q)
+                docs_lists.append(list(docs))
+        answers = self.reader.answer(queries, docs_lists) if queries else []
+        scores = self.metric(queries, [a.text for a in answers])
+        self.counts.requested += len(items)
+        self.counts.generated += sum(not a.cached for a in answers)
+        noisy = [self.noise.apply(q.qid, [d.docid for d in docs], s) for q, docs, s in zip(queries, docs_lists, scores)]
+        return [noisy[unique[(q.qid, tuple(d.docid for d in docs))]] for q, docs in items]
+
+
+class ReferenceBaseline:
+    """R_ref(q, t) for t = 1..k (and t = 0 when ``closed_book``), each computed exactly once for a run.
+
+    ``computed`` counts the (query, depth) rewards this object asked the reader for; values loaded from ``path``
+    (a resumed run) are not recomputed."""
+
+    def __init__(self, rewarder: PrefixRewarder, k: int, path: Path | None = None, closed_book: bool = False):
+        self.rewarder, self.k, self.path, self.closed_book = rewarder, k, path, closed_book
+        self.values: dict[tuple[str, int], float] = {}
+        self.computed = 0
+        if path is not None and path.exists():
+            for line in path.read_text().splitlines():
+                row = json.loads(line)
+                self.values[(row["qid"], int(row["t"]))] = float(row["reward"])
+
+    def depths(self) -> range:
+        return range(0 if self.closed_book else 1, self.k + 1)
+
+    def ensure(self, reference_lists: Sequence[tuple[Query, Sequence[Document]]]) -> None:
+        """Compute the missing R_ref(q, t) for each (query, reference top-k documents), in one reader call."""
+        todo = [(q, t, docs[:t]) for q, docs in reference_lists for t in self.depths()
+                if (q.qid, t) not in self.values]
+        todo = list({(q.qid, t): (q, t, docs) for q, t, docs in todo}.values())
+        if not todo:
+            return
+        rewards = self.rewarder.rewards([(q, docs) for q, _, docs in todo])
+        rows = []
+        for (q, t, _), r in zip(todo, rewards):
+            self.values[(q.qid, t)] = r
+            rows.append(json.dumps({"qid": q.qid, "t": t, "reward": r}))
+        self.computed += len(todo)
+        if self.path is not None:
+            with self.path.open("a") as f:
+                f.write("\n".join(rows) + "\n")
+
+    def rewards(self, qid: str) -> list[float]:
+        """[R_ref(q, 0), ..., R_ref(q, k)]; R_ref(q, 0) is 0 unless ``closed_book``."""
+        return [self.values.get((qid, 0), 0.0) if t == 0 else self.values[(qid, t)] for t in range(self.k + 1)]

@@ -1,0 +1,451 @@
+"""RRPO training: GAE advantages against the reference-anchored baseline, PPO-clip, KL to π_ref, AdamW.
+
+Per step, for a batch of queries (split over the processes when run under torchrun):
+1. ``RolloutCollector.collect``: M Plackett–Luce rankings of k documents per query from π_θ, the reader's reward after
+   every pick r_1..r_k, and R_ref(q, 0..k), the rewards of π_ref's greedy prefixes (once per (query, depth)).
+2. Per-action KL penalty, InstructGPT style: r̃_t = r_t − β (log π_θ(a_t|s_t) − log π_ref(a_t|s_t)), the
+   log-ratio taken at sampling time.
+3. Values V(s_0..s_k) from R_ref (see ``state_values``), δ_t = r̃_t + γ V(s_{t+1}) − V(s_t), GAE(γ, λ) advantages,
+   standardised by the mean and standard deviation of the advantages of the last ``window`` steps.
+4. ``updates_per_batch`` AdamW steps on −(1/k) Σ_t min(ρ_t Â_t, clip(ρ_t, 1−ε, 1+ε) Â_t), ρ_t = π_θ/π_ref (the
+   paper's anchor) or π_θ/π_old; gradients are averaged over processes, then clipped.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from bench.errors import UserError
+from bench.types import CandidateList
+from rerankers.base import PointwiseReranker
+from rrpo.policy import CHECKPOINT_FORMAT, WEIGHTS_FILE, RerankPolicy, step_log_probs
+from rrpo.rewards import PrefixRewarder, ReaderLike, ReferenceBaseline, RewardMetric, RewardNoise
+from rrpo.rollouts import QueryRollouts, RolloutCollector
+
+
+@dataclass
+class RRPOConfig:
+    """Every RRPO option with its default. Where the paper's value was not recovered the default
+    is our choice (see the rrpo package docstring), and the comment says why."""
+
+    # data and models
+    dataset: str = "fictional"
+    split: str = "train"
+    first_stage: str = "bm25"
+    pool: int = 20                      # candidates per query (paper: BM25 top-100; 20 keeps CPU rollouts cheap)
+    limit: int | None = None            # train on the first N queries only
+    backbone: str = "minilm"            # a registered pointwise reranker; it is also π_ref
+    backbone_checkpoint: str | None = None
+    reader: str = "smollm2"             # the reward source (an LLM engine spec); evaluate with any other reader
+    reader_template: str = "reader-qa"
+    max_tokens: int = 32                # the benchmark reader's default, so training answers are cache hits there
+    reader_batch_size: int = 16         # prompts per generate batch (does not change the answers)
+    metric: str = "f1"                  # f1 | em | accuracy | judge:<engine spec>
+    # policy
+    k: int = 3                          # training horizon (paper: k_train = 3 was best)
+    temperature: float | None = None    # PL logits = score / τ; None: 0.05 for cosine backbones, else 1
+    learn_temperature: bool = False     # sorting ignores τ, so learning it only sharpens the sampling
+    trainable: str = "top:1"            # all | top:N | none: the last layer learns and the delta stays small
+    # rollouts and rewards
+    rollouts: int = 4                   # M rankings per query
+    queries_per_step: int = 8
+    reward_noise: str = "none"          # none | flip | gaussian (noisy-supervisor study)
+    noise_p: float = 0.0
+    noise_sigma: float = 0.1
+    # baseline and advantages
+    baseline: str = "reference_return"  # reference_return | reference_reward (see state_values)
+    closed_book_v0: bool = False        # reference_reward only: V(s_0) = closed-book reward instead of 0
+    gamma: float = 1.0                  # with γ = λ = 1, Â_t > 0 means "beat the reference from depth t on"
+    lam: float = 1.0
+    window: int = 16                    # steps whose advantages standardise the current ones
+    # objective and optimiser
+    clip_eps: float = 0.2
+    ratio_anchor: str = "reference"     # reference (paper) | behaviour (π_old, classic PPO)
+    kl_beta: float = 0.02               # InstructGPT's per-token KL coefficient
+    lr: float = 3e-5
+    weight_decay: float = 0.01
+    grad_clip: float = 1.0
+    updates_per_batch: int = 2          # gradient steps per batch of rollouts (rollouts cost reader calls; updates don't)
+    epochs: int = 2                     # the second epoch re-asks many prefixes: cache hits
+    seed: int = 0
+    save_every: int = 10                # steps between resumable checkpoints
+    max_minutes: float | None = None    # stop (and save) after the first step that ends past this wall-clock budget
+    cache_dir: str | None = None        # LLM cache and first-stage cache (default: the benchmark's cache dir)
+
+    def validate(self) -> None:
+        checks = [
+            (self.k >= 1, "--k: expected >= 1"),
+            (self.pool >= self.k, f"--pool {self.pool}: expected >= --k {self.k}"),
+            (self.rollouts >= 1, "--rollouts: expected >= 1"),
+            (self.queries_per_step >= 1, "--queries-per-step: expected >= 1"),
+            (self.baseline in ("reference_return", "reference_reward"),
+             f"--baseline {self.baseline!r}: expected reference_return or reference_reward"),
+            (self.ratio_anchor in ("reference", "behaviour"),
+             f"--ratio-anchor {self.ratio_anchor!r}: expected reference or behaviour"),
+            (0 < self.clip_eps < 1, f"--clip-eps {self.clip_eps}: expected a number in (0, 1)"),
+            (0 <= self.gamma <= 1 and 0 <= self.lam <= 1, "--gamma/--lam: expected numbers in [0, 1]"),
+            (self.window >= 1, "--window: expected >= 1"),
+            (self.epochs >= 1 and self.updates_per_batch >= 1, "--epochs/--updates-per-batch: expected >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise UserError(message)
+
+    def resolved_temperature(self) -> float:
+        from rrpo.policy import default_temperature
+
+        return self.temperature if self.temperature is not None else default_temperature(self.backbone)
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> "RRPOConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(obj) - known
+        if unknown:
+            raise UserError(f"RRPO config: unknown fields {sorted(unknown)}")
+        return cls(**obj)
+
+
+# ------------------------------------------------------------------------------------------- advantages and loss
+
+def state_values(reference_rewards: Tensor, mode: str, gamma: float) -> Tensor:
+    """V(s_0..s_k) from R_ref(q, 0..k) (index t = the reference's top-t list; R_ref(q, 0) is the closed-book reward or
+    0). The episode ends after k picks, so the terminal value V(s_k) is 0 in both modes.
+
+    ``reference_return`` (default): V(s_t) = Σ_{j=t+1..k} γ^{j-t-1} R_ref(q, j), the return the reference's greedy
+    list earns from depth t on. Then δ_t = r_{t+1} − R_ref(q, t+1) exactly: each pick is judged against the
+    reference's list at the same depth, and with γ = λ = 1, Â_t > 0 iff the policy's rewards from depth t on beat the
+    reference's. ``reference_reward``: V(s_t) = R_ref(q, t) literally (the paper summaries' wording), t < k."""
+    k = reference_rewards.shape[0] - 1
+    values = torch.zeros(k + 1, dtype=torch.float64)
+    if mode == "reference_return":
+        for t in range(k - 1, -1, -1):
+            values[t] = reference_rewards[t + 1] + gamma * values[t + 1]
+    else:
+        values[:k] = reference_rewards[:k]
+    return values
+
+
+def gae(rewards: Tensor, values: Tensor, gamma: float, lam: float) -> Tensor:
+    """Generalised advantage estimation. rewards [..., k] (r for the action taken in s_t, t = 0..k-1), values
+    [..., k + 1] (V(s_0..s_k)). δ_t = r_t + γ V(s_{t+1}) − V(s_t); Â_t = Σ_{j≥t} (γλ)^{j−t} δ_j."""
+    deltas = rewards + gamma * values[..., 1:] - values[..., :-1]
+    out = torch.zeros_like(deltas)
+    running = torch.zeros_like(deltas[..., 0])
+    for t in range(deltas.shape[-1] - 1, -1, -1):
+        running = deltas[..., t] + gamma * lam * running
+        out[..., t] = running
+    return out
+
+
+def ppo_clip_surrogate(logp: Tensor, logp_anchor: Tensor, advantages: Tensor, eps: float) -> tuple[Tensor, Tensor]:
+    """Per-action PPO-clip objective min(ρÂ, clip(ρ, 1−ε, 1+ε)Â), ρ = exp(logp − logp_anchor), to maximise; and the
+    mask of actions whose ratio lies outside [1−ε, 1+ε] (the clip fraction)."""
+    ratio = torch.exp(logp - logp_anchor)
+    surrogate = torch.minimum(ratio * advantages, ratio.clamp(1 - eps, 1 + eps) * advantages)
+    return surrogate, (ratio - 1).abs() > eps
+
+
+class AdvantageWindow:
+    """Standardises advantages by the mean and standard deviation of the advantages of the last ``steps`` steps."""
+
+    def __init__(self, steps: int, history: Sequence[Sequence[float]] = ()):
+        self.history: deque[list[float]] = deque((list(h) for h in history), maxlen=steps)
+
+    def push(self, step_values: Sequence[float]) -> None:
+        self.history.append(list(step_values))
+
+    def standardise(self, advantages: Tensor) -> Tensor:
+        pool = torch.tensor([v for h in self.history for v in h], dtype=torch.float64)
+        std = pool.std(unbiased=False) if pool.numel() > 1 else torch.tensor(0.0, dtype=torch.float64)
+        return (advantages - pool.mean()) / (std + 1e-8)
+
+
+# ------------------------------------------------------------------------------------------------- distribution
+
+@dataclass(frozen=True)
+class Dist:
+    rank: int = 0
+    world: int = 1
+
+    @classmethod
+    def from_env(cls) -> "Dist":
+        """Under torchrun (WORLD_SIZE > 1) join the process group: gloo on CPU, nccl on GPUs."""
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        if world == 1:
+            return cls()
+        import torch.distributed as dist
+
+        if not dist.is_initialized():
+            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        return cls(dist.get_rank(), world)
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+    def gather(self, obj: Any) -> list[Any]:
+        if self.world == 1:
+            return [obj]
+        import torch.distributed as dist
+
+        out: list[Any] = [None] * self.world
+        dist.all_gather_object(out, obj)
+        return out
+
+    def average_gradients(self, params: Sequence[torch.nn.Parameter]) -> None:
+        if self.world == 1:
+            return
+        import torch.distributed as dist
+
+        for p in params:
+            if p.grad is None:
+                p.grad = torch.zeros_like(p)
+            dist.all_reduce(p.grad)
+            p.grad /= self.world
+
+    def barrier(self) -> None:
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+
+
+# ------------------------------------------------------------------------------------------------------ trainer
+
+class RRPOTrainer:
+    """Trains ``policy`` on ``train_lists``. ``out`` (optional) receives the checkpoint, the log and the plot; a
+    trainer started on an ``out`` that holds a resumable state continues from it."""
+
+    def __init__(self, cfg: RRPOConfig, policy: RerankPolicy, collector: RolloutCollector,
+                 train_lists: Sequence[CandidateList], out: Path | None = None, dist: Dist = Dist()):
+        cfg.validate()
+        self.cfg, self.policy, self.collector, self.out, self.dist = cfg, policy, collector, out, dist
+        self.train_lists = list(train_lists)
+        if not self.train_lists:
+            raise UserError(f"RRPO: no training queries in {cfg.dataset}/{cfg.split}")
+        self.params = list(policy.trainable_parameters().values())
+        if not self.params:
+            raise UserError(f"--trainable {cfg.trainable}: nothing to train (add --learn-temperature or pick layers)")
+        self.initial = {n: p.detach().clone() for n, p in policy.trainable_parameters().items()}
+        self.optimizer = torch.optim.AdamW(self.params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.window = AdvantageWindow(cfg.window)
+        self.step = 0
+        self.seconds = 0.0
+        if out is not None and (out / "resume" / "state.pt").exists():
+            self._load_resume_state()
+
+    @property
+    def steps_per_epoch(self) -> int:
+        return math.ceil(len(self.train_lists) / self.cfg.queries_per_step)
+
+    def batch(self, step: int) -> list[CandidateList]:
+        """This process's share of the queries of global step ``step`` (a seeded shuffle per epoch)."""
+        epoch, index = divmod(step, self.steps_per_epoch)
+        order = torch.randperm(len(self.train_lists), generator=torch.Generator().manual_seed(self.cfg.seed + epoch))
+        qs = self.cfg.queries_per_step
+        chosen = order[index * qs:(index + 1) * qs].tolist()
+        return [self.train_lists[i] for i in chosen[self.dist.rank::self.dist.world]]
+
+    # --- one step --------------------------------------------------------------------------------------------
+    def advantages(self, rollouts: Sequence[QueryRollouts]) -> tuple[list[Tensor], dict[str, float]]:
+        cfg = self.cfg
+        raw, kls = [], []
+        for ro in rollouts:
+            kl = ro.logp_behaviour - ro.logp_ref
+            values = state_values(ro.reference_rewards.double(), cfg.baseline, cfg.gamma)
+            raw.append(gae(ro.rewards.double() - cfg.kl_beta * kl.double(), values.expand(ro.rewards.shape[0], -1),
+                           cfg.gamma, cfg.lam))
+            kls.append(kl)
+        local = [v for a in raw for v in a.flatten().tolist()]
+        everyone = [v for part in self.dist.gather(local) for v in part]
+        self.window.push(everyone)
+        flat = torch.tensor(everyone)
+        stats = {"adv_mean": float(flat.mean()), "adv_std": float(flat.std(unbiased=False)),
+                 "adv_pos_frac": float((flat > 0).double().mean()),
+                 "kl": float(torch.cat([k.flatten() for k in kls]).mean())}
+        return [self.window.standardise(a) for a in raw], stats
+
+    def update(self, rollouts: Sequence[QueryRollouts], advantages: Sequence[Tensor]) -> dict[str, float]:
+        cfg = self.cfg
+        losses, clipped, grad_norms = [], [], []
+        for _ in range(cfg.updates_per_batch):
+            self.optimizer.zero_grad(set_to_none=True)
+            for ro, adv in zip(rollouts, advantages):
+                logp = step_log_probs(self.policy.scores(ro.cl), ro.actions)
+                anchor = ro.logp_ref if cfg.ratio_anchor == "reference" else ro.logp_behaviour
+                surrogate, outside = ppo_clip_surrogate(logp, anchor, adv.float(), cfg.clip_eps)
+                loss = -surrogate.mean() / len(rollouts)
+                loss.backward()
+                losses.append(float(loss.detach()) * len(rollouts))
+                clipped.append(float(outside.float().mean()))
+            self.dist.average_gradients(self.params)
+            grad_norms.append(float(torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)))
+            self.optimizer.step()
+        return {"loss": _mean(losses), "clip_frac": _mean(clipped), "grad_norm": _mean(grad_norms)}
+
+    def train_step(self) -> dict[str, Any]:
+        t0 = time.perf_counter()
+        rewarder = self.collector.rewarder
+        before = (rewarder.counts.requested, rewarder.counts.generated, self.collector.baseline.computed)
+        rollouts = self.collector.collect(self.batch(self.step))
+        advantages, adv_stats = self.advantages(rollouts)
+        update_stats = self.update(rollouts, advantages)
+        self.seconds += time.perf_counter() - t0
+        local = {
+            "final_reward": [float(v) for ro in rollouts for v in ro.rewards[:, -1]],
+            "reference_reward": [float(ro.reference_rewards[-1]) for ro in rollouts],
+            "counts": [rewarder.counts.requested - before[0], rewarder.counts.generated - before[1],
+                       self.collector.baseline.computed - before[2], rewarder.counts.requested,
+                       rewarder.counts.generated, self.collector.baseline.computed],
+        }
+        parts = self.dist.gather(local)
+        counts = [sum(p["counts"][i] for p in parts) for i in range(6)]
+        rewards = [v for p in parts for v in p["final_reward"]]
+        refs = [v for p in parts for v in p["reference_reward"]]
+        self.step += 1
+        return {
+            "step": self.step, "epoch": (self.step - 1) // self.steps_per_epoch, "queries": len(refs),
+            "reward": _mean(rewards), "baseline": _mean(refs), **adv_stats, **update_stats,
+            "temperature": self.policy.temperature,
+            "reader": {"requested": counts[0], "generated": counts[1], "from_cache": counts[0] - counts[1]},
+            "reader_total": {"requested": counts[3], "generated": counts[4], "from_cache": counts[3] - counts[4]},
+            "cache_fraction": (counts[3] - counts[4]) / counts[3] if counts[3] else 0.0,
+            "baseline_computed": counts[2], "baseline_computed_total": counts[5],
+            "seconds": round(self.seconds, 2),
+        }
+
+    def train(self) -> list[dict[str, Any]]:
+        total = self.cfg.epochs * self.steps_per_epoch
+        log = []
+        bar = tqdm(total=total, initial=self.step, desc="rrpo train", unit="step", disable=not self.dist.main)
+        started = time.perf_counter()
+        while self.step < total:
+            row = self.train_step()
+            log.append(row)
+            bar.update(1)
+            bar.set_postfix(reward=f"{row['reward']:.3f}", ref=f"{row['baseline']:.3f}",
+                            cache=f"{row['cache_fraction']:.2f}")
+            if self.out is not None and self.dist.main:
+                with (self.out / "train_log.jsonl").open("a") as f:
+                    f.write(json.dumps(row) + "\n")
+            out_of_time = any(self.dist.gather(self.cfg.max_minutes is not None and   # every process stops together
+                                               time.perf_counter() - started > 60 * self.cfg.max_minutes))
+            if self.out is not None and (self.step % self.cfg.save_every == 0 or self.step == total or out_of_time):
+                self.save()
+            if out_of_time:
+                break
+        bar.close()
+        return log
+
+    # --- checkpoints -----------------------------------------------------------------------------------------
+    def save(self) -> None:
+        """Write the reloadable checkpoint (config.json + weights delta) and the resume state, each atomically."""
+        from safetensors.torch import save_file
+
+        generator_states = self.dist.gather(self.collector.generator.get_state())
+        if not self.dist.main:
+            return
+        out = self.out
+        out.mkdir(parents=True, exist_ok=True)
+        delta = {n: (p.detach() - self.initial[n]).to(torch.float16).contiguous()
+                 for n, p in self.policy.trainable_parameters().items() if n != "log_temperature"}
+        delta = {n: d for n, d in delta.items() if d.any()}     # untouched tensors (e.g. an unused pooler) stay out
+        _atomic(out / WEIGHTS_FILE, lambda tmp: save_file(delta, str(tmp), metadata={"format": CHECKPOINT_FORMAT}))
+        config = {"format": CHECKPOINT_FORMAT, "backbone": self.cfg.backbone,
+                  "backbone_checkpoint": self.cfg.backbone_checkpoint, "temperature": self.policy.temperature,
+                  "weights": WEIGHTS_FILE, "weights_kind": "delta (trained minus backbone), float16",
+                  "step": self.step, "hyperparameters": asdict(self.cfg)}
+        _atomic(out / "config.json", lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"))
+        state = {"step": self.step, "seconds": self.seconds,
+                 "params": {n: p.detach().clone() for n, p in self.policy.trainable_parameters().items()},
+                 "optimizer": self.optimizer.state_dict(), "generators": generator_states,
+                 "window": list(self.window.history), "config": asdict(self.cfg)}
+        (out / "resume").mkdir(exist_ok=True)
+        _atomic(out / "resume" / "state.pt", lambda tmp: torch.save(state, tmp))
+        plot_training_curves(out / "train_log.jsonl", out / "training_curves.png")
+
+    def _load_resume_state(self) -> None:
+        state = torch.load(self.out / "resume" / "state.pt", weights_only=True)
+        free = ("epochs", "max_minutes", "save_every", "reader_batch_size")   # may change between sessions
+        saved = {k: v for k, v in state["config"].items() if k not in free}
+        now = {k: v for k, v in asdict(self.cfg).items() if k not in free}
+        if saved != now:
+            changed = sorted(k for k in now if saved.get(k) != now[k])
+            raise UserError(f"{self.out}: holds an RRPO run with other options ({', '.join(changed)}); "
+                            f"use another --out or the same options (only {', '.join(free)} may change)")
+        with torch.no_grad():
+            for n, p in self.policy.trainable_parameters().items():
+                p.copy_(state["params"][n])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.collector.generator.set_state(state["generators"][self.dist.rank])
+        self.window = AdvantageWindow(self.cfg.window, state["window"])
+        self.step, self.seconds = int(state["step"]), float(state["seconds"])
+        log = self.out / "train_log.jsonl"
+        if self.dist.main and log.exists():   # drop rows logged after the checkpoint: they will be redone
+            rows = [r for r in log.read_text().splitlines() if r and json.loads(r)["step"] <= self.step]
+            _atomic(log, lambda tmp: tmp.write_text("".join(r + "\n" for r in rows)))
+
+
+def assemble_trainer(cfg: RRPOConfig, reranker: PointwiseReranker, reader: ReaderLike, metric: RewardMetric,
+                     train_lists: Sequence[CandidateList], out: Path | None = None,
+                     dist: Dist = Dist()) -> RRPOTrainer:
+    """Wire a trainer from built parts: π_θ and its frozen copy π_ref around ``reranker``, the rewarder, the
+    reference baseline (persisted in ``out``) and the seeded sampler (one stream per process)."""
+    cfg.validate()
+    policy = RerankPolicy(reranker, cfg.resolved_temperature(), cfg.learn_temperature, cfg.trainable)
+    reference = policy.frozen_copy()
+    rewarder = PrefixRewarder(reader, metric, RewardNoise(cfg.reward_noise, cfg.noise_p, cfg.noise_sigma, cfg.seed))
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+    baseline = ReferenceBaseline(rewarder, cfg.k, out / "reference_baseline.jsonl" if out is not None else None,
+                                 closed_book=cfg.baseline == "reference_reward" and cfg.closed_book_v0)
+    generator = torch.Generator().manual_seed(cfg.seed + dist.rank)
+    collector = RolloutCollector(policy, reference, rewarder, baseline, cfg.k, cfg.rollouts, generator)
+    return RRPOTrainer(cfg, policy, collector, train_lists, out, dist)
+
+
+def _mean(values: Sequence[float]) -> float:
+    return float(sum(values) / len(values)) if values else 0.0
+
+
+def _atomic(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def plot_training_curves(log_path: Path, png_path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line] if log_path.exists() else []
+    if not rows:
+        return
+    steps = [r["step"] for r in rows]
+    panels = [("reward (final step) vs reference", [("reward", "policy"), ("baseline", "reference")]),
+              ("advantage (raw)", [("adv_mean", "mean"), ("adv_std", "std")]),
+              ("KL(π_θ‖π_ref) per action", [("kl", "kl")]),
+              ("clip fraction", [("clip_frac", "clipped")]),
+              ("reader answers from cache (cumulative)", [("cache_fraction", "fraction")])]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4 * len(panels), 3.2))
+    for ax, (title, series) in zip(axes, panels):
+        for key, label in series:
+            ax.plot(steps, [r[key] for r in rows], label=label)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("step")
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    _atomic(png_path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
+    plt.close(fig)

@@ -1,0 +1,211 @@
+"""RRPO update math (GAE, values, PPO-clip, KL, standardisation), rewards and the reference baseline, and training
+end to end with stand-ins: the synthetic reward rises, checkpoints reload, a resumed run equals an uninterrupted one."""
+from __future__ import annotations
+
+import itertools
+import json
+
+import pytest
+import torch
+
+from bench.errors import UserError
+from rrpo.policy import step_log_probs
+from rrpo.rewards import PrefixRewarder, ReferenceBaseline, RewardNoise
+from rrpo.trainer import (AdvantageWindow, RRPOConfig, assemble_trainer, gae, ppo_clip_surrogate,
+                          state_values)
+from tests.rrpo_standins import STANDIN_NAME, TableReranker, TargetReader, candidate_list, yes_metric
+
+
+# ------------------------------------------------------------------------------------------ advantages and values
+
+def test_gae_equals_hand_computed_example():
+    rewards = torch.tensor([1.0, 0.0, 2.0], dtype=torch.float64)
+    values = torch.tensor([0.5, 0.2, 0.1, 0.0], dtype=torch.float64)
+    # δ = [1 + .9*.2 - .5, 0 + .9*.1 - .2, 2 + 0 - .1] = [.68, -.11, 1.9]; γλ = .72
+    # Â_2 = 1.9; Â_1 = -.11 + .72*1.9 = 1.258; Â_0 = .68 + .72*1.258 = 1.58576
+    assert gae(rewards, values, gamma=0.9, lam=0.8).tolist() == pytest.approx([1.58576, 1.258, 1.9], abs=1e-12)
+
+
+def test_state_values_reference_return_makes_delta_reward_minus_reference():
+    ref = torch.tensor([0.0, 0.2, 0.5, 1.0], dtype=torch.float64)      # R_ref(q, 0..3)
+    values = state_values(ref, "reference_return", gamma=1.0)
+    assert values.tolist() == pytest.approx([1.7, 1.5, 1.0, 0.0])
+    rewards = torch.tensor([0.3, 0.5, 0.4], dtype=torch.float64)
+    deltas = gae(rewards, values, gamma=1.0, lam=0.0)                  # λ = 0: the advantage is δ itself
+    assert deltas.tolist() == pytest.approx([0.3 - 0.2, 0.5 - 0.5, 0.4 - 1.0])
+    assert state_values(ref, "reference_reward", gamma=1.0).tolist() == pytest.approx([0.0, 0.2, 0.5, 0.0])
+
+
+def test_advantage_window_standardises_over_recent_steps_only():
+    window = AdvantageWindow(steps=2)
+    for values in ([100.0, 100.0], [1.0, 3.0], [5.0, 7.0]):            # the first step falls out of the window
+        window.push(values)
+    out = window.standardise(torch.tensor([4.0], dtype=torch.float64))
+    pool = torch.tensor([1.0, 3.0, 5.0, 7.0], dtype=torch.float64)
+    assert out.item() == pytest.approx(((4.0 - pool.mean()) / pool.std(unbiased=False)).item(), abs=1e-6)
+
+
+# ------------------------------------------------------------------------------------------------- PPO-clip, KL
+
+def _surrogate_grad(ratio: float, advantage: float, eps: float = 0.2) -> float:
+    logp = torch.tensor([math_log(ratio)], requires_grad=True)
+    surrogate, _ = ppo_clip_surrogate(logp, torch.zeros(1), torch.tensor([advantage]), eps)
+    surrogate.sum().backward()
+    return logp.grad.item()
+
+
+def math_log(x: float) -> float:
+    return torch.log(torch.tensor(x)).item()
+
+
+def test_ratio_one_at_initialisation_gives_the_plain_policy_gradient():
+    adv = torch.tensor([0.7, -1.3])
+    logp = torch.tensor([-1.2, -0.4], requires_grad=True)
+    surrogate, outside = ppo_clip_surrogate(logp, logp.detach(), adv, 0.2)
+    assert surrogate.tolist() == pytest.approx(adv.tolist())
+    assert not outside.any()
+    surrogate.sum().backward()
+    assert logp.grad.tolist() == pytest.approx(adv.tolist())          # d(ρÂ)/d logp = ρÂ = Â at ρ = 1
+
+
+@pytest.mark.parametrize("ratio,advantage,zero", [
+    (1.3, +1.0, True),    # above 1+ε, good action: no further push up
+    (1.3, -1.0, False),   # above 1+ε, bad action: still pushed down
+    (0.7, -1.0, True),    # below 1−ε, bad action: no further push down
+    (0.7, +1.0, False),   # below 1−ε, good action: still pushed up
+    (1.1, +1.0, False),
+    (0.9, -1.0, False),
+])
+def test_clipped_gradient_is_zero_beyond_the_trust_region_for_the_right_sign(ratio, advantage, zero):
+    grad = _surrogate_grad(ratio, advantage)
+    assert (grad == 0.0) is zero
+    if not zero:
+        assert grad == pytest.approx(ratio * advantage, rel=1e-5)
+
+
+def test_kl_and_ratio_are_exactly_zero_and_one_at_initialisation():
+    trainer = _trainer(n_queries=2)
+    rollouts = trainer.collector.collect(trainer.batch(0))
+    for ro in rollouts:
+        assert torch.equal(ro.logp_behaviour, ro.logp_ref)
+        logp = step_log_probs(trainer.policy.scores(ro.cl), ro.actions)
+        assert torch.allclose(torch.exp(logp - ro.logp_ref), torch.ones_like(logp))
+    assert trainer.train_step()["kl"] == 0.0
+
+
+# ------------------------------------------------------------------------------------------ rewards and baseline
+
+def test_rewarder_dedupes_prefixes_in_one_reader_call_and_counts_cache_hits():
+    reader = TargetReader("d1")
+    rewarder = PrefixRewarder(reader, yes_metric)
+    cl = candidate_list("q")
+    docs = [c.doc for c in cl.candidates]
+    items = [(cl.query, docs[:1]), (cl.query, docs[:2]), (cl.query, docs[:1]), (cl.query, [docs[2]])]
+    assert rewarder.rewards(items) == [0.0, 1.0, 0.0, 0.0]
+    assert reader.calls == 1 and len(reader.asked) == 3                 # the repeated prefix is asked once
+    assert rewarder.counts.to_json() == {"requested": 4, "generated": 3, "from_cache": 1}
+    rewarder.rewards(items[:2])
+    assert rewarder.counts.to_json() == {"requested": 6, "generated": 3, "from_cache": 3}
+
+
+def test_reward_noise_flips_deterministically_per_prefix():
+    always = RewardNoise("flip", p=1.0)
+    assert always.apply("q", ["d1"], 0.25) == 0.75
+    assert RewardNoise("flip", p=0.0).apply("q", ["d1"], 0.25) == 0.25
+    half = RewardNoise("gaussian", p=0.5, sigma=0.3, seed=3)
+    draws = [half.apply("q", [f"d{i}"], 0.5) for i in range(200)]
+    assert draws == [half.apply("q", [f"d{i}"], 0.5) for i in range(200)]
+    assert 60 < sum(d != 0.5 for d in draws) < 140 and all(0.0 <= d <= 1.0 for d in draws)
+    with pytest.raises(UserError, match="--reward-noise 'swap'"):
+        RewardNoise("swap")
+
+
+def test_reference_baseline_is_computed_exactly_once_per_query_and_depth(tmp_path):
+    trainer = _trainer(n_queries=4, out=tmp_path, epochs=3)
+    trainer.train()
+    baseline = trainer.collector.baseline
+    assert baseline.computed == 4 * trainer.cfg.k
+    assert sorted(baseline.values) == sorted((f"q{i}", t) for i in range(4) for t in (1, 2))
+    rows = [json.loads(line) for line in (tmp_path / "reference_baseline.jsonl").read_text().splitlines()]
+    assert len(rows) == 4 * trainer.cfg.k
+    reloaded = ReferenceBaseline(trainer.collector.rewarder, trainer.cfg.k, tmp_path / "reference_baseline.jsonl")
+    reloaded.ensure([(cl.query, [cl.candidates[0].doc] * 2) for cl in trainer.train_lists])
+    assert reloaded.computed == 0 and reloaded.values == baseline.values
+    log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert sum(r["baseline_computed"] for r in log) == 4 * trainer.cfg.k
+
+
+def test_closed_book_baseline_asks_the_reader_with_no_documents():
+    reader = TargetReader("d1")
+    baseline = ReferenceBaseline(PrefixRewarder(reader, yes_metric), k=2, closed_book=True)
+    cl = candidate_list("q")
+    baseline.ensure([(cl.query, [c.doc for c in cl.candidates[:2]])])
+    assert ("q", ()) in reader.asked and baseline.rewards("q") == [0.0, 0.0, 1.0]
+
+
+# ----------------------------------------------------------------------------------------------- end to end
+
+def _trainer(n_queries: int = 4, out=None, **overrides):
+    options = dict(backbone=STANDIN_NAME, pool=8, k=2, rollouts=4, queries_per_step=2, epochs=1, temperature=1.0,
+                   trainable="all", lr=0.05, weight_decay=0.0, save_every=2)
+    cfg = RRPOConfig(**{**options, **overrides})
+    lists = [candidate_list(f"q{i}") for i in range(n_queries)]
+    return assemble_trainer(cfg, TableReranker(), TargetReader("d5"), yes_metric, lists, out)
+
+
+def prob_target_in_top_k(trainer, target: int = 5) -> float:
+    """Exact P(target among the k picks) under the current policy, by enumerating all k-prefixes."""
+    cl = trainer.train_lists[0]
+    with torch.no_grad():
+        scores = trainer.policy.scores(cl)
+    prefixes = [p for p in itertools.permutations(range(len(cl.candidates)), trainer.cfg.k) if target in p]
+    return float(step_log_probs(scores, torch.tensor(prefixes)).sum(-1).exp().sum())
+
+
+@pytest.mark.parametrize("anchor", ["reference", "behaviour"])
+def test_training_raises_a_synthetic_reward(anchor):
+    """Reward 1 when document d5 is in the prefix: training must make d5 likelier in the top k."""
+    trainer = _trainer(n_queries=4, epochs=15, ratio_anchor=anchor)
+    before = prob_target_in_top_k(trainer)
+    log = trainer.train()
+    after = prob_target_in_top_k(trainer)
+    assert after > before + 0.1, (before, after)
+    assert _mean([r["reward"] for r in log[-5:]]) > _mean([r["reward"] for r in log[:5]])
+    if anchor == "behaviour":    # no trust region around π_ref: the greedy ranking itself changes
+        assert 5 in trainer.policy.scores(trainer.train_lists[0]).topk(2).indices.tolist()
+
+
+def _mean(values):
+    return sum(values) / len(values)
+
+
+def test_resumed_run_equals_uninterrupted_run(tmp_path):
+    whole = _trainer(out=tmp_path / "whole", epochs=3)
+    whole.train()
+    part = _trainer(out=tmp_path / "part", epochs=1)                   # 2 steps, checkpoint at step 2
+    part.train()
+    resumed = _trainer(out=tmp_path / "part", epochs=3)
+    assert resumed.step == 2
+    resumed.train()
+    for (name, a), b in zip(whole.policy.trainable_parameters().items(),
+                            resumed.policy.trainable_parameters().values()):
+        assert torch.allclose(a, b, atol=1e-6), name
+    rows = (tmp_path / "part" / "train_log.jsonl").read_text().splitlines()
+    assert [json.loads(r)["step"] for r in rows] == list(range(1, 7))
+    assert [json.loads(r)["reward"] for r in rows] == \
+        [json.loads(r)["reward"] for r in (tmp_path / "whole" / "train_log.jsonl").read_text().splitlines()]
+    with pytest.raises(UserError, match="other options \\(lr\\)"):
+        _trainer(out=tmp_path / "part", epochs=3, lr=0.01)
+
+
+def test_run_folder_holds_checkpoint_log_and_plot(tmp_path):
+    trainer = _trainer(out=tmp_path, epochs=1)
+    trainer.train()
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["format"] == "rrpo-checkpoint/1" and config["backbone"] == STANDIN_NAME
+    assert config["temperature"] == pytest.approx(1.0) and config["hyperparameters"]["k"] == 2
+    row = json.loads((tmp_path / "train_log.jsonl").read_text().splitlines()[-1])
+    assert {"reward", "baseline", "adv_mean", "adv_std", "kl", "clip_frac", "reader", "cache_fraction"} <= set(row)
+    assert row["reader"]["requested"] == row["reader"]["generated"] + row["reader"]["from_cache"]
+    assert (tmp_path / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert (tmp_path / "rrpo_delta.safetensors").exists()
