@@ -26,6 +26,7 @@ import json
 import re
 from collections import Counter
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -33,7 +34,7 @@ from bench.errors import UserError, require
 from bench.llm.base import ChatRequest, ChatResponse, Engine
 from bench.prompts import PROMPT_DIR, PromptTemplate, load_template
 from bench.types import Candidate, CandidateList, Ranking
-from rerankers.base import Reranker
+from rerankers.base import Reranker, resolve_dtype
 from rerankers.registry import RerankerSettings
 
 WINDOW_SIZE = 20
@@ -158,7 +159,7 @@ class VLLMEngine(Engine):
 
     kind = "vllm"
 
-    def __init__(self, model: str, dtype: str = "auto", seed: int = 0, max_model_len: int | None = None):
+    def __init__(self, model: str, dtype: Any = "auto", seed: int = 0, max_model_len: int | None = None):
         vllm = require("vllm", "vllm", "the in-process vLLM engine")
         self.model = model
         self._vllm = vllm
@@ -191,7 +192,6 @@ class ListwiseReranker(Reranker):
         self.model_name = opts.get("model") or self.checkpoint
         self.engine_kind = self._engine_kind()
         self._engine: Engine | None = None
-        self._counter: TokenCounter | None | bool = False   # False: not looked for yet
 
     # --- engine ---------------------------------------------------------------------------------------------
     def _engine_kind(self) -> str:
@@ -216,7 +216,8 @@ class ListwiseReranker(Reranker):
         opts = self.settings.options
         factory = opts.get("engine") if callable(opts.get("engine")) else None
         if self.engine_kind == "vllm":
-            engine: Engine = VLLMEngine(self.model_name, dtype=self.settings.dtype, seed=self.settings.seed)
+            dtype = self.settings.dtype if self.settings.dtype == "auto" else resolve_dtype(self.settings.dtype, "cuda")
+            engine: Engine = VLLMEngine(self.model_name, dtype=dtype, seed=self.settings.seed)
         elif factory is not None:
             return factory(f"{self.engine_kind}:{self.model_name}")
         else:
@@ -231,6 +232,10 @@ class ListwiseReranker(Reranker):
 
         return CachedEngine(engine, LLMCache(Path(self.settings.cache_dir) / "llm-cache.sqlite"))
 
+    @cached_property
+    def counter(self) -> TokenCounter | None:
+        return self.token_counter()
+
     def token_counter(self) -> TokenCounter | None:
         """How to count prompt tokens for the context budget; None when no tokenizer for the model is at hand
         (passages are then only cut to ``max_passage_words``)."""
@@ -244,9 +249,7 @@ class ListwiseReranker(Reranker):
 
     def window_messages(self, query: str, window: Sequence[Candidate]) -> list[dict[str, str]]:
         """The prompt for one window, with passages shortened (rank_llm's rule) until it fits the context."""
-        if self._counter is False:
-            self._counter = self.token_counter()
-        counter = self._counter
+        counter = self.counter
         max_words = self.max_words
         while True:
             messages = self.prompt.render(query, [passage_content(c, max_words) for c in window])
