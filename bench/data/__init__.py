@@ -1,0 +1,26 @@
+"""Datasets: ``load_dataset(name_or_path, split)`` returns a ``Dataset`` (corpus + the split's queries with their
+answers and qrels).
+
+A name is looked up in the registry (``bench.data.base.DATASETS``): ``fictional`` (the embedded offline dataset,
+``bench.data.synthetic``), the BEIR names (downloaded on first use) and ``hotpotqa-distractor``. Anything else is
+read as a path: a BEIR folder, a HotpotQA distractor file, or a QA JSONL with its corpus (formats in
+``bench.data.loaders``).
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.data import loaders, synthetic  # noqa: F401  (importing them registers their names)
+from bench.data.base import DATASETS, Dataset, register_dataset, unknown_dataset
+
+__all__ = ["DATASETS", "Dataset", "load_dataset", "register_dataset"]
+
+
+def load_dataset(name_or_path: str, split: str = "test", cache_dir: str | None = None) -> Dataset:
+    if name_or_path in DATASETS:
+        loader, _ = DATASETS[name_or_path]
+        return loader(split=split, cache_dir=cache_dir)
+    path = Path(name_or_path).expanduser()
+    if path.exists():
+        return loaders.load_path(path, split)
+    raise unknown_dataset(name_or_path)

@@ -1,0 +1,392 @@
+"""Loaders for the dataset formats rerank-bench reads, and the downloads behind the registered BEIR names.
+
+Formats (``load_path`` tells them apart by their files):
+
+* **BEIR folder** — ``corpus.jsonl`` (``_id``, ``title``, ``text``), ``queries.jsonl`` (``_id``, ``text``) and
+  ``qrels/<split>.tsv`` (header line, then ``query-id<TAB>corpus-id<TAB>score``). Read with beir's
+  ``GenericDataLoader``; only the queries judged in the split's qrels are kept. BEIR carries no answers, except
+  where a query's ``metadata`` holds ``answer``/``answers`` (they are used when present).
+* **HotpotQA distractor** — a ``.json`` file holding a list of records or a ``.jsonl`` file of one record per line,
+  each with ``question``, ``answer``, ``context`` (``[[title, [sentence, ...]], ...]``) and ``supporting_facts``
+  (``[[title, sent_id], ...]``), and ``_id`` (or ``id``). The Hugging Face layout (``context`` as
+  ``{"title": [...], "sentences": [...]}``, ``supporting_facts`` as ``{"title": [...], "sent_id": [...]}``) is read
+  too. Each question's paragraphs become its own candidate pool (``Dataset.candidates``, in the given order) with
+  docids ``"<qid>:<i>"``; a paragraph's text is its sentences joined; supporting paragraphs get qrel grade 1.
+* **QA JSONL with a corpus** (FlashRAG's layout) — a folder holding ``corpus.jsonl`` and the questions as
+  ``<split>.jsonl`` or ``questions.jsonl``, or the path of such a questions file with ``corpus.jsonl`` beside it.
+  Questions: ``id``, ``question``, ``golden_answers`` (a list or one string), optionally ``qrels``
+  (``{docid: grade}``). Corpus: ``id`` with either ``title`` + ``text`` or FlashRAG's ``contents``
+  (``"Title"\\ntext``: the first line, unquoted, is the title).
+
+A malformed line fails with a ``UserError`` naming the file, the line number and what was expected.
+
+Registered BEIR names download ``<base>/<name>.zip`` with ``<base>`` =
+https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets, or ``$RERANK_BENCH_BEIR_URL`` when set (an
+``http://``, ``https://`` or ``file://`` folder URL holding the same zips), into ``<cache>/beir/`` where
+``<cache>`` is the ``cache_dir`` argument, else ``$RERANK_BENCH_CACHE``, else ``~/.cache/rerank-bench``. Each zip is
+checked against the md5 BEIR publishes in its README's dataset table (``BEIR_DATASETS`` below has one for every
+name); a download without a known md5 is not verified, and its sha256 is recorded. Either way
+``<cache>/beir/<name>.download.json`` records the URL, md5 and sha256 of the bytes that were unzipped. Without
+network the error names the URL and the two ways round it: pass the unzipped folder as the dataset path, or point
+``$RERANK_BENCH_BEIR_URL`` at a local copy. CQADupStack is not registered: its zip nests 12 sub-forum corpora, so
+pass one of its sub-folders as a path instead.
+
+``hotpotqa`` is BEIR's HotpotQA (a 5.2M-passage corpus); ``hotpotqa-distractor`` is the official HotpotQA dev set
+in the distractor setting (each question ranks its own 10 paragraphs), downloaded from the HotpotQA site (no
+published checksum: its sha256 is recorded), or read from any path given instead of the name.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import urllib.error
+import urllib.request
+import zipfile
+from pathlib import Path
+from typing import Any, Iterator
+
+from bench.data.base import Dataset, register_dataset
+from bench.errors import UserError
+from bench.types import Document, Query
+
+CACHE_ENV = "RERANK_BENCH_CACHE"
+BEIR_URL_ENV = "RERANK_BENCH_BEIR_URL"
+BEIR_BASE_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets"
+HOTPOTQA_DEV_DISTRACTOR_URL = "http://curtis.ml.cmu.edu/datasets/hotpot/hotpot_dev_distractor_v1.json"
+
+# name -> (md5 of <name>.zip, description). The md5s are the ones in the dataset table of BEIR's README
+# (github.com/beir-cellar/beir), which also lists bioasq, signal1m, trec-news and robust04: those are not public.
+BEIR_DATASETS: dict[str, tuple[str, str]] = {
+    "msmarco": ("444067daf65d982533ea17ebd59501e4", "MS MARCO passages (8.8M docs; splits train/dev/test)"),
+    "trec-covid": ("ce62140cb23feb9becf6270d0d1fe6d1", "TREC-COVID (171K docs, 50 queries)"),
+    "nfcorpus": ("a89dba18a62ef92f7d323ec890a0d38d", "NFCorpus (3.6K docs, 323 test queries)"),
+    "nq": ("d4d3d2e48787a744b6f6e691ff534307", "Natural Questions (2.68M docs, 3,452 queries)"),
+    "hotpotqa": ("f412724f78b0d91183a0e86805e16114", "HotpotQA, BEIR version (5.23M docs, 7,405 queries)"),
+    "fiqa": ("17918ed23cd04fb15047f73e6c3bd9d9", "FiQA-2018 (57K docs, 648 test queries)"),
+    "arguana": ("8ad3e3c2a5867cdced806d6503f29b99", "ArguAna (8.7K docs, 1,406 queries)"),
+    "webis-touche2020": ("46f650ba5a527fc69e0a6521c5a23563", "Touche-2020 (382K docs, 49 queries)"),
+    "quora": ("18fb154900ba42a600f84b839c173167", "Quora (523K docs; splits dev/test)"),
+    "dbpedia-entity": ("c2a39eb420a3164af735795df012ac2c", "DBPedia-entity (4.63M docs; splits dev/test)"),
+    "scidocs": ("38121350fc3a4d2f48850f6aff52e4a9", "SCIDOCS (25K docs, 1,000 queries)"),
+    "fever": ("5a818580227bfb4b35bb6fa46d9b6c03", "FEVER (5.42M docs, 6,666 test queries)"),
+    "climate-fever": ("8b66f0a9126c521bae2bde127b4dc99d", "Climate-FEVER (5.42M docs, 1,535 queries)"),
+    "scifact": ("5f7d1de60b170fc8027bb7898e2efca1", "SciFact (5.2K docs, 300 test queries)"),
+}
+
+BEIR_EXPECTED = {
+    "corpus": 'a JSON object with "_id", "title" and "text"',
+    "queries": 'a JSON object with "_id" and "text"',
+}
+QA_QUESTION_EXPECTED = 'a JSON object with "id", "question" and "golden_answers"'
+QA_CORPUS_EXPECTED = 'a JSON object with "id" and either "contents" or "text" (and "title")'
+HOTPOT_FIELDS = ("question", "answer", "context", "supporting_facts")
+HOTPOT_EXPECTED = 'a HotpotQA record with "_id", "question", "answer", "context" and "supporting_facts"'
+
+
+def cache_root(cache_dir: str | None = None) -> Path:
+    return Path(cache_dir or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "rerank-bench").expanduser()
+
+
+# --- line-numbered readers ------------------------------------------------------------------------------------
+
+def read_jsonl(path: Path, fields: tuple[str, ...], expected: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line; a line that is not a JSON object with ``fields`` fails."""
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, 1):
+            if not line.strip():
+                continue
+            try:
+                obj = json.loads(line)
+            except json.JSONDecodeError as exc:
+                raise UserError(f"{path} line {lineno}: invalid JSON ({exc.msg}); expected {expected}") from None
+            missing = [f for f in fields if f not in obj] if isinstance(obj, dict) else list(fields)
+            if missing:
+                raise UserError(f"{path} line {lineno}: lacks {', '.join(map(repr, missing))}; expected {expected}")
+            yield lineno, obj
+
+
+def read_qrels_tsv(path: Path) -> Iterator[tuple[int, str, str, int]]:
+    """(line number, query id, doc id, grade) per line of a BEIR qrels file, after its header line."""
+    with path.open(encoding="utf-8", newline="") as fh:
+        for lineno, row in enumerate(csv.reader(fh, delimiter="\t"), 1):
+            if lineno == 1 or not row:
+                continue
+            grade = row[2].strip() if len(row) >= 3 else ""
+            if not grade.lstrip("-").isdigit():
+                raise UserError(f"{path} line {lineno}: expected query-id<TAB>corpus-id<TAB>integer score, "
+                                f"got {chr(9).join(row)!r}")
+            yield lineno, row[0], row[1], int(grade)
+
+
+# --- BEIR -----------------------------------------------------------------------------------------------------
+
+def qrels_splits(folder: Path) -> list[str]:
+    return sorted(p.stem for p in (folder / "qrels").glob("*.tsv"))
+
+
+def load_beir_folder(folder: Path, split: str = "test", name: str | None = None) -> Dataset:
+    from beir.datasets.data_loader import GenericDataLoader
+
+    if not (folder / "qrels" / f"{split}.tsv").is_file():
+        raise UserError(f"{folder}: no qrels for split {split!r} (expected qrels/{split}.tsv); splits found: "
+                        f"{', '.join(qrels_splits(folder)) or 'none'}")
+    try:
+        corpus, queries, qrels = GenericDataLoader(data_folder=str(folder)).load(split=split)
+    except (ValueError, IndexError, KeyError, AttributeError, StopIteration) as exc:
+        # GenericDataLoader's errors carry no file or line: find the offending line and say what was expected.
+        locate_beir_error(folder, split)
+        raise UserError(f"{folder}: beir could not load split {split!r}: {exc!r}") from exc
+    if None in corpus or None in queries:
+        locate_beir_error(folder, split)
+    if not queries:
+        raise UserError(f"{folder / 'qrels' / f'{split}.tsv'}: no judged queries")
+    answers = beir_answers(folder / "queries.jsonl")
+    return Dataset(
+        name=name or folder.name, split=split,
+        corpus={did: Document(docid=did, text=d.get("text") or "", title=d.get("title") or "")
+                for did, d in corpus.items()},
+        queries=[Query(qid=qid, text=text, answers=answers.get(qid, []), qrels=dict(qrels.get(qid, {})))
+                 for qid, text in queries.items()])
+
+
+def locate_beir_error(folder: Path, split: str) -> None:
+    """Raise a UserError at the first malformed line of a BEIR folder (returns when every line is well formed)."""
+    for _ in read_jsonl(folder / "corpus.jsonl", ("_id",), BEIR_EXPECTED["corpus"]):
+        pass
+    qids = {str(obj["_id"]) for _, obj in read_jsonl(folder / "queries.jsonl", ("_id", "text"),
+                                                      BEIR_EXPECTED["queries"])}
+    qrels_file = folder / "qrels" / f"{split}.tsv"
+    for lineno, qid, _, _ in read_qrels_tsv(qrels_file):
+        if qid not in qids:
+            raise UserError(f"{qrels_file} line {lineno}: query id {qid!r} is not in {folder / 'queries.jsonl'}")
+
+
+def beir_answers(queries_file: Path) -> dict[str, list[str]]:
+    """Gold answers some BEIR query files carry in ``metadata`` (``answer`` or ``answers``)."""
+    out: dict[str, list[str]] = {}
+    for _, obj in read_jsonl(queries_file, ("_id",), BEIR_EXPECTED["queries"]):
+        meta = obj.get("metadata") or {}
+        value = meta.get("answers", meta.get("answer")) if isinstance(meta, dict) else None
+        if value:
+            out[str(obj["_id"])] = [value] if isinstance(value, str) else [str(v) for v in value]
+    return out
+
+
+def fetch_beir(name: str, cache_dir: str | None = None, base_url: str | None = None,
+               md5: str | None = None) -> Path:
+    """The unzipped BEIR folder of ``name`` in the cache, downloading and verifying it first when absent.
+    ``md5`` defaults to BEIR's published one for registered names."""
+    root = cache_root(cache_dir) / "beir"
+    folder = root / name
+    if (folder / "corpus.jsonl").is_file():
+        return folder
+    base = (base_url or os.environ.get(BEIR_URL_ENV) or BEIR_BASE_URL).rstrip("/")
+    url = f"{base}/{name}.zip"
+    md5 = md5 or BEIR_DATASETS.get(name, ("", ""))[0] or None
+    root.mkdir(parents=True, exist_ok=True)
+    archive = root / f"{name}.zip"
+    how_to_avoid = (f"to use a local copy, pass its unzipped folder as the dataset path, or set {BEIR_URL_ENV} "
+                    f"to a folder URL holding {name}.zip (e.g. file:///data/beir)")
+    record = download(url, archive, md5, how_to_avoid)
+    staging = root / f".{name}.unzip"
+    shutil.rmtree(staging, ignore_errors=True)
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            zf.extractall(staging)
+    except zipfile.BadZipFile as exc:
+        raise UserError(f"{url}: the download is not a zip file ({exc})") from exc
+    unzipped = staging / name
+    if not (unzipped / "corpus.jsonl").is_file():
+        raise UserError(f"{url}: the zip lacks {name}/corpus.jsonl (not a BEIR dataset archive)")
+    unzipped.rename(folder)
+    shutil.rmtree(staging)
+    archive.unlink()
+    (root / f"{name}.download.json").write_text(json.dumps(record, indent=1) + "\n")
+    return folder
+
+
+def download(url: str, dest: Path, md5: str | None, how_to_avoid: str) -> dict[str, Any]:
+    """Stream ``url`` to ``dest`` (through a ``.part`` file), checking ``md5`` when given. Returns the provenance
+    record: url, md5, sha256, bytes and whether the md5 was verified."""
+    from tqdm.auto import tqdm
+
+    part = dest.with_name(dest.name + ".part")
+    md5_hash, sha_hash, size = hashlib.md5(), hashlib.sha256(), 0
+    try:
+        with urllib.request.urlopen(url, timeout=60) as resp, part.open("wb") as out:
+            total = int(resp.headers.get("Content-Length") or 0) or None
+            with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {dest.name}", leave=False) as bar:
+                while chunk := resp.read(1 << 20):
+                    out.write(chunk)
+                    md5_hash.update(chunk)
+                    sha_hash.update(chunk)
+                    size += len(chunk)
+                    bar.update(len(chunk))
+    except (urllib.error.URLError, OSError) as exc:
+        part.unlink(missing_ok=True)
+        reason = getattr(exc, "reason", None) or exc
+        raise UserError(f"could not download {url} ({reason}); {how_to_avoid}") from exc
+    if md5 and md5_hash.hexdigest() != md5:
+        part.unlink()
+        raise UserError(f"{url}: md5 {md5_hash.hexdigest()} of the download does not match the published {md5} "
+                        f"(a truncated or changed file); {how_to_avoid}")
+    part.rename(dest)
+    return {"url": url, "md5": md5_hash.hexdigest(), "md5_verified": bool(md5), "sha256": sha_hash.hexdigest(),
+            "bytes": size}
+
+
+def beir_loader(name: str):
+    def load(split: str = "test", cache_dir: str | None = None) -> Dataset:
+        return load_beir_folder(fetch_beir(name, cache_dir), split, name=name)
+
+    return load
+
+
+for _name, (_, _description) in BEIR_DATASETS.items():
+    register_dataset(_name, f"BEIR {_description}; downloaded on first use")(beir_loader(_name))
+
+
+# --- HotpotQA distractor --------------------------------------------------------------------------------------
+
+def hotpot_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(where, record) for a ``.json`` list or a ``.jsonl`` file of HotpotQA records; ``where`` names the line or
+    list index for error messages."""
+    if path.suffix == ".jsonl":
+        for lineno, obj in read_jsonl(path, HOTPOT_FIELDS, HOTPOT_EXPECTED):
+            yield f"{path} line {lineno}", obj
+        return
+    try:
+        records = json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise UserError(f"{path} line {exc.lineno}: invalid JSON ({exc.msg}); expected a JSON list of "
+                        f"HotpotQA records") from None
+    if not isinstance(records, list):
+        raise UserError(f"{path}: expected a JSON list of HotpotQA records, got {type(records).__name__}")
+    for i, obj in enumerate(records):
+        where = f"{path} record {i}"
+        if not isinstance(obj, dict) or any(f not in obj for f in HOTPOT_FIELDS):
+            raise UserError(f"{where}: expected {HOTPOT_EXPECTED}")
+        yield where, obj
+
+
+def hotpot_paragraphs(where: str, record: dict[str, Any]) -> tuple[list[tuple[str, list[str]]], set[str]]:
+    """(paragraphs as (title, sentences), supporting titles), from the original or the Hugging Face layout."""
+    context, facts = record["context"], record["supporting_facts"]
+    try:
+        if isinstance(context, dict):
+            context = list(zip(context["title"], context["sentences"]))
+        supporting = set(facts["title"]) if isinstance(facts, dict) else {str(f[0]) for f in facts}
+        paragraphs = [(str(title), list(sentences)) for title, sentences in context]
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise UserError(f"{where}: expected context [[title, [sentence, ...]], ...] and supporting_facts "
+                        f"[[title, sent_id], ...] ({exc!r})") from None
+    return paragraphs, supporting
+
+
+def load_hotpotqa(path: Path, split: str = "dev", name: str | None = None) -> Dataset:
+    corpus: dict[str, Document] = {}
+    queries: list[Query] = []
+    candidates: dict[str, list[str]] = {}
+    for where, record in hotpot_records(path):
+        qid = str(record.get("_id", record.get("id", "")))
+        if not qid:
+            raise UserError(f"{where}: lacks '_id' (or 'id'); expected {HOTPOT_EXPECTED}")
+        if qid in candidates:
+            raise UserError(f"{where}: question id {qid!r} appears twice")
+        paragraphs, supporting = hotpot_paragraphs(where, record)
+        docids = []
+        for i, (title, sentences) in enumerate(paragraphs):
+            docid = f"{qid}:{i}"
+            corpus[docid] = Document(docid=docid, title=title, text="".join(sentences).strip())
+            docids.append(docid)
+        candidates[qid] = docids
+        qrels = {d: 1 for d, (title, _) in zip(docids, paragraphs) if title in supporting}
+        queries.append(Query(qid=qid, text=record["question"], answers=[str(record["answer"])], qrels=qrels))
+    if not queries:
+        raise UserError(f"{path}: no HotpotQA records")
+    return Dataset(name=name or path.stem, split=split, corpus=corpus, queries=queries, candidates=candidates)
+
+
+def load_hotpotqa_distractor(split: str = "test", cache_dir: str | None = None) -> Dataset:
+    if split not in ("dev", "test"):
+        raise UserError(f"hotpotqa-distractor has only the dev set (its test answers are not public); "
+                        f"got split {split!r}: use --split dev or test")
+    root = cache_root(cache_dir) / "hotpotqa"
+    path = root / Path(HOTPOTQA_DEV_DISTRACTOR_URL).name
+    if not path.is_file():
+        root.mkdir(parents=True, exist_ok=True)
+        record = download(HOTPOTQA_DEV_DISTRACTOR_URL, path, None,
+                          "to use a local copy, pass the path of a HotpotQA .json or .jsonl file as the dataset")
+        (root / f"{path.name}.download.json").write_text(json.dumps(record, indent=1) + "\n")
+    return load_hotpotqa(path, "dev", name="hotpotqa-distractor")
+
+
+register_dataset("hotpotqa-distractor", "HotpotQA dev, distractor setting: each question ranks its own 10 "
+                 "paragraphs (7,405 questions; downloaded on first use)")(load_hotpotqa_distractor)
+
+
+# --- QA JSONL + corpus (FlashRAG layout) ----------------------------------------------------------------------
+
+def flashrag_document(docid: str, obj: dict[str, Any]) -> Document:
+    if "contents" in obj:
+        title, sep, text = str(obj["contents"]).partition("\n")
+        return Document(docid=docid, title=title.strip().strip('"') if sep else "", text=text if sep else title)
+    return Document(docid=docid, title=str(obj.get("title") or ""), text=str(obj.get("text") or ""))
+
+
+def load_qa_jsonl(questions: Path, corpus_file: Path, split: str, name: str | None = None) -> Dataset:
+    corpus: dict[str, Document] = {}
+    for lineno, obj in read_jsonl(corpus_file, ("id",), QA_CORPUS_EXPECTED):
+        if "contents" not in obj and "text" not in obj:
+            raise UserError(f"{corpus_file} line {lineno}: lacks 'contents' or 'text'; expected {QA_CORPUS_EXPECTED}")
+        docid = str(obj["id"])
+        corpus[docid] = flashrag_document(docid, obj)
+    queries = []
+    for lineno, obj in read_jsonl(questions, ("id", "question", "golden_answers"), QA_QUESTION_EXPECTED):
+        gold = obj["golden_answers"]
+        qrels = obj.get("qrels") or {}
+        if not isinstance(qrels, dict) or not all(str(g).lstrip("-").isdigit() for g in qrels.values()):
+            raise UserError(f"{questions} line {lineno}: 'qrels' must be an object of docid -> integer grade")
+        queries.append(Query(qid=str(obj["id"]), text=str(obj["question"]),
+                             answers=[gold] if isinstance(gold, str) else [str(a) for a in gold],
+                             qrels={str(d): int(g) for d, g in qrels.items()}))
+    if not queries:
+        raise UserError(f"{questions}: no questions")
+    return Dataset(name=name or questions.parent.name, split=split, corpus=corpus, queries=queries)
+
+
+# --- format detection -----------------------------------------------------------------------------------------
+
+def first_record(path: Path) -> dict[str, Any]:
+    """The first JSON object of a JSONL file (validated only as JSON)."""
+    for _, obj in read_jsonl(path, (), "a JSON object per line"):
+        return obj if isinstance(obj, dict) else {}
+    raise UserError(f"{path}: empty file")
+
+
+def load_path(path: Path, split: str = "test") -> Dataset:
+    """A dataset from a folder or file path, whose format is told by its files (see the module docstring)."""
+    if path.is_dir():
+        if (path / "qrels").is_dir() and (path / "queries.jsonl").is_file() and (path / "corpus.jsonl").is_file():
+            return load_beir_folder(path, split)
+        questions = next((p for p in (path / f"{split}.jsonl", path / "questions.jsonl") if p.is_file()), None)
+        if questions is not None and (path / "corpus.jsonl").is_file():
+            return load_qa_jsonl(questions, path / "corpus.jsonl", split, name=path.name)
+        raise UserError(f"{path}: not a dataset folder; expected corpus.jsonl with queries.jsonl + qrels/<split>.tsv "
+                        f"(BEIR) or with {split}.jsonl / questions.jsonl (QA JSONL)")
+    if path.suffix == ".json":
+        return load_hotpotqa(path, split)
+    if path.suffix == ".jsonl":
+        first = first_record(path)
+        if "context" in first and "supporting_facts" in first:
+            return load_hotpotqa(path, split)
+        if "golden_answers" in first:
+            corpus_file = path.parent / "corpus.jsonl"
+            if not corpus_file.is_file():
+                raise UserError(f"{path}: QA JSONL questions need their corpus as {corpus_file}")
+            return load_qa_jsonl(path, corpus_file, split, name=path.stem)
+    raise UserError(f"{path}: unrecognised dataset file; expected a HotpotQA .json/.jsonl file (records with "
+                    f"context and supporting_facts) or a QA .jsonl (id, question, golden_answers) beside corpus.jsonl")

@@ -1,0 +1,101 @@
+"""The embedded ``fictional`` dataset: determinism, splits, the answer-bearing / topical / near-miss design, qrels,
+and the property it exists for - BM25 does not put the answer-bearing passage first."""
+from __future__ import annotations
+
+import pytest
+
+from bench.data import load_dataset
+from bench.data.synthetic import (ANSWER, ANSWER_GRADE, BACKGROUND, NEAR_MISS, TOPICAL, TOPICAL_GRADE, generate,
+                                  load_fictional)
+from bench.errors import UserError
+
+fresh = generate.__wrapped__          # bypass the cache, so determinism is really tested
+
+
+def snapshot(collection):
+    return ([(d.docid, d.title, d.text) for d in collection.corpus.values()],
+            {s: [q.to_json() for q in qs] for s, qs in collection.splits.items()})
+
+
+def test_same_seed_same_collection_other_seed_other():
+    assert snapshot(fresh(0)) == snapshot(fresh(0))
+    other = snapshot(fresh(1))
+    assert other[0] != snapshot(fresh(0))[0]
+    assert [q["text"] for q in other[1]["test"]] != [q["text"] for q in snapshot(fresh(0))[1]["test"]]
+
+
+def test_split_sizes_and_registration():
+    sizes = {split: len(load_fictional(split).queries) for split in ("train", "dev", "test")}
+    assert sizes == {"train": 300, "dev": 100, "test": 100}
+    ds = load_dataset("fictional")
+    assert (ds.name, ds.split, len(ds.queries)) == ("fictional", "test", 100)
+    all_qids = [q.qid for s in ("train", "dev", "test") for q in load_fictional(s).queries]
+    assert len(set(all_qids)) == 500
+    with pytest.raises(UserError, match="no split 'validation'; splits: train, dev, test"):
+        load_fictional("validation")
+
+
+def test_loaded_queries_are_copies():
+    first = load_fictional("test")
+    first.queries[0].qrels.clear()
+    assert load_fictional("test").queries[0].qrels
+
+
+def test_answer_topical_near_miss_design():
+    collection = generate(0)
+    docs_of: dict[str, dict[str, list[str]]] = {}
+    for docid, (qid, role) in collection.roles.items():
+        if role != BACKGROUND:
+            docs_of.setdefault(qid, {}).setdefault(role, []).append(docid)
+    for split, queries in collection.splits.items():
+        for q in queries:
+            roles = docs_of[q.qid]
+            gold = [g.lower() for g in q.answers]
+
+            def has_gold(docid: str) -> bool:
+                return any(g in collection.corpus[docid].as_passage().lower() for g in gold)
+
+            assert len(roles[ANSWER]) == 1, q.qid
+            assert has_gold(roles[ANSWER][0]), (q.qid, q.answers)
+            assert 1 <= len(roles[TOPICAL]) and 1 <= len(roles.get(NEAR_MISS, []))
+            assert not any(has_gold(d) for d in roles[TOPICAL] + roles[NEAR_MISS]), q.qid
+            # Qrels: answer-bearing is the single highest grade, every topical passage is grade 1, nothing else.
+            assert q.qrels == {roles[ANSWER][0]: ANSWER_GRADE, **{d: TOPICAL_GRADE for d in roles[TOPICAL]}}
+            assert ANSWER_GRADE > TOPICAL_GRADE >= 1
+            # Topical passages are about the question's entity; near-miss ones name another entity.
+            title = collection.corpus[roles[ANSWER][0]].title
+            assert all(collection.corpus[d].title == title for d in roles[TOPICAL])
+            assert all(collection.corpus[d].title != title for d in roles[NEAR_MISS])
+
+
+def test_answers_have_aliases_and_are_short():
+    queries = [q for qs in generate(0).splits.values() for q in qs]
+    assert all(1 <= len(q.answers[0].split()) <= 2 for q in queries)
+    assert sum(len(q.answers) > 1 for q in queries) > len(queries) / 4      # persons and rivers carry aliases
+    assert len({q.text.split()[0] for q in queries}) >= 5                   # many question forms
+
+
+def test_bm25_ranks_topical_passages_above_the_answer():
+    """BM25 (the first stage's configuration: bm25s, Lucene, k1 1.5, b 0.75, English stemmer and stopwords) retrieves
+    the answer-bearing passage in its top 20 for nearly every test question but ranks it first for less than half."""
+    import bm25s
+    import Stemmer
+
+    collection = generate(0)
+    docids = list(collection.corpus)
+    stemmer = Stemmer.Stemmer("english")
+    retriever = bm25s.BM25(method="lucene", k1=1.5, b=0.75)
+    retriever.index(bm25s.tokenize([collection.corpus[d].as_passage() for d in docids], stopwords="en",
+                                   stemmer=stemmer, show_progress=False), show_progress=False)
+    queries = collection.splits["test"]
+    results, _ = retriever.retrieve(bm25s.tokenize([q.text for q in queries], stopwords="en", stemmer=stemmer,
+                                                   show_progress=False), k=20, show_progress=False)
+    ranks = []
+    for q, row in zip(queries, results):
+        ranked = [docids[i] for i in row]
+        answer = next(d for d, g in q.qrels.items() if g == ANSWER_GRADE)
+        ranks.append(ranked.index(answer) + 1 if answer in ranked else None)
+    in_top20 = [r for r in ranks if r is not None]
+    assert len(in_top20) >= 0.9 * len(queries)
+    assert sum(r == 1 for r in in_top20) < 0.5 * len(queries)
+    assert sum(r <= 3 for r in in_top20) < 0.7 * len(queries)
