@@ -82,13 +82,17 @@ def test_chat_template_is_applied(tiny_chat):
 
 def test_stop_strings_cut_the_text(tiny_chat):
     full = tiny_chat.generate([user(p, max_tokens=12) for p in PROMPTS])
-    assert all(len(f.text) >= 5 for f in full)
-    # a stop string taken from inside each output: the text must end right before its first occurrence
-    stops = [f.text[3:5] for f in full]
-    cut = tiny_chat.generate([user(p, max_tokens=12, stop=(s,)) for p, s in zip(PROMPTS, stops)])
+    # a stop string taken from inside each output (an ASCII letter: a random model also emits broken UTF-8 bytes,
+    # which no token's text contains): the text must end right before its first occurrence
+    stops = [next(ch for ch in f.text[1:] if ch.isascii() and ch.isalpha()) for f in full]
+    requests = [user(p, max_tokens=12, stop=(s,)) for p, s in zip(PROMPTS, stops)]
+    cut = tiny_chat.generate(requests)
     for f, c, s in zip(full, cut, stops):
         assert c.text == f.text[:f.text.index(s)]
         assert s not in c.text
+    # generation stopped early, and the pads appended to stopped sequences of a batch are not counted as output
+    assert all(c.usage["completion_tokens"] < 12 for c in cut)
+    assert [c.usage for c in cut] == [tiny_chat.generate([r])[0].usage for r in requests]
     assert cut_at_stop("Paris\nand more", ("\n",)) == "Paris"
     assert cut_at_stop("a; b. c", (".", ";")) == "a"
     assert cut_at_stop("no stop", ("\n",)) == "no stop"

