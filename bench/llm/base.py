@@ -10,7 +10,7 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 
 @dataclass(frozen=True)
@@ -41,6 +41,9 @@ class ChatResponse:
     error: str | None = None                             # set when the call failed after all retries
 
 
+ResponseCallback = Callable[[int, ChatResponse], None]
+
+
 class Engine(ABC):
     """An LLM backend. Subclasses set ``kind`` and ``model``."""
 
@@ -51,6 +54,16 @@ class Engine(ABC):
     def generate(self, requests: Sequence[ChatRequest]) -> list[ChatResponse]:
         """One response per request, same order. A request that fails after retries gets ``error`` set; it does
         not raise, so one bad query never loses a batch."""
+
+    def stream(self, requests: Sequence[ChatRequest], on_response: ResponseCallback | None) -> list[ChatResponse]:
+        """``generate``, calling ``on_response(i, response)`` as soon as response ``i`` is final (the cache stores
+        it then, so a killed run never repeats a finished call). This default reports after the whole batch;
+        engines that finish requests one by one override it."""
+        responses = self.generate(requests)
+        if on_response is not None:
+            for i, response in enumerate(responses):
+                on_response(i, response)
+        return responses
 
     def identity(self) -> dict[str, Any]:
         """What makes two engines give the same output for the same request (goes into cache keys). Never holds

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from bench.errors import UserError
-from bench.llm.base import ChatRequest, ChatResponse, Engine, stable_hash
+from bench.llm.base import ChatRequest, ChatResponse, Engine, ResponseCallback, stable_hash
 
 CACHE_MODES = ("use", "bypass", "refresh")
 _SQL_VARIABLES = 500   # keys per SELECT ... IN (...), below SQLite's variable limit of every version
@@ -137,6 +137,9 @@ class CachedEngine(Engine):
         return self.engine.identity()
 
     def generate(self, requests: Sequence[ChatRequest]) -> list[ChatResponse]:
+        return self.stream(requests, None)
+
+    def stream(self, requests: Sequence[ChatRequest], on_response: ResponseCallback | None) -> list[ChatResponse]:
         identity = self.engine.identity()
         keys = [cache_key(identity, r) for r in requests]
         found = self.cache.get_many(keys) if self.mode == "use" else {}
@@ -146,14 +149,26 @@ class CachedEngine(Engine):
             ask_keys, ask_requests = keys, list(requests)
         else:
             ask_keys, ask_requests = list(ask), list(ask.values())
-        fresh = self.engine.generate(ask_requests) if ask_requests else []
+        positions: dict[str, list[int]] = {}
+        for i, k in enumerate(keys):
+            positions.setdefault(k, []).append(i)
+        if on_response is not None:
+            for k, resp in found.items():
+                for i in positions[k]:
+                    on_response(i, resp)
+
+        def store(j: int, resp: ChatResponse) -> None:
+            # Stored the moment it arrives: a run killed mid-batch never pays for this call again.
+            if self.mode != "bypass" and resp.error is None:
+                self.cache.put_many([(ask_keys[j], ask_requests[j], resp)], overwrite=self.mode == "refresh")
+            if on_response is not None:
+                for i in ([j] if self.mode == "bypass" else positions[ask_keys[j]]):
+                    on_response(i, resp)
+
+        fresh = self.engine.stream(ask_requests, store) if ask_requests else []
         if len(fresh) != len(ask_requests):
             raise RuntimeError(f"engine {self.engine.kind}:{self.engine.model} returned {len(fresh)} responses "
                                f"for {len(ask_requests)} requests")
-        if self.mode != "bypass":
-            good = [(k, r, resp) for k, r, resp in zip(ask_keys, ask_requests, fresh) if resp.error is None]
-            if good:
-                self.cache.put_many(good, overwrite=self.mode == "refresh")
         if self.mode == "bypass":
             out = fresh
         else:

@@ -25,7 +25,7 @@ from typing import Any, Mapping, Sequence
 from urllib.parse import urlparse
 
 from bench.errors import UserError
-from bench.llm.base import ChatRequest, ChatResponse, Engine
+from bench.llm.base import ChatRequest, ChatResponse, Engine, ResponseCallback
 
 OPENAI_BASE_URL = "https://api.openai.com/v1"
 # A placeholder key for local servers, which ignore it (the openai client refuses to start without one).
@@ -130,6 +130,9 @@ class OpenAIEngine(Engine):
                 self.stats[name] += n
 
     def generate(self, requests: Sequence[ChatRequest]) -> list[ChatResponse]:
+        return self.stream(requests, None)
+
+    def stream(self, requests: Sequence[ChatRequest], on_response: ResponseCallback | None) -> list[ChatResponse]:
         """Runs the batch on an event loop of its own; inside a thread that already runs one (a notebook, an
         async caller) the loop runs in a helper thread, since a thread can run one loop at a time."""
         if not requests:
@@ -137,11 +140,12 @@ class OpenAIEngine(Engine):
         try:
             asyncio.get_running_loop()
         except RuntimeError:
-            return asyncio.run(self._generate_batch(requests))
+            return asyncio.run(self._generate_batch(requests, on_response))
         with ThreadPoolExecutor(max_workers=1) as pool:
-            return pool.submit(asyncio.run, self._generate_batch(requests)).result()
+            return pool.submit(asyncio.run, self._generate_batch(requests, on_response)).result()
 
-    async def _generate_batch(self, requests: Sequence[ChatRequest]) -> list[ChatResponse]:
+    async def _generate_batch(self, requests: Sequence[ChatRequest],
+                              on_response: ResponseCallback | None) -> list[ChatResponse]:
         from openai import AsyncOpenAI
         from tqdm.auto import tqdm
 
@@ -149,15 +153,17 @@ class OpenAIEngine(Engine):
         semaphore = asyncio.Semaphore(self.concurrency)
         progress = tqdm(total=len(requests), desc=f"openai {self.model}", unit="req", disable=None, leave=False)
 
-        async def one(request: ChatRequest) -> ChatResponse:
+        async def one(i: int, request: ChatRequest) -> ChatResponse:
             async with semaphore:
                 response = await self._generate_one(client, request, key)
+            if on_response is not None:
+                on_response(i, response)
             progress.update()
             return response
 
         async with AsyncOpenAI(api_key=key, base_url=self.base_url, max_retries=0, timeout=self.timeout) as client:
             try:
-                return list(await asyncio.gather(*(one(r) for r in requests)))
+                return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(requests))))
             finally:
                 progress.close()
 
