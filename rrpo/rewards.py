@@ -142,20 +142,20 @@ class ReferenceBaseline:
     def depths(self) -> range:
         return range(0 if self.closed_book else 1, self.k + 1)
 
-    def ensure(self, reference_lists: Sequence[tuple[Query, Sequence[Document]]]) -> None:
-        """Compute the missing R_ref(q, t) for each (query, reference top-k documents), in one reader call."""
-        todo = [(q, t, docs[:t]) for q, docs in reference_lists for t in self.depths()
-                if (q.qid, t) not in self.values]
-        todo = list({(q.qid, t): (q, t, docs) for q, t, docs in todo}.values())
-        if not todo:
-            return
-        rewards = self.rewarder.rewards([(q, docs) for q, _, docs in todo])
+    def missing(self, reference_lists: Sequence[tuple[Query, Sequence[Document]]]) -> list[tuple[Query, int, list[Document]]]:
+        """The (query, depth, reference top-t documents) not known yet, for each (query, reference top-k)."""
+        todo = {(q.qid, t): (q, t, list(docs[:t])) for q, docs in reference_lists for t in self.depths()
+                if (q.qid, t) not in self.values}
+        return list(todo.values())
+
+    def record(self, computed: Sequence[tuple[Query, int, list[Document]]], rewards: Sequence[float]) -> None:
+        """Store the rewards of ``missing``'s items (in memory and appended to the file)."""
         rows = []
-        for (q, t, _), r in zip(todo, rewards):
+        for (q, t, _), r in zip(computed, rewards, strict=True):
             self.values[(q.qid, t)] = r
             rows.append(json.dumps({"qid": q.qid, "t": t, "reward": r}))
-        self.computed += len(todo)
-        if self.path is not None:
+        self.computed += len(rows)
+        if self.path is not None and rows:
             with self.path.open("a") as f:
                 f.write("\n".join(rows) + "\n")
 

@@ -2,7 +2,7 @@
 
 ``collect`` does the whole non-differentiable half of an RRPO step for a batch of queries: score the pools with π_θ
 and π_ref (no gradients; π_ref's scores are memoised per query since it never changes), sample, make sure the
-reference baseline exists for every query, and reward every prefix of every rollout in one reader call.
+reference baseline exists for every query, and reward every prefix of every rollout, with the baseline's missing prefixes, in one reader call.
 """
 from __future__ import annotations
 
@@ -55,12 +55,15 @@ class RolloutCollector:
             scores = [self.policy.scores(cl) for cl in batch]
         ref_scores = [self.reference_scores(cl) for cl in batch]
         k = [min(self.k, len(cl.candidates)) for cl in batch]
-        self.baseline.ensure([(cl.query, prefix_docs(cl, greedy_top_k(rs, kq).tolist()))
-                              for cl, rs, kq in zip(batch, ref_scores, k)])
+        todo = self.baseline.missing([(cl.query, prefix_docs(cl, greedy_top_k(rs, kq).tolist()))
+                                      for cl, rs, kq in zip(batch, ref_scores, k)])
         actions = [gumbel_top_k(s, kq, self.m, self.generator) for s, kq in zip(scores, k)]
         items = [(cl.query, prefix_docs(cl, row[:t + 1].tolist()))
                  for cl, acts in zip(batch, actions) for row in acts for t in range(row.shape[0])]
-        flat = iter(self.rewarder.rewards(items))
+        # One reader call for the whole batch: the reference's missing prefixes, then every rollout prefix.
+        rewards = self.rewarder.rewards([(q, docs) for q, _, docs in todo] + items)
+        self.baseline.record(todo, rewards[:len(todo)])
+        flat = iter(rewards[len(todo):])
         out = []
         for cl, s, rs, acts in zip(batch, scores, ref_scores, actions):
             rewards = torch.tensor([[next(flat) for _ in range(acts.shape[1])] for _ in range(acts.shape[0])])

@@ -129,17 +129,22 @@ def test_reference_baseline_is_computed_exactly_once_per_query_and_depth(tmp_pat
     rows = [json.loads(line) for line in (tmp_path / "reference_baseline.jsonl").read_text().splitlines()]
     assert len(rows) == 4 * trainer.cfg.k
     reloaded = ReferenceBaseline(trainer.collector.rewarder, trainer.cfg.k, tmp_path / "reference_baseline.jsonl")
-    reloaded.ensure([(cl.query, [cl.candidates[0].doc] * 2) for cl in trainer.train_lists])
-    assert reloaded.computed == 0 and reloaded.values == baseline.values
+    assert reloaded.missing([(cl.query, [cl.candidates[0].doc] * 2) for cl in trainer.train_lists]) == []
+    assert reloaded.values == baseline.values
     log = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert sum(r["baseline_computed"] for r in log) == 4 * trainer.cfg.k
+    assert trainer.collector.rewarder.reader.calls == len(log)        # one reader call per step, baseline included
 
 
 def test_closed_book_baseline_asks_the_reader_with_no_documents():
     reader = TargetReader("d1")
-    baseline = ReferenceBaseline(PrefixRewarder(reader, yes_metric), k=2, closed_book=True)
+    rewarder = PrefixRewarder(reader, yes_metric)
+    baseline = ReferenceBaseline(rewarder, k=2, closed_book=True)
     cl = candidate_list("q")
-    baseline.ensure([(cl.query, [c.doc for c in cl.candidates[:2]])])
+    todo = baseline.missing([(cl.query, [c.doc for c in cl.candidates[:2]])])
+    assert [(q.qid, t, [d.docid for d in docs]) for q, t, docs in todo] == [("q", 0, []), ("q", 1, ["d0"]),
+                                                                            ("q", 2, ["d0", "d1"])]
+    baseline.record(todo, rewarder.rewards([(q, docs) for q, _, docs in todo]))
     assert ("q", ()) in reader.asked and baseline.rewards("q") == [0.0, 0.0, 1.0]
 
 

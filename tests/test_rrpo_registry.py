@@ -1,0 +1,103 @@
+"""The ``rrpo`` reranker (checkpoint round trip, the error without one), the CLI's options, and 2-process training."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+
+import pytest
+import torch
+
+from bench.errors import UserError
+from rerankers.registry import RERANKERS, RerankerSettings, get_reranker
+from rrpo.__main__ import build_parser, main
+from rrpo.trainer import RRPOConfig, assemble_trainer
+from tests.rrpo_standins import (STANDIN_NAME, TableReranker, TargetReader, candidate_list, register_standin,
+                                 yes_metric)
+
+
+@pytest.fixture
+def standin_backbone():
+    register_standin()
+    yield
+    del RERANKERS[STANDIN_NAME]
+
+
+def test_rrpo_without_checkpoint_says_how_to_train_one():
+    with pytest.raises(UserError, match=r"--rrpo-checkpoint FOLDER, or train one with: python -m rrpo train "):
+        get_reranker("rrpo")
+
+
+def test_rrpo_checkpoint_not_found_is_a_user_error(tmp_path):
+    with pytest.raises(UserError, match="not an RRPO checkpoint"):
+        get_reranker("rrpo", RerankerSettings(checkpoint=str(tmp_path)))
+
+
+def test_trained_checkpoint_reloads_as_a_pointwise_reranker(tmp_path, standin_backbone):
+    cfg = RRPOConfig(backbone=STANDIN_NAME, pool=8, k=2, rollouts=4, queries_per_step=2, epochs=3, temperature=0.5,
+                     trainable="top:1", lr=0.05, ratio_anchor="behaviour")
+    lists = [candidate_list(f"q{i}") for i in range(2)]
+    trainer = assemble_trainer(cfg, TableReranker(), TargetReader("d5"), yes_metric, lists, tmp_path)
+    trainer.train()
+    reranker = get_reranker("rrpo", RerankerSettings(checkpoint=str(tmp_path)))
+    assert reranker.kind == "pointwise" and reranker.identity()["temperature"] == pytest.approx(0.5)
+    cl = lists[0]
+    passages = [c.doc.as_passage() for c in cl.candidates]
+    with torch.no_grad():
+        trained = trainer.policy.scores(cl)
+        loaded = reranker.score([cl.query.text] * len(passages), passages)
+        untrained = TableReranker().score([cl.query.text] * len(passages), passages) / 0.5
+    assert torch.allclose(loaded, trained, atol=2e-3)                 # the float16 delta is close, not bit-exact
+    assert not torch.allclose(loaded, untrained, atol=1e-2)           # ... and it did change the backbone
+    ranking = reranker.rerank([cl])[0]
+    assert ranking.docids == [cl.candidates[i].docid for i in torch.argsort(trained, descending=True).tolist()]
+
+
+def test_cli_options_cover_every_config_field_with_its_default():
+    args = build_parser().parse_args(["train", "--out", "x", "--k", "1", "--no-learn-temperature",
+                                      "--ratio-anchor", "behaviour", "--limit", "5"])
+    cfg = RRPOConfig(**{name: getattr(args, name) for name in RRPOConfig.__dataclass_fields__})
+    assert (cfg.k, cfg.ratio_anchor, cfg.limit, cfg.lr) == (1, "behaviour", 5, RRPOConfig().lr)
+
+
+def test_cli_reports_bad_options_as_one_line(capsys):
+    assert main(["train", "--out", "x", "--k", "5", "--pool", "3"]) == 2
+    assert capsys.readouterr().err.strip() == "error: --pool 3: expected >= --k 5"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _ddp_worker(rank: int, world: int, port: int, out: str) -> None:
+    import torch.distributed as dist
+
+    from rrpo.trainer import Dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    cfg = RRPOConfig(backbone=STANDIN_NAME, pool=8, k=2, rollouts=2, queries_per_step=4, epochs=2, temperature=1.0,
+                     trainable="all", lr=0.05)
+    lists = [candidate_list(f"q{i}") for i in range(4)]
+    trainer = assemble_trainer(cfg, TableReranker(), TargetReader("d5"), yes_metric, lists, None, Dist(rank, world))
+    seen = [[cl.query.qid for cl in trainer.batch(s)] for s in range(2)]
+    log = trainer.train()
+    params = {n: p.detach().flatten().tolist() for n, p in trainer.policy.trainable_parameters().items()}
+    with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
+        json.dump({"params": params, "seen": seen, "queries": [r["queries"] for r in log]}, f)
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_two_process_gloo_training_keeps_replicas_identical(tmp_path):
+    """Data parallel on CPU: each process takes half of every batch; averaged gradients keep the replicas equal."""
+    torch.multiprocessing.spawn(_ddp_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    r0, r1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1))
+    assert r0["queries"] == r1["queries"] == [4, 4]                   # the log counts both halves
+    for step in range(2):
+        assert len(r0["seen"][step]) == len(r1["seen"][step]) == 2
+        assert not set(r0["seen"][step]) & set(r1["seen"][step])
+    for name in r0["params"]:
+        assert r0["params"][name] == pytest.approx(r1["params"][name], abs=1e-6), name
