@@ -77,7 +77,8 @@ def test_answers_have_aliases_and_are_short():
 
 def test_bm25_ranks_topical_passages_above_the_answer():
     """BM25 (the first stage's configuration: bm25s, Lucene, k1 1.5, b 0.75, English stemmer and stopwords) retrieves
-    the answer-bearing passage in its top 20 for nearly every test question but ranks it first for less than half."""
+    the answer-bearing passage in its top 20 for nearly every test question, but ranks it first for less than
+    half and in the top 3 for at most half; a near-miss passage reaches the top 3 for most."""
     import bm25s
     import Stemmer
 
@@ -90,12 +91,14 @@ def test_bm25_ranks_topical_passages_above_the_answer():
     queries = collection.splits["test"]
     results, _ = retriever.retrieve(bm25s.tokenize([q.text for q in queries], stopwords="en", stemmer=stemmer,
                                                    show_progress=False), k=20, show_progress=False)
-    ranks = []
+    ranks, near_miss_in_top3 = [], 0
     for q, row in zip(queries, results):
         ranked = [docids[i] for i in row]
         answer = next(d for d, g in q.qrels.items() if g == ANSWER_GRADE)
         ranks.append(ranked.index(answer) + 1 if answer in ranked else None)
+        near_miss_in_top3 += any(collection.roles[d] == (q.qid, NEAR_MISS) for d in ranked[:3])
     in_top20 = [r for r in ranks if r is not None]
     assert len(in_top20) >= 0.9 * len(queries)
     assert sum(r == 1 for r in in_top20) < 0.5 * len(queries)
-    assert sum(r <= 3 for r in in_top20) < 0.7 * len(queries)
+    assert sum(r <= 3 for r in in_top20) <= 0.5 * len(queries)
+    assert near_miss_in_top3 >= 0.5 * len(queries)

@@ -6,28 +6,31 @@ captain, a painting's painter, a bridge's completion year, the mineral a person 
 *invented* entity, and every answer is an invented name or a random year, so no reader can answer from memory.
 For each question the corpus holds:
 
-* one **answer-bearing** passage that states the fact in a short plain sentence but in other words than the
-  question ("Where was the Velmora Accord signed?" - "The Velmora Accord was concluded at a meeting in Quenlith."),
-  so it shares little more than the entity's name with the question;
+* one **answer-bearing** passage that states the fact in one short plain sentence, in other words than the
+  question ("Where was the Velmor Accord signed?" - "The Velmor Accord was concluded in Quenlith."), so it shares
+  little more than the entity's name with the question; half of them go on with a sentence of other facts;
 * 1-4 **topical-useless** passages about the same entity that repeat the question's words ("Historians still
-  debate which city hosted the signing of the Velmora Accord.") but never give the asked fact; most are "strong"
-  (they echo the question's wording), some "weak" (about the entity, in other words);
-* 0-2 **near-miss** passages about a similarly named entity (same invented root or surname: the "Velmora Treaty")
-  that give the same attribute with a *different* value, worded like the question ("The Velmora Treaty was signed
-  in the city of Darnhollow.") - lexically the closest passages, and the ones that make a reader answer wrongly;
-* plus background passages about unrelated invented things, shared by all questions.
+  debate which city hosted the signing of the Velmor Accord.") but never give the asked fact: 1-3 that echo the
+  question's wording, and at most one more about the entity in other words;
+* 1-2 **near-miss** passages about a namesake whose name contains the entity's ("the Second Velmor Accord",
+  "Mirela Tovask the Younger") that give the same attribute with a *different* value, worded like the question
+  ("The Second Velmor Accord was signed in the city of Darnhollow."): lexically the closest passages, and the ones
+  that make a reader answer wrongly;
+* plus 600 background passages about unrelated invented things, shared by all questions.
 
 Qrels are what a human assessor of *topical* relevance would give: the answer-bearing passage grade 2 (the highest
 grade, so the ``oracle`` reranker - qrel grade, then first-stage order - puts it first), each topical-useless
 passage grade 1 (it is about the question's subject), near-miss and background passages nothing (they are about
 other entities). With 1-4 grade-1 passages per question, nDCG rewards a ranking that fills the top with topical
-passages nearly as much as one that puts the answer first, while answer accuracy (top-3 to the reader) rewards only
-the latter: relevance and usefulness disagree by construction, which is the gap RRPO trains a reranker to close.
-BM25 ranks the echoing topical and near-miss passages above the answer-bearing one for most questions.
+passages nearly as much as one that puts the answer first, while answer accuracy (top-k to the reader) rewards
+only the latter: relevance and usefulness disagree by construction, which is the gap RRPO trains a reranker to
+close. BM25 ranks the near-miss and echoing topical passages above the answer-bearing one for most questions (on
+the test split of seed 0, BM25 top-20 holds the answer-bearing passage for every question, the top 3 for about
+30%, the first rank for about 5%).
 
-Splits: train / dev / test = 300 / 100 / 100 questions over one shared corpus (as in BEIR), all from one
-``random.Random(seed)`` (seed 0 for the registered name); doc ids are assigned after a seeded shuffle, so they carry
-no label. Gold answers list the name with its aliases (a person's surname, "<X> River").
+Splits: train / dev / test = 300 / 100 / 100 questions over one shared corpus of about 3,100 passages (as in BEIR),
+all from one ``random.Random(seed)`` (seed 0 for the registered name); doc ids are assigned after a seeded shuffle,
+so they carry no label. Gold answers list the name with its aliases (a person's surname, "<X> River").
 """
 from __future__ import annotations
 
@@ -94,7 +97,7 @@ ATTRIBUTES = (
     Attribute(
         "company_year", "company", "year",
         ("In what year was {E} founded?", "When was {E} founded?"),
-        ("{E} was set up in {A}.", "{E} has existed since {A}."),
+        ("The founding year of {E} is {A}.", "{E} was set up in {A}."),
         ("Local historians keep arguing about the year {E} was founded.",
          "{E} was founded by two brothers who had worked as ferrymen.",
          "Since it was founded, {E} has moved its offices three times.",
@@ -105,7 +108,7 @@ ATTRIBUTES = (
     Attribute(
         "capital", "region", "place",
         ("What is the capital of {E}?", "Which city is the capital of {E}?"),
-        ("{E} is ruled from {A}.", "{E}'s government sits in {A}."),
+        ("{E} is ruled from {A}.", "The seat of government of {E} is {A}."),
         ("{E} has moved its capital several times over the centuries.",
          "The choice of a capital city for {E} was settled by a vote of its assembly.",
          "Travellers to {E} are often surprised by how small its capital city is.",
@@ -149,7 +152,7 @@ ATTRIBUTES = (
     Attribute(
         "captain", "ship", "person",
         ("Who captained the {E} on its first voyage?", "Who was the captain of the {E} on its first voyage?"),
-        ("{A} commanded the {E} when it first put to sea.", "{A} was the skipper of the {E} on its maiden trip."),
+        ("The skipper of the {E} on its maiden trip was {A}.", "{A} commanded the {E} when it first put to sea."),
         ("No logbook survives from the first voyage of the {E}, and the captain's name is disputed.",
          "The first voyage of the {E} ended in a storm, and the crew blamed the captain.",
          "Records of who captained the {E} on its first voyage were lost in a fire.",
@@ -181,7 +184,7 @@ ATTRIBUTES = (
     Attribute(
         "mineral", "person", "mineral",
         ("Which mineral did {E} discover?", "What mineral was discovered by {E}?"),
-        ("{E} found the crystal {A}.", "{A} was first found by {E}."),
+        ("The crystal found by {E} is {A}.", "{E} found the crystal {A}."),
         ("{E} discovered a mineral while walking in the hills, according to family letters.",
          "Textbooks often confuse the mineral {E} discovered with a similar one.",
          "{E} spent years searching the quarries before discovering a new mineral.",
@@ -217,16 +220,22 @@ BACKGROUND_TEMPLATES = (
 FIRST_NAMES = ("Mirela", "Oswin", "Ilsa", "Teodor", "Brannoc", "Anselma", "Corvin", "Edda", "Halvard", "Ysolde",
                "Lucan", "Maren", "Piet", "Rosalind", "Tamsin", "Wendel", "Agathe", "Bertil", "Clemence", "Dorian",
                "Elsbeth", "Fenn", "Greta", "Hugo", "Ingrid", "Jory", "Katrin", "Leopold", "Odile", "Severin")
-ENTITY_WORDS = {
-    "treaty": ("Accord", "Treaty", "Compact", "Charter", "Concord"),
-    "company": ("Mills", "Foundry", "Ropeworks", "Brewery", "Trading Company"),
-    "region": ("Upper", "Lower", "North", "South", "East", "West"),
-    "device": ("loom", "press", "lamp", "compass", "pump", "kiln"),
-    "town": ("", "New", "Old", "Little", "Great"),
-    "book": ("Lanterns", "Winter", "Ashes", "Orchard", "Bells", "Salt"),
-    "ship": ("Star", "Gale", "Dawn", "Heron", "Maiden", "Swift"),
-    "painting": ("Morning", "Evening", "Harvest", "Storm", "Snowfall", "Market Day"),
-    "bridge": ("Bridge", "Viaduct", "Aqueduct", "Crossing"),
+# kind -> (the entity's name from an invented root and a naming word, the naming words, the near-miss twin's name
+# from the entity's): a twin's name holds the whole entity name, as real namesakes do ("the Second Velmor Accord").
+ENTITY_KINDS = {
+    "person": ("{first} {root}", ("",), ("{E} the Younger", "{E} the Elder")),
+    "treaty": ("{root} {w}", ("Accord", "Treaty", "Compact", "Charter", "Concord"), ("Second {E}", "Lesser {E}")),
+    "company": ("{root} {w}", ("Mills", "Foundry", "Ropeworks", "Brewery", "Trading Company"),
+                ("New {E}", "Southern {E}")),
+    "region": ("{root}", ("",), ("Upper {E}", "Lower {E}", "North {E}", "South {E}")),
+    "device": ("{root} {w}", ("loom", "press", "lamp", "compass", "pump", "kiln"), ("improved {E}", "double {E}")),
+    "town": ("{root}", ("",), ("New {E}", "Old {E}", "Little {E}", "Great {E}")),
+    "book": ("The {w} of {root}", ("Lanterns", "Winter", "Ashes", "Orchard", "Bells", "Salt"),
+             ("{E} Revisited", "Return to {E}")),
+    "ship": ("{root} {w}", ("Star", "Gale", "Dawn", "Heron", "Maiden", "Swift"), ("{E} II", "Little {E}")),
+    "painting": ("{w} at {root}", ("Morning", "Evening", "Harvest", "Storm", "Snowfall", "Market Day"),
+                 ("Study for {E}", "Second {E}")),
+    "bridge": ("{root} {w}", ("Bridge", "Viaduct", "Aqueduct", "Crossing"), ("Old {E}", "New {E}")),
 }
 # Short pronounceable syllables: a tiny reader copies "Velmor" more reliably than "Mundteiskmaelv".
 ONSETS = ("b", "d", "f", "g", "h", "k", "l", "m", "n", "p", "r", "s", "t", "v", "z", "br", "dr", "gr", "st", "th")
@@ -260,20 +269,10 @@ class Namer:
         return f"{self.rng.choice(FIRST_NAMES)} {surname or self.word()}"
 
     def entity_pair(self, kind: str) -> tuple[str, str]:
-        """An entity and its near-miss twin: the same invented root (or surname) with another naming word."""
-        if kind == "person":
-            surname = self.word()
-            first, second = self.rng.sample(FIRST_NAMES, 2)
-            return f"{first} {surname}", f"{second} {surname}"
-        root = self.word()
-        a, b = self.rng.sample(ENTITY_WORDS[kind], 2)
-        name = {
-            "treaty": lambda w: f"{root} {w}", "company": lambda w: f"{root} {w}", "region": lambda w: f"{w} {root}",
-            "device": lambda w: f"{root} {w}", "town": lambda w: f"{w} {root}".strip(),
-            "book": lambda w: f"The {w} of {root}", "ship": lambda w: f"{root} {w}",
-            "painting": lambda w: f"{w} at {root}", "bridge": lambda w: f"{root} {w}",
-        }[kind]
-        return name(a), name(b)
+        """An entity and its near-miss twin, whose name contains the entity's."""
+        name, words, twins = ENTITY_KINDS[kind]
+        entity = name.format(first=self.rng.choice(FIRST_NAMES), root=self.word(), w=self.rng.choice(words))
+        return entity, self.rng.choice(twins).format(E=entity)
 
     def value(self, kind: str, avoid_year: int | None = None) -> tuple[str, list[str]]:
         """(answer, aliases) of a value kind."""
@@ -323,9 +322,9 @@ def make_item(rng: random.Random, namer: Namer, attr: Attribute) -> Item:
             text = template.format(**fill)
             return text[0].upper() + text[1:]
 
-        n_strong = rng.choice((1, 2, 3, 3))
+        n_strong = rng.choice((1, 2, 2, 3))
         n_weak = rng.choice((0, 1, 1))
-        n_near = rng.choice((1, 2, 2))
+        n_near = rng.choice((1, 1, 2))
         weak = rng.sample(attr.topical_weak, len(attr.topical_weak))
         # Half the answer-bearing passages go on with a sentence of other facts: longer, so BM25 ranks them lower.
         answer_text = render(rng.choice(attr.answer_bearing))
