@@ -29,7 +29,7 @@ def _seeded(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def cross_encoder(folder: str | Path, seed: int = 0) -> Path:
+def cross_encoder(folder: str | Path, seed: int = 0, num_labels: int = 1) -> Path:
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
     from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
 
@@ -48,7 +48,7 @@ def cross_encoder(folder: str | Path, seed: int = 0) -> Path:
     tokenizer.save_pretrained(folder)
     _seeded(seed)
     config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512, num_labels=1,
+                        intermediate_size=64, max_position_embeddings=512, num_labels=num_labels,
                         initializer_range=0.5)  # wide weights: scores far apart, rankings stable
     BertForSequenceClassification(config).save_pretrained(folder)
     return folder

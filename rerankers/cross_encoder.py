@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+from abc import abstractmethod
 from typing import Any, Callable, Sequence
 
 from bench.errors import UserError
@@ -61,8 +62,9 @@ class TransformersPointwise(PointwiseReranker):
         self._model.to(self.device).eval()
         self.max_length = self.settings.max_length or self.default_max_length()
 
+    @abstractmethod
     def load_model(self) -> Any:
-        raise NotImplementedError
+        """The checkpoint's torch module (loaded with ``load_pretrained``)."""
 
     @property
     def model(self):

@@ -155,6 +155,16 @@ def test_checkpoint_missing_offline_is_a_one_line_user_error(name, checkpoint, m
     assert "\n" not in msg
 
 
+def test_two_label_cross_encoder_scores_the_relevant_label(tmp_path):
+    path = str(tiny_models.cross_encoder(tmp_path / "ce2", num_labels=2))
+    reranker = make_reranker("minilm-cross-encoder", path)
+    with torch.no_grad():
+        scores = reranker.score(["capital", "river"], ["paris is the capital", "a city"])
+        logits = reranker.model(**reranker.tokenizer(["capital", "river"], ["paris is the capital", "a city"],
+                                                     padding=True, return_tensors="pt")).logits
+    assert scores.tolist() == pytest.approx(torch.log_softmax(logits, -1)[:, 1].tolist(), abs=1e-6)
+
+
 def test_monot5_needs_true_false_tokens(tmp_path):
     path = tiny_models.monot5(tmp_path / "t5", with_labels=False)
     with pytest.raises(UserError, match="no ▁false or ▁true token"):
