@@ -115,7 +115,8 @@ def rerank_with_rankllm(reranker: Any, lists: Sequence[Any]) -> list[Any]:
         requests, results, config = Path(tmp) / "requests.jsonl", Path(tmp) / "results.jsonl", Path(tmp) / "c.json"
         requests.write_text("".join(json.dumps(cl.to_request_json()) + "\n" for cl in lists))
         config.write_text(json.dumps({
-            "model": reranker.model_name, "base_url": opts["base_url"], "template": TEMPLATES[reranker.prompt.template.id],
+            "model": reranker.model_name, "base_url": opts["base_url"],
+            "template": TEMPLATES[reranker.prompt.template.id],
             "context_size": reranker.context_size, "window_size": reranker.window, "stride": reranker.stride,
             "max_passage_words": reranker.max_words, "requests": str(requests), "results": str(results),
             "api_key_env": api_key_env,
