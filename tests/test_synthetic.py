@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from bench.data import load_dataset
-from bench.data.synthetic import (ANSWER, ANSWER_GRADE, BACKGROUND, NEAR_MISS, TOPICAL, TOPICAL_GRADE, generate,
-                                  load_fictional)
+from bench.data.synthetic import (ANSWER, ANSWER_GRADE, BACKGROUND, NEAR_MISS, RELATED, RELATED_GRADE, TOPICAL,
+                                  TOPICAL_GRADE, generate, load_fictional)
 from bench.errors import UserError
 
 fresh = generate.__wrapped__          # bypass the cache, so determinism is really tested
@@ -57,14 +57,16 @@ def test_answer_topical_near_miss_design():
 
             assert len(roles[ANSWER]) == 1, q.qid
             assert has_gold(roles[ANSWER][0]), (q.qid, q.answers)
-            assert 1 <= len(roles[TOPICAL]) and 1 <= len(roles.get(NEAR_MISS, []))
-            assert not any(has_gold(d) for d in roles[TOPICAL] + roles[NEAR_MISS]), q.qid
-            # Qrels: answer-bearing is the single highest grade, every topical passage is grade 1, nothing else.
-            assert q.qrels == {roles[ANSWER][0]: ANSWER_GRADE, **{d: TOPICAL_GRADE for d in roles[TOPICAL]}}
-            assert ANSWER_GRADE > TOPICAL_GRADE >= 1
+            related = roles.get(RELATED, [])
+            assert 1 <= len(roles[TOPICAL]) <= 3 and len(related) <= 1 and 1 <= len(roles[NEAR_MISS]) <= 2
+            assert not any(has_gold(d) for d in roles[TOPICAL] + related + roles[NEAR_MISS]), q.qid
+            # Qrels: answer-bearing is the single highest grade, then topical, then related; nothing else.
+            assert q.qrels == {roles[ANSWER][0]: ANSWER_GRADE, **{d: TOPICAL_GRADE for d in roles[TOPICAL]},
+                               **{d: RELATED_GRADE for d in related}}
+            assert ANSWER_GRADE > TOPICAL_GRADE > RELATED_GRADE >= 1
             # Topical passages are about the question's entity; near-miss ones name another entity.
             title = collection.corpus[roles[ANSWER][0]].title
-            assert all(collection.corpus[d].title == title for d in roles[TOPICAL])
+            assert all(collection.corpus[d].title == title for d in roles[TOPICAL] + related)
             assert all(collection.corpus[d].title != title for d in roles[NEAR_MISS])
 
 
@@ -102,3 +104,27 @@ def test_bm25_ranks_topical_passages_above_the_answer():
     assert sum(r == 1 for r in in_top20) < 0.5 * len(queries)
     assert sum(r <= 3 for r in in_top20) <= 0.5 * len(queries)
     assert near_miss_in_top3 >= 0.5 * len(queries)
+
+
+def test_ndcg_rewards_topical_passages_more_than_the_answer_alone():
+    """The disagreement the dataset is built for: ranking the topical passages first (answer-bearing outside the top
+    10) earns a higher mean nDCG@10 than ranking the answer-bearing passage first and nothing else relevant, though
+    only the second puts the answer in the reader's top 3."""
+    import pytrec_eval
+
+    queries = generate(0).splits["test"]
+    ungraded = [f"other{i}" for i in range(10)]
+    topical_first, answer_first = {}, {}
+    for q in queries:
+        graded = sorted(q.qrels, key=lambda d: -q.qrels[d])
+        answer, topical = graded[0], graded[1:]
+        topical_first[q.qid] = topical + ungraded[:10 - len(topical)] + [answer]
+        answer_first[q.qid] = [answer] + ungraded + topical
+    evaluator = pytrec_eval.RelevanceEvaluator({q.qid: q.qrels for q in queries}, {"ndcg_cut.10"})
+
+    def mean_ndcg(run):
+        scores = evaluator.evaluate({qid: {d: float(len(ids) - i) for i, d in enumerate(ids)}
+                                     for qid, ids in run.items()})
+        return sum(v["ndcg_cut_10"] for v in scores.values()) / len(scores)
+
+    assert mean_ndcg(topical_first) > mean_ndcg(answer_first) + 0.05

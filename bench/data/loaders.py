@@ -39,10 +39,10 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import http.client
 import json
 import os
 import shutil
-import urllib.error
 import urllib.request
 import zipfile
 from pathlib import Path
@@ -225,7 +225,7 @@ def download(url: str, dest: Path, md5: str | None, how_to_avoid: str) -> dict[s
                     sha_hash.update(chunk)
                     size += len(chunk)
                     bar.update(len(chunk))
-    except (urllib.error.URLError, OSError) as exc:
+    except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts and resets are OSErrors
         part.unlink(missing_ok=True)
         reason = getattr(exc, "reason", None) or exc
         raise UserError(f"could not download {url} ({reason}); {how_to_avoid}") from exc

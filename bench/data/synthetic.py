@@ -9,24 +9,26 @@ For each question the corpus holds:
 * one **answer-bearing** passage that states the fact in one short plain sentence, in other words than the
   question ("Where was the Velmor Accord signed?" - "The Velmor Accord was concluded in Quenlith."), so it shares
   little more than the entity's name with the question; half of them go on with a sentence of other facts;
-* 1-4 **topical-useless** passages about the same entity that repeat the question's words ("Historians still
-  debate which city hosted the signing of the Velmor Accord.") but never give the asked fact: 1-3 that echo the
-  question's wording, and at most one more about the entity in other words;
+* 1-4 **topical-useless** passages about the same entity that never give the asked fact: 1-3 that echo the
+  question's words ("Historians still debate which city hosted the signing of the Velmor Accord.") and at most one
+  about the entity in other words ("The Velmor Accord ended a long quarrel over river tolls.");
 * 1-2 **near-miss** passages about a namesake whose name contains the entity's ("the Second Velmor Accord",
   "Mirela Tovask the Younger") that give the same attribute with a *different* value, worded like the question
   ("The Second Velmor Accord was signed in the city of Darnhollow."): lexically the closest passages, and the ones
   that make a reader answer wrongly;
 * plus 600 background passages about unrelated invented things, shared by all questions.
 
-Qrels are what a human assessor of *topical* relevance would give: the answer-bearing passage grade 2 (the highest
-grade, so the ``oracle`` reranker - qrel grade, then first-stage order - puts it first), each topical-useless
-passage grade 1 (it is about the question's subject), near-miss and background passages nothing (they are about
-other entities). With 1-4 grade-1 passages per question, nDCG rewards a ranking that fills the top with topical
-passages nearly as much as one that puts the answer first, while answer accuracy (top-k to the reader) rewards
-only the latter: relevance and usefulness disagree by construction, which is the gap RRPO trains a reranker to
-close. BM25 ranks the near-miss and echoing topical passages above the answer-bearing one for most questions (on
-the test split of seed 0, BM25 top-20 holds the answer-bearing passage for every question, the top 3 for about
-30%, the first rank for about 5%).
+Qrels are what a human assessor of *topical* relevance would give, on TREC Deep Learning's 0-3 scale: the
+answer-bearing passage 3 (the highest grade, so the ``oracle`` reranker - qrel grade, then first-stage order - puts
+it first), each topical-useless passage that echoes the question 2 (it is about the asked attribute of the asked
+entity), the other topical-useless passage 1 (about the entity only), near-miss and background passages nothing
+(they are about other entities). So nDCG rewards a ranking that fills the top with topical passages about as much
+as one that puts the answer first (with linear gains, two grade-2 passages at ranks 1-2 outscore the answer alone
+at rank 1), while answer accuracy (top-k to the reader) rewards only the latter: relevance and usefulness disagree
+by construction, which is the gap RRPO trains a reranker to close. BM25 ranks the near-miss and echoing topical
+passages above the answer-bearing one for most questions (on the test split of seed 0, BM25's top 20 holds the
+answer-bearing passage for every question, its top 3 for about 30%, its first rank for about 5%, and a near-miss
+passage reaches its top 3 for over 90%).
 
 Splits: train / dev / test = 300 / 100 / 100 questions over one shared corpus of about 3,100 passages (as in BEIR),
 all from one ``random.Random(seed)`` (seed 0 for the registered name); doc ids are assigned after a seeded shuffle,
@@ -43,12 +45,14 @@ from bench.errors import UserError
 from bench.types import Document, Query
 
 SPLIT_SIZES = (("train", 300), ("dev", 100), ("test", 100))
-ANSWER_GRADE = 2
-TOPICAL_GRADE = 1
+# Qrel grades on TREC Deep Learning's 0-3 scale (3 perfectly relevant, 2 highly relevant, 1 related).
+ANSWER_GRADE = 3
+TOPICAL_GRADE = 2
+RELATED_GRADE = 1
 N_BACKGROUND = 600
 
 # Roles of passages (kept in Collection.roles for analysis; the Dataset carries only the qrels).
-ANSWER, TOPICAL, NEAR_MISS, BACKGROUND = "answer", "topical", "near_miss", "background"
+ANSWER, TOPICAL, RELATED, NEAR_MISS, BACKGROUND = "answer", "topical", "related", "near_miss", "background"
 
 
 @dataclass(frozen=True)
@@ -89,7 +93,7 @@ ATTRIBUTES = (
         ("{E}'s birthplace was {A}.", "{E}'s place of birth was {A}."),
         ("Several towns claim {E}, each insisting that {E} was born within its walls.",
          "{E} was born poor, and no town has put up a statue.",
-         "Where {E} was born is a question {E} never answered in interviews.",
+         "The house in which {E} was born burned down long ago.",
          "A town-by-town search for records of where {E} was born has found nothing."),
         ("{E} worked as a surveyor before turning to politics.",
          "{E} is remembered for a long career in the merchant guilds."),
@@ -108,7 +112,7 @@ ATTRIBUTES = (
     Attribute(
         "capital", "region", "place",
         ("What is the capital of {E}?", "Which city is the capital of {E}?"),
-        ("{E} is ruled from {A}.", "The seat of government of {E} is {A}."),
+        ("The chief city of {E} is {A}.", "The main town of {E} is {A}."),
         ("{E} has moved its capital several times over the centuries.",
          "The choice of a capital city for {E} was settled by a vote of its assembly.",
          "Travellers to {E} are often surprised by how small its capital city is.",
@@ -194,7 +198,7 @@ ATTRIBUTES = (
     Attribute(
         "spouse", "person", "person",
         ("Whom did {E} marry?", "Who was the spouse of {E}?"),
-        ("{E} wed {A} in {Y}.", "{E} and {A} were wed in the spring of {Y}."),
+        ("{E} was wed to {A}.", "{E} was wed to {A} in {Y}."),
         ("{E} was married for forty years, yet the letters never name the spouse.",
          "Gossip in the capital centred on whom {E} would marry.",
          "{E} decided to marry late in life, to the surprise of friends.",
@@ -332,7 +336,7 @@ def make_item(rng: random.Random, namer: Namer, attr: Attribute) -> Item:
             answer_text += " " + render(weak.pop())
         passages = [(ANSWER, entity, answer_text)]
         passages += [(TOPICAL, entity, render(t)) for t in rng.sample(attr.topical_strong, n_strong)]
-        passages += [(TOPICAL, entity, render(t)) for t in weak[:n_weak]]
+        passages += [(RELATED, entity, render(t)) for t in weak[:n_weak]]
         passages += [(NEAR_MISS, twin, render(t)) for t in rng.sample(attr.near_miss, n_near)]
         gold = [answer, *aliases]
         # A gold string inside another passage of the question (e.g. a year repeated by chance) would make that
@@ -365,7 +369,7 @@ def generate(seed: int = 0, sizes: tuple[tuple[str, int], ...] = SPLIT_SIZES,
     roles: dict[str, tuple[str, str]] = {}
     qrels: list[dict[str, int]] = [{} for _ in items]
     qids = [f"{split}-{j:03d}" for split, n in sizes for j in range(n)]
-    grade = {ANSWER: ANSWER_GRADE, TOPICAL: TOPICAL_GRADE}
+    grade = {ANSWER: ANSWER_GRADE, TOPICAL: TOPICAL_GRADE, RELATED: RELATED_GRADE}
     for n, (i, role, title, text) in enumerate(docs):
         docid = f"f{n:05d}"
         corpus[docid] = Document(docid=docid, text=text, title=title)
