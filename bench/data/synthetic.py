@@ -61,12 +61,12 @@ class Attribute:
     and its value), {Y} (a year that is not the answer)."""
 
     key: str
-    entity: str              # how entities are named (see Namer.entity_pair)
+    entity: str              # a key of ENTITY_KINDS: how the entity and its near-miss twin are named
     value: str               # what the answer is: place | year | person | river | mineral
     questions: tuple[str, ...]
     answer_bearing: tuple[str, ...]
-    topical_strong: tuple[str, ...]
-    topical_weak: tuple[str, ...]
+    topical: tuple[str, ...]
+    related: tuple[str, ...]
     near_miss: tuple[str, ...]
 
 
@@ -326,17 +326,17 @@ def make_item(rng: random.Random, namer: Namer, attr: Attribute) -> Item:
             text = template.format(**fill)
             return text[0].upper() + text[1:]
 
-        n_strong = rng.choice((1, 2, 2, 3))
-        n_weak = rng.choice((0, 1, 1))
+        n_topical = rng.choice((1, 2, 2, 3))
+        n_related = rng.choice((0, 1, 1))
         n_near = rng.choice((1, 1, 2))
-        weak = rng.sample(attr.topical_weak, len(attr.topical_weak))
+        related = rng.sample(attr.related, len(attr.related))
         # Half the answer-bearing passages go on with a sentence of other facts: longer, so BM25 ranks them lower.
         answer_text = render(rng.choice(attr.answer_bearing))
         if rng.random() < 0.5:
-            answer_text += " " + render(weak.pop())
+            answer_text += " " + render(related.pop())
         passages = [(ANSWER, entity, answer_text)]
-        passages += [(TOPICAL, entity, render(t)) for t in rng.sample(attr.topical_strong, n_strong)]
-        passages += [(RELATED, entity, render(t)) for t in weak[:n_weak]]
+        passages += [(TOPICAL, entity, render(t)) for t in rng.sample(attr.topical, n_topical)]
+        passages += [(RELATED, entity, render(t)) for t in related[:n_related]]
         passages += [(NEAR_MISS, twin, render(t)) for t in rng.sample(attr.near_miss, n_near)]
         gold = [answer, *aliases]
         # A gold string inside another passage of the question (e.g. a year repeated by chance) would make that
