@@ -145,6 +145,7 @@ def test_factory_specs(tmp_path):
 
 @pytest.mark.slow
 def test_smollm2_reader_answers_from_context_and_reloads_fast(tmp_path_factory, monkeypatch):
+    from bench.llm.cache import CachedEngine, LLMCache
     from bench.llm.hf import SMOLLM2_NAME, load_smollm2
     from bench.readers import Reader
     from bench.types import Document, Query
@@ -163,15 +164,20 @@ def test_smollm2_reader_answers_from_context_and_reloads_fast(tmp_path_factory, 
     for name, a, b in zip(first.lm.state_dict(), first.lm.state_dict().values(), engine.lm.state_dict().values()):
         assert a.equal(b), name
 
-    reader = Reader(engine)
-    docs = [Document("d1", "Zorvia is a small mountain country with long winters.", "Zorvia"),
-            Document("d2", "The capital of Zorvia is Quenlith. It lies on the Tarn river.", "Quenlith"),
+    # The answer passage first (with it below a distractor, this 135M model often repeats the distractor: order
+    # matters to it, which is what rerankers are for). It answers in a sentence, so the test checks containment.
+    docs = [Document("d2", "The capital of Zorvia is Quenlith. It lies on the Tarn river.", "Quenlith"),
+            Document("d1", "Zorvia is a small mountain country with long winters.", "Zorvia"),
             Document("d3", "Bakery bread is made from flour, water and yeast.", "Bread")]
     q = Query("q1", "What is the capital of Zorvia?", ["Quenlith"])
-    answers = reader.answer([q, q], [docs, docs])
-    assert answers[0].text == "Quenlith"
-    assert answers[1].text == answers[0].text                # greedy: the same answer twice
-    assert answers[0].error is None and answers[0].usage["completion_tokens"] >= 1
+    (first_answer,) = Reader(engine).answer([q], [docs])
+    assert "Quenlith" in first_answer.text and "\n" not in first_answer.text
+    assert first_answer.error is None and first_answer.usage["completion_tokens"] >= 1
+    # greedy: the same answer again, here through the cache (a miss, then a hit)
+    cached_reader = Reader(CachedEngine(engine, LLMCache(cache / "llm.sqlite")))
+    again, hit = cached_reader.answer([q], [docs]) + cached_reader.answer([q], [docs])
+    assert again.text == hit.text == first_answer.text
+    assert (again.cached, hit.cached, hit.usage) == (False, True, again.usage)
 
 
 def test_smollm2_missing_package_names_the_install_line(monkeypatch):
