@@ -101,7 +101,7 @@ ATTRIBUTES = (
     Attribute(
         "company_year", "company", "year",
         ("In what year was {E} founded?", "When was {E} founded?"),
-        ("The founding year of {E} is {A}.", "{E} was set up in {A}."),
+        ("The founding year of {E} is {A}.", "{E} was set up in the year {A}."),
         ("Local historians keep arguing about the year {E} was founded.",
          "{E} was founded by two brothers who had worked as ferrymen.",
          "Since it was founded, {E} has moved its offices three times.",
@@ -156,7 +156,7 @@ ATTRIBUTES = (
     Attribute(
         "captain", "ship", "person",
         ("Who captained the {E} on its first voyage?", "Who was the captain of the {E} on its first voyage?"),
-        ("The skipper of the {E} on its maiden trip was {A}.", "{A} commanded the {E} when it first put to sea."),
+        ("The {E} was commanded by {A} on its maiden trip.", "The skipper of the {E} on its maiden trip was {A}."),
         ("No logbook survives from the first voyage of the {E}, and the captain's name is disputed.",
          "The first voyage of the {E} ended in a storm, and the crew blamed the captain.",
          "Records of who captained the {E} on its first voyage were lost in a fire.",
@@ -188,7 +188,7 @@ ATTRIBUTES = (
     Attribute(
         "mineral", "person", "mineral",
         ("Which mineral did {E} discover?", "What mineral was discovered by {E}?"),
-        ("The crystal found by {E} is {A}.", "{E} found the crystal {A}."),
+        ("The crystal found by {E} is {A}.", "The new crystal that {E} found was {A}."),
         ("{E} discovered a mineral while walking in the hills, according to family letters.",
          "Textbooks often confuse the mineral {E} discovered with a similar one.",
          "{E} spent years searching the quarries before discovering a new mineral.",
