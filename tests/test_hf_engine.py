@@ -129,10 +129,13 @@ def test_missing_model_is_a_one_line_user_error(tmp_path, monkeypatch):
     assert "\n" not in msg
 
 
-def test_factory_specs(tmp_path):
+def test_factory_specs(tmp_path, monkeypatch):
     save_tiny_llama(tmp_path, CHAT_TEMPLATE)
     engine = make_engine(f"hf:{tmp_path}", device="cpu", batch_size=2)
     assert isinstance(engine, HFEngine) and engine.model == str(tmp_path) and engine.batch_size == 2
+    monkeypatch.setenv("MY_KEY", "secret")
+    remote = make_engine("openai:my-model:7b", base_url="http://127.0.0.1:9/v1", api_key_env="MY_KEY")
+    assert (remote.kind, remote.model) == ("openai", "my-model:7b")     # only the first colon splits the spec
     for bad in ("smollm", "hf:", "HF:x", "openai", "gpt-4o", "smollm2:extra"):
         with pytest.raises(UserError, match="unknown LLM engine .*smollm2, gemma3-270m, hf:<model id or path>"):
             make_engine(bad)
