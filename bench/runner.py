@@ -179,6 +179,7 @@ class Runner:
         from bench.retrieval import first_stage
 
         c = self.config
+        self.validate()
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / "config.json").write_text(json.dumps(asdict(c), indent=2) + "\n")
         store = RecordStore(self.out_dir / "records.jsonl")
@@ -214,6 +215,21 @@ class Runner:
         opts = ReportOptions(baseline=c.baseline, top_k=c.top_k, seed=c.seed)
         md = write_reports(records, self.out_dir, opts, extra_sections=self._extra_sections(records))
         return md
+
+    def validate(self) -> None:
+        """Fail on a bad name before any model loads or any query runs."""
+        from bench.data import DATASETS
+        from bench.data.base import unknown_dataset
+        from rerankers.registry import resolve
+
+        for name in self.config.rerankers:
+            resolve(name)
+        for ds in self.config.datasets:
+            if ds not in DATASETS and not Path(ds).expanduser().exists():
+                raise unknown_dataset(ds)
+        if self.config.baseline not in self.config.rerankers:
+            raise UserError(f"--baseline {self.config.baseline!r} is not among --rerankers "
+                            f"({' '.join(self.config.rerankers)})")
 
     def _rankings(self, ds_name: str, rr_name: str, pending) -> dict[str, Ranking]:
         """Rankings of the pending queries, reusing those saved by an earlier (interrupted) run."""
