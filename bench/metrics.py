@@ -89,10 +89,11 @@ def token_f1(prediction: str, gold: str) -> float:
 
 
 def contains_answer(text: str, gold_answers: Sequence[str]) -> bool:
-    """Whether some gold answer, normalised, occurs in the normalised text (FlashRAG's containment; gold answers
-    that normalise to nothing never match)."""
-    norm_text = normalize_answer(text)
-    return any(g and g in norm_text for g in map(normalize_answer, gold_answers))
+    """Whether some gold answer, normalised, occurs in the normalised text as whole tokens (FlashRAG's containment,
+    on token boundaries: a plain substring test would find the gold "1801" in "2018-01-01", normalised "20180101";
+    gold answers that normalise to nothing never match)."""
+    norm_text = f" {normalize_answer(text)} "
+    return any(g and f" {g} " in norm_text for g in map(normalize_answer, gold_answers))
 
 
 def answer_metrics(prediction: str, gold_answers: Sequence[str]) -> dict[str, float]:

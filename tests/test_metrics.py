@@ -80,6 +80,8 @@ def test_empty_ranking_counts_zero():
     ("Paris, France", ["London"], {"EM": 0.0, "F1": 0.0, "accuracy": 0.0}),
     ("", ["Paris"], {"EM": 0.0, "F1": 0.0, "accuracy": 0.0}),                                # empty prediction
     ("the the cat cat", ["cat"], {"EM": 0.0, "F1": 2 / 3, "accuracy": 1.0}),                 # P=1/2 (1 of 2 "cat")
+    ("On 2018-01-01.", ["1801"], {"EM": 0.0, "F1": 0.0, "accuracy": 0.0}),                  # token boundaries
+    ("Concatenation", ["cat"], {"EM": 0.0, "F1": 0.0, "accuracy": 0.0}),
 ])
 def test_answer_metrics(prediction, gold, expected):
     got = answer_metrics(prediction, gold)
