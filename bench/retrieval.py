@@ -196,7 +196,7 @@ def dense_rankings(dataset: Dataset, pool: int, cache_dir: str | os.PathLike | N
                    max_length: int | None, device: str, dtype: str, batch_size: int) -> dict[str, Ranking]:
     """Exhaustive cosine search with a bi-encoder; corpus embeddings cached on disk."""
     from bench.encoders import BiEncoder, cached_embeddings
-    from rerankers.base import resolve_device, resolve_dtype
+    from bench.environment import resolve_device, resolve_dtype
 
     if not dataset.corpus:
         raise UserError(f"dataset {dataset.name!r}: empty corpus, nothing to retrieve")

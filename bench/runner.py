@@ -16,13 +16,14 @@ from typing import Any, Iterator
 
 from tqdm.auto import tqdm
 
+from bench.environment import cache_dir
 from bench.errors import UserError
 from bench.llm.base import stable_hash
 from bench.types import QueryRecord, Ranking
 
 
 def default_cache_dir() -> str:
-    return os.environ.get("RERANK_BENCH_CACHE", str(Path.home() / ".cache" / "rerank-bench"))
+    return str(cache_dir())
 
 
 @dataclass

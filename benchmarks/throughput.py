@@ -54,9 +54,9 @@ print(json.dumps({"seconds": time.perf_counter() - t0, "cpu_seconds": time.proce
 
 
 def rerankers_folder() -> Path:
-    from bench.llm.cache import bench_cache_dir
+    from bench.environment import cache_dir
 
-    return bench_cache_dir() / "rerankers-pkg"
+    return cache_dir() / "rerankers-pkg"
 
 
 def setup_rerankers() -> None:

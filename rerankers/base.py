@@ -14,30 +14,6 @@ from bench.types import CandidateList, Ranking
 from rerankers.registry import RerankerSettings
 
 
-def resolve_device(device: str) -> str:
-    import torch
-
-    if device != "auto":
-        return device
-    if torch.cuda.is_available():
-        return "cuda"
-    return "cpu"
-
-
-def resolve_dtype(dtype: str, device: str):
-    import torch
-
-    if dtype == "auto":
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    try:
-        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
-                "float16": torch.float16, "fp16": torch.float16}[dtype]
-    except KeyError:
-        from bench.errors import UserError
-
-        raise UserError(f"--dtype {dtype!r}: expected auto, float32, bfloat16 or float16") from None
-
-
 class Reranker(ABC):
     name: str = ""
     kind: str = "baseline"

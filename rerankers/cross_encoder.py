@@ -14,7 +14,8 @@ from abc import abstractmethod
 from typing import Any, Callable, Sequence
 
 from bench.errors import UserError
-from rerankers.base import PointwiseReranker, resolve_device, resolve_dtype
+from bench.environment import resolve_device, resolve_dtype
+from rerankers.base import PointwiseReranker
 from rerankers.registry import RerankerSettings, register
 
 # A tokenizer without a configured limit reports this huge sentinel as model_max_length.

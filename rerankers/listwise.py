@@ -34,7 +34,8 @@ from bench.errors import UserError, require
 from bench.llm.base import ChatRequest, ChatResponse, Engine
 from bench.prompts import PROMPT_DIR, PromptTemplate, load_template
 from bench.types import Candidate, CandidateList, Ranking
-from rerankers.base import Reranker, resolve_dtype
+from bench.environment import resolve_dtype
+from rerankers.base import Reranker
 from rerankers.registry import RerankerSettings
 
 WINDOW_SIZE = 20

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 from typing import Sequence
 
-from rerankers.base import PointwiseReranker, resolve_device, resolve_dtype
+from bench.environment import resolve_device, resolve_dtype
+from rerankers.base import PointwiseReranker
 from rerankers.registry import register
 
 # bench.encoders.MINILM_CHECKPOINT (not imported here: that module imports torch, and registration must stay cheap;

@@ -35,9 +35,9 @@ DEFAULT_TIMEOUT_S = 600.0
 
 
 def default_venv() -> Path:
-    from bench.llm.cache import bench_cache_dir
+    from bench.environment import cache_dir
 
-    return bench_cache_dir() / "rankllm-venv"
+    return cache_dir() / "rankllm-venv"
 
 
 def tiktoken_cache_dir(python: Path) -> Path:

@@ -49,10 +49,10 @@ from pathlib import Path
 from typing import Any, Iterator
 
 from bench.data.base import Dataset, register_dataset
+from bench.environment import cache_dir as cache_dir_of
 from bench.errors import UserError
 from bench.types import Document, Query
 
-CACHE_ENV = "RERANK_BENCH_CACHE"
 BEIR_URL_ENV = "RERANK_BENCH_BEIR_URL"
 BEIR_BASE_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets"
 HOTPOTQA_DEV_DISTRACTOR_URL = "http://curtis.ml.cmu.edu/datasets/hotpot/hotpot_dev_distractor_v1.json"
@@ -84,10 +84,6 @@ QA_QUESTION_EXPECTED = 'a JSON object with "id", "question" and "golden_answers"
 QA_CORPUS_EXPECTED = 'a JSON object with "id" and either "contents" or "text" (and "title")'
 HOTPOT_FIELDS = ("question", "answer", "context", "supporting_facts")
 HOTPOT_EXPECTED = 'a HotpotQA record with "_id", "question", "answer", "context" and "supporting_facts"'
-
-
-def cache_root(cache_dir: str | None = None) -> Path:
-    return Path(cache_dir or os.environ.get(CACHE_ENV) or Path.home() / ".cache" / "rerank-bench").expanduser()
 
 
 # --- line-numbered readers ------------------------------------------------------------------------------------
@@ -179,7 +175,7 @@ def fetch_beir(name: str, cache_dir: str | None = None, base_url: str | None = N
                md5: str | None = None) -> Path:
     """The unzipped BEIR folder of ``name`` in the cache, downloading and verifying it first when absent.
     ``md5`` defaults to BEIR's published one for registered names."""
-    root = cache_root(cache_dir) / "beir"
+    root = cache_dir_of(cache_dir) / "beir"
     folder = root / name
     if (folder / "corpus.jsonl").is_file():
         return folder
@@ -314,7 +310,7 @@ def load_hotpotqa_distractor(split: str = "test", cache_dir: str | None = None) 
     if split not in ("dev", "test"):
         raise UserError(f"hotpotqa-distractor has only the dev set (its test answers are not public); "
                         f"got split {split!r}: use --split dev or test")
-    root = cache_root(cache_dir) / "hotpotqa"
+    root = cache_dir_of(cache_dir) / "hotpotqa"
     path = root / Path(HOTPOTQA_DEV_DISTRACTOR_URL).name
     if not path.is_file():
         root.mkdir(parents=True, exist_ok=True)

