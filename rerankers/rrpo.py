@@ -2,8 +2,10 @@
 
 Inference is the policy's greedy decoding, i.e. sorting by the trained backbone's score divided by the policy's
 temperature: exactly the cost of the base reranker. The checkpoint (``--rrpo-checkpoint``, or ``--checkpoint`` in
-``RerankerSettings``) is a local folder or a hub id of a folder written by the trainer (config.json + a float16
-weights delta from the backbone).
+``RerankerSettings``) is a folder written by the trainer (config.json + a float16 weights delta from the backbone):
+a local path, the name of a checkpoint shipped in ``rrpo/checkpoints/``, or a hub id. The default is the shipped
+``minilm-fictional`` (MiniLM's last layer trained on fictional/train with the SmolLM2 reader; its config.json,
+train_log.jsonl and eval.json say how and what it measured).
 """
 from __future__ import annotations
 
@@ -18,11 +20,15 @@ TRAIN_HINT = ("python -m rrpo train --dataset fictional --split train --backbone
               "--pool 20 --out runs/rrpo-minilm")
 
 
+SHIPPED_CHECKPOINTS = Path(__file__).resolve().parent.parent / "rrpo" / "checkpoints"
+
+
 def checkpoint_folder(checkpoint: str) -> Path:
-    """A local folder as is; anything else is fetched as a hub repository (the hub cache, or the network)."""
-    folder = Path(checkpoint)
-    if folder.is_dir():
-        return folder
+    """A local folder as is, then a shipped checkpoint by name; anything else is fetched as a hub repository (the
+    hub cache, or the network)."""
+    for folder in (Path(checkpoint), SHIPPED_CHECKPOINTS / checkpoint):
+        if folder.is_dir():
+            return folder
     from bench.errors import require
 
     hub = require("huggingface_hub", "dev", "loading an RRPO checkpoint from the hub")
@@ -33,7 +39,7 @@ def checkpoint_folder(checkpoint: str) -> Path:
                         f"repository ({type(exc).__name__}); train one with: {TRAIN_HINT}") from exc
 
 
-@register("rrpo", kind="pointwise",
+@register("rrpo", kind="pointwise", checkpoint="minilm-fictional",
           description="a pointwise backbone (default minilm) trained by RRPO from reader feedback")
 class RRPOReranker(PointwiseReranker):
     kind = "pointwise"

@@ -72,7 +72,7 @@ class RRPOConfig:
     clip_eps: float = 0.2
     ratio_anchor: str = "reference"     # reference (paper) | behaviour (π_old, classic PPO)
     kl_beta: float = 0.02               # InstructGPT's per-token KL coefficient
-    lr: float = 3e-5
+    lr: float = 1e-4                    # the demonstration's value (last layer only; the clip bounds each step)
     weight_decay: float = 0.01
     grad_clip: float = 1.0
     updates_per_batch: int = 2          # gradient steps per batch of rollouts (rollouts cost reader calls; updates don't)

@@ -10,6 +10,7 @@ import torch
 
 from bench.errors import UserError
 from rerankers.registry import RERANKERS, RerankerSettings, get_reranker
+from rerankers.rrpo import RRPOReranker
 from rrpo.__main__ import build_parser, main
 from rrpo.trainer import RRPOConfig, assemble_trainer
 from tests.rrpo_standins import (STANDIN_NAME, TableReranker, TargetReader, candidate_list, register_standin,
@@ -25,12 +26,15 @@ def standin_backbone():
 
 def test_rrpo_without_checkpoint_says_how_to_train_one():
     with pytest.raises(UserError, match=r"--rrpo-checkpoint FOLDER, or train one with: python -m rrpo train "):
-        get_reranker("rrpo")
+        RRPOReranker(checkpoint=None)
 
 
-def test_rrpo_checkpoint_not_found_is_a_user_error(tmp_path):
+def test_rrpo_checkpoint_not_found_is_a_user_error(tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(UserError, match="not an RRPO checkpoint"):
         get_reranker("rrpo", RerankerSettings(checkpoint=str(tmp_path)))
+    with pytest.raises(UserError, match=r"'no-such-rrpo-run': neither a local folder .* python -m rrpo train"):
+        get_reranker("rrpo", RerankerSettings(checkpoint="no-such-rrpo-run"))
 
 
 def test_trained_checkpoint_reloads_as_a_pointwise_reranker(tmp_path, standin_backbone):
@@ -101,3 +105,23 @@ def test_two_process_gloo_training_keeps_replicas_identical(tmp_path):
         assert not set(r0["seen"][step]) & set(r1["seen"][step])
     for name in r0["params"]:
         assert r0["params"][name] == pytest.approx(r1["params"][name], abs=1e-6), name
+
+
+@pytest.mark.slow
+def test_shipped_checkpoint_is_the_default_and_reranks_with_minilm(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    from bench.types import Candidate, CandidateList, Document, Query
+
+    reranker = get_reranker("rrpo")
+    assert reranker.checkpoint == "minilm-fictional"
+    assert reranker.policy.reranker.name == "minilm" and reranker.identity()["temperature"] == pytest.approx(0.05)
+    minilm = get_reranker("minilm")
+    docs = [Document("a", "Oswin Laelvleis and Greta Kunnul were wed in 1773.", "Oswin Laelvleis"),
+            Document("b", "Whom Oswin Laelvleis married was a matter of gossip in the capital.", "Oswin Laelvleis"),
+            Document("c", "The town of Stindreth is famous for its copper kettles.", "Stindreth")]
+    cl = CandidateList(Query("q", "Who was the spouse of Oswin Laelvleis?"), [Candidate(d.docid, 0.0, d) for d in docs])
+    trained = reranker.rerank([cl])[0]
+    base = minilm.rerank([cl])[0]
+    assert sorted(trained.docids) == ["a", "b", "c"] and trained.docids[-1] == base.docids[-1] == "c"
+    trained_scores, base_scores = dict(zip(trained.docids, trained.scores)), dict(zip(base.docids, base.scores))
+    assert trained_scores["a"] != pytest.approx(base_scores["a"] / 0.05, abs=1e-3)   # the delta changed the score
