@@ -16,16 +16,11 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Any, Sequence
 
+from bench.environment import cache_dir as bench_cache_dir
 from bench.errors import UserError
 from rrpo.trainer import RRPOConfig
 
 _PARSERS = {"int": int, "float": float, "str": str, "int | None": int, "float | None": float, "str | None": str}
-
-
-def default_cache_dir() -> str:
-    from bench.runner import default_cache_dir as bench_default
-
-    return bench_default()
 
 
 def make_reader(spec: str, template: str, max_tokens: int, cache_dir: str, batch_size: int = 8):
@@ -69,7 +64,7 @@ def build_trainer(cfg: RRPOConfig, out: Path):
 
     cfg.validate()
     dist = Dist.from_env()
-    cache_dir = cfg.cache_dir or default_cache_dir()
+    cache_dir = str(bench_cache_dir(cfg.cache_dir))
     lists = candidate_lists(cfg.dataset, cfg.split, cfg.first_stage, cfg.pool, cfg.limit, cache_dir)
     torch.manual_seed(cfg.seed)
     reranker = get_reranker(cfg.backbone, RerankerSettings(checkpoint=cfg.backbone_checkpoint, seed=cfg.seed,
@@ -152,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         else:
             result = evaluate(args.checkpoint, args.dataset, args.split, args.reader, args.k, args.pool,
                               args.first_stage, args.backbone, args.limit, args.reader_template, args.max_tokens,
-                              args.cache_dir or default_cache_dir())
+                              str(bench_cache_dir(args.cache_dir)))
             text = json.dumps(result, indent=2)
             if args.output:
                 Path(args.output).write_text(text + "\n")
