@@ -30,7 +30,7 @@ def default_cache_dir() -> str:
 class RunConfig:
     datasets: list[str] = field(default_factory=lambda: ["fictional"])
     split: str = "test"
-    rerankers: list[str] = field(default_factory=lambda: ["none", "random", "minilm", "oracle"])
+    rerankers: list[str] = field(default_factory=lambda: ["none", "random", "minilm", "rrpo", "oracle"])
     readers: list[str] = field(default_factory=lambda: ["smollm2"])
     judge: str | None = None
     first_stage: str = "bm25"
