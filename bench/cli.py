@@ -50,6 +50,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--batch-size", type=int, default=d.batch_size)
     run.add_argument("--base-url", default=d.base_url, help="OpenAI-compatible server (vLLM, Ollama, ...)")
     run.add_argument("--api-key-env", default=d.api_key_env, help="NAME of the environment variable with the key")
+    run.add_argument("--judge-base-url", default=d.judge_base_url, help="the judge's server, if not --base-url's")
+    run.add_argument("--judge-api-key-env", default=d.judge_api_key_env, help="the judge's key variable, if not "
+                     "--api-key-env's")
     run.add_argument("--concurrency", type=int, default=d.concurrency)
     run.add_argument("--timeout", type=float, default=d.timeout)
     run.add_argument("--max-retries", type=int, default=d.max_retries)

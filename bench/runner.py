@@ -48,6 +48,8 @@ class RunConfig:
     batch_size: int = 32
     base_url: str | None = None            # OpenAI-compatible server for openai:* readers/judges/rerankers
     api_key_env: str = "OPENAI_API_KEY"    # the NAME of the variable holding the key, never the key
+    judge_base_url: str | None = None      # the judge's server when it is not --base-url's (e.g. OpenAI itself)
+    judge_api_key_env: str | None = None   # likewise for its key variable
     concurrency: int = 8
     timeout: float = 60.0
     max_retries: int = 5
@@ -144,8 +146,9 @@ class Runner:
         self._llm_cache = None
 
     # --- shared LLM machinery -------------------------------------------------------------------------------
-    def engine(self, spec: str):
-        """One cached engine per spec, shared by readers, the judge and listwise rerankers of this run."""
+    def engine(self, spec: str, base_url: str | None = None, api_key_env: str | None = None):
+        """One cached engine per spec, shared by readers, the judge and listwise rerankers of this run; OpenAI-
+        compatible engines talk to ``--base-url`` unless given their own server."""
         if spec not in self._engines:
             from bench.llm import make_engine
             from bench.llm.cache import CachedEngine, LLMCache
@@ -153,8 +156,8 @@ class Runner:
             c = self.config
             if self._llm_cache is None:
                 self._llm_cache = LLMCache(Path(c.cache_dir) / "llm-cache.sqlite")
-            engine = make_engine(spec, device=c.device, dtype=c.dtype, base_url=c.base_url,
-                                 api_key_env=c.api_key_env, concurrency=c.concurrency, timeout=c.timeout,
+            engine = make_engine(spec, device=c.device, dtype=c.dtype, base_url=base_url or c.base_url,
+                                 api_key_env=api_key_env or c.api_key_env, concurrency=c.concurrency, timeout=c.timeout,
                                  max_retries=c.max_retries)
             self._engines[spec] = CachedEngine(engine, self._llm_cache, mode=c.llm_cache)
         return self._engines[spec]
@@ -304,7 +307,8 @@ class Runner:
         from bench.judges import Judge
         from bench.prompts import load_template
 
-        return Judge(self.engine(self.config.judge), load_template(self.config.judge_template))
+        c = self.config
+        return Judge(self.engine(c.judge, c.judge_base_url, c.judge_api_key_env), load_template(c.judge_template))
 
     def _extra_sections(self, records: list[QueryRecord]) -> list[str]:
         sections = []

@@ -158,3 +158,13 @@ def test_api_key_is_written_nowhere(uninterrupted):
     for path in uninterrupted["root"].rglob("*"):
         if path.is_file():
             assert API_KEY.encode() not in path.read_bytes(), path
+
+
+def test_judge_on_its_own_server(uninterrupted, tmp_path):
+    with ScriptedLLMServer(reply=scripted_reply) as reader_srv, ScriptedLLMServer(reply=scripted_reply) as judge_srv:
+        cmd = bench_cmd(uninterrupted["dataset"], reader_srv.base_url, tmp_path / "out", tmp_path / "cache",
+                        "--judge-base-url", judge_srv.base_url, "--judge-api-key-env", "TOY_KEY")
+        run(cmd)
+        assert reader_srv.count > 0 and judge_srv.count > 0
+        assert all("Predicted answer:" not in prompt_text(b) for b in reader_srv.requests)
+        assert all("Predicted answer:" in prompt_text(b) for b in judge_srv.requests)
