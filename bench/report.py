@@ -105,6 +105,10 @@ def cross_reader_matrix(df: pd.DataFrame, metric: str) -> pd.DataFrame:
     return df.pivot_table(index=["dataset", "reranker"], columns="reader", values=metric, sort=False)
 
 
+def row_labels(matrix: pd.DataFrame) -> list[str]:
+    return [" / ".join(map(str, i)) for i in matrix.index]
+
+
 def plot_matrix(matrix: pd.DataFrame, metric: str, path: Path) -> None:
     import matplotlib
 
@@ -114,7 +118,7 @@ def plot_matrix(matrix: pd.DataFrame, metric: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(1.6 + 1.4 * matrix.shape[1], 1.0 + 0.45 * matrix.shape[0]))
     im = ax.imshow(matrix.to_numpy(dtype=float), cmap="viridis", aspect="auto")
     ax.set_xticks(range(matrix.shape[1]), [str(c) for c in matrix.columns], rotation=30, ha="right")
-    ax.set_yticks(range(matrix.shape[0]), [" / ".join(map(str, i)) for i in matrix.index])
+    ax.set_yticks(range(matrix.shape[0]), row_labels(matrix))
     for (i, j), v in pd.DataFrame(matrix.to_numpy()).stack().items():
         ax.text(j, i, f"{v:.3f}", ha="center", va="center", color="w", fontsize=8)
     ax.set_title(f"{metric}: reranker × reader")
@@ -135,7 +139,8 @@ def write_reports(records: Sequence[QueryRecord], out_dir: Path, opts: ReportOpt
             matrix = cross_reader_matrix(df, m)
             matrix.to_csv(out_dir / f"matrix_{m}.csv")
             plot_matrix(matrix, m, out_dir / f"matrix_{m}.png")
-            md += f"\n\n### {m}: reranker × reader\n\n{matrix.to_markdown(floatfmt='.3f')}\n"
+            shown = matrix.set_axis(row_labels(matrix), axis=0)
+            md += f"\n\n### {m}: reranker × reader\n\n{shown.to_markdown(floatfmt='.3f')}\n"
     md = "\n\n".join([md, *extra_sections])
     (out_dir / "leaderboard.md").write_text(md + "\n")
     return md
