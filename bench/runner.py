@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Iterator
@@ -151,28 +152,24 @@ class Runner:
         compatible engines talk to ``--base-url`` unless given their own server."""
         if spec not in self._engines:
             from bench.llm import make_engine
-            from bench.llm.cache import CachedEngine, LLMCache
+            from bench.llm.cache import CachedEngine, open_cache
 
             c = self.config
             if self._llm_cache is None:
-                self._llm_cache = LLMCache(Path(c.cache_dir) / "llm-cache.sqlite")
+                self._llm_cache = open_cache(c.cache_dir)
             engine = make_engine(spec, device=c.device, dtype=c.dtype, base_url=base_url or c.base_url,
                                  api_key_env=api_key_env or c.api_key_env, concurrency=c.concurrency, timeout=c.timeout,
                                  max_retries=c.max_retries)
             self._engines[spec] = CachedEngine(engine, self._llm_cache, mode=c.llm_cache)
         return self._engines[spec]
 
-    def timed(self, stage: str):
-        runner = self
-
-        class _Timer:
-            def __enter__(self):
-                self.t0 = time.perf_counter()
-
-            def __exit__(self, *exc):
-                runner.stage_seconds[stage] = runner.stage_seconds.get(stage, 0.0) + time.perf_counter() - self.t0
-
-        return _Timer()
+    @contextmanager
+    def timed(self, stage: str) -> Iterator[None]:
+        t0 = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.stage_seconds[stage] = self.stage_seconds.get(stage, 0.0) + time.perf_counter() - t0
 
     # --- the run ------------------------------------------------------------------------------------------
     def run(self) -> str:

@@ -229,9 +229,9 @@ class ListwiseReranker(Reranker):
                                  api_key_env=opts.get("api_key_env") or "OPENAI_API_KEY")
         if not self.settings.cache_dir:
             return engine
-        from bench.llm.cache import CachedEngine, LLMCache
+        from bench.llm.cache import CachedEngine, open_cache
 
-        return CachedEngine(engine, LLMCache(Path(self.settings.cache_dir) / "llm-cache.sqlite"))
+        return CachedEngine(engine, open_cache(self.settings.cache_dir))
 
     @cached_property
     def counter(self) -> TokenCounter | None:

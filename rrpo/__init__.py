@@ -5,7 +5,7 @@ reader LLM.
 Modules: ``policy`` (a ``PointwiseReranker`` as a Plackett–Luce policy; checkpoint format and loader), ``rewards``
 (per-prefix reader rewards in one batched, cached call; the reference-anchored baseline; reward noise), ``rollouts``
 (sampling M rankings per query and rewarding every prefix), ``trainer`` (``RRPOConfig`` with every option, GAE,
-PPO-clip, KL, checkpoints, resume, plot). CLI: ``python -m rrpo train | evaluate``; inference:
+PPO-clip, KL, checkpoints, resume, plot). CLI: ``python -m rrpo train`` (compare with ``python -m bench run``); inference:
 ``rerankers/rrpo.py`` (the registered ``rrpo`` reranker = sort by the trained score).
 
 Choices of ours where the paper's detail was not recovered (each an option of ``RRPOConfig``):
@@ -28,7 +28,7 @@ process was ~10x faster than two here)::
 
     python -m rrpo train --dataset fictional --split train --backbone minilm --reader smollm2 --k 1 --pool 20 \
         --limit 160 --queries-per-step 8 --rollouts 4 --epochs 2 --max-minutes 30 --out runs/rrpo-minilm
-    python -m rrpo evaluate --checkpoint runs/rrpo-minilm --dataset fictional --split test --reader smollm2 --k 3
+    python -m bench run --rerankers minilm rrpo --baseline minilm --rrpo-checkpoint runs/rrpo-minilm
 
 k_train = 1 (one of the paper's ablation settings) keeps the reader calls within the 30-minute budget and makes
 most of them repeats (61% served from the cache in the shipped run, from an empty cache); the paper's best k_train = 3

@@ -23,6 +23,16 @@ CACHE_MODES = ("use", "bypass", "refresh")
 _SQL_VARIABLES = 500   # keys per SELECT ... IN (...), below SQLite's variable limit of every version
 
 
+CACHE_FILE = "llm-cache.sqlite"
+
+
+def open_cache(cache_dir: str | os.PathLike | None = None) -> "LLMCache":
+    """The shared LLM cache of a cache folder (default: the bench cache folder)."""
+    from bench.environment import cache_dir as bench_cache_dir
+
+    return LLMCache(bench_cache_dir(cache_dir) / CACHE_FILE)
+
+
 def cache_key(identity: dict[str, Any], request: ChatRequest) -> str:
     return stable_hash({"engine": identity, "request": request.key_material()}, 64)
 
