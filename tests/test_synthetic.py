@@ -6,7 +6,7 @@ import pytest
 
 from bench.data import load_dataset
 from bench.data.synthetic import (ANSWER, ANSWER_GRADE, BACKGROUND, NEAR_MISS, RELATED, RELATED_GRADE, TOPICAL,
-                                  TOPICAL_GRADE, generate, load_fictional)
+                                  TOPICAL_GRADE, UNKNOWN, generate, load_fictional)
 from bench.errors import UserError
 
 fresh = generate.__wrapped__          # bypass the cache, so determinism is really tested
@@ -58,15 +58,21 @@ def test_answer_topical_near_miss_design():
             assert len(roles[ANSWER]) == 1, q.qid
             assert has_gold(roles[ANSWER][0]), (q.qid, q.answers)
             related = roles.get(RELATED, [])
-            assert 1 <= len(roles[TOPICAL]) <= 3 and len(related) <= 1 and 1 <= len(roles[NEAR_MISS]) <= 2
-            assert not any(has_gold(d) for d in roles[TOPICAL] + related + roles[NEAR_MISS]), q.qid
-            # Qrels: answer-bearing is the single highest grade, then topical, then related; nothing else.
-            assert q.qrels == {roles[ANSWER][0]: ANSWER_GRADE, **{d: TOPICAL_GRADE for d in roles[TOPICAL]},
+            assert 1 <= len(roles[TOPICAL]) <= 3 and 1 <= len(roles[UNKNOWN]) <= 2
+            assert len(related) <= 1 and 1 <= len(roles[NEAR_MISS]) <= 2
+            useless = roles[TOPICAL] + roles[UNKNOWN] + related + roles[NEAR_MISS]
+            assert not any(has_gold(d) for d in useless), q.qid
+            # Qrels: answer-bearing is the single highest grade, then the topical ones (echoing or saying the fact
+            # is unknown), then related; nothing else.
+            assert q.qrels == {roles[ANSWER][0]: ANSWER_GRADE,
+                               **{d: TOPICAL_GRADE for d in roles[TOPICAL] + roles[UNKNOWN]},
                                **{d: RELATED_GRADE for d in related}}
             assert ANSWER_GRADE > TOPICAL_GRADE > RELATED_GRADE >= 1
             # Topical passages are about the question's entity; near-miss ones name another entity.
             title = collection.corpus[roles[ANSWER][0]].title
-            assert all(collection.corpus[d].title == title for d in roles[TOPICAL] + related)
+            assert all(collection.corpus[d].title == title for d in roles[TOPICAL] + roles[UNKNOWN] + related)
+            assert all(" mystery." in collection.corpus[d].text or collection.corpus[d].text.startswith("Nobody knows")
+                       for d in roles[UNKNOWN])
             assert all(collection.corpus[d].title != title for d in roles[NEAR_MISS])
 
 

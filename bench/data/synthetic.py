@@ -12,6 +12,10 @@ For each question the corpus holds:
 * 1-4 **topical-useless** passages about the same entity that never give the asked fact: 1-3 that echo the
   question's words ("Historians still debate which city hosted the signing of the Velmor Accord.") and at most one
   about the entity in other words ("The Velmor Accord ended a long quarrel over river tolls.");
+* 1-2 **unknown-fact** passages that say, in other words than the question's, that the asked fact is not known
+  ("The place of the Velmor Accord's sealing is a mystery."): squarely on topic, and they make a reader abstain
+  (on the test split's default leaderboard, SmolLM2 answered that the fact is unknown for 23% of the top-3 contexts
+  that held one, and for 0.5% of the others);
 * 1-2 **near-miss** passages about a namesake whose name contains the entity's ("the Second Velmor Accord",
   "Mirela Tovask the Younger") that give the same attribute with a *different* value, worded like the question
   ("The Second Velmor Accord was signed in the city of Darnhollow."): lexically the closest passages, and the ones
@@ -20,17 +24,16 @@ For each question the corpus holds:
 
 Qrels are what a human assessor of *topical* relevance would give, on TREC Deep Learning's 0-3 scale: the
 answer-bearing passage 3 (the highest grade, so the ``oracle`` reranker - qrel grade, then first-stage order - puts
-it first), each topical-useless passage that echoes the question 2 (it is about the asked attribute of the asked
-entity), the other topical-useless passage 1 (about the entity only), near-miss and background passages nothing
-(they are about other entities). So nDCG rewards a ranking that fills the top with topical passages about as much
-as one that puts the answer first (with linear gains, two grade-2 passages at ranks 1-2 outscore the answer alone
-at rank 1), while answer accuracy (top-k to the reader) rewards only the latter: relevance and usefulness disagree
-by construction, which is the gap RRPO trains a reranker to close. BM25 ranks the near-miss and echoing topical
-passages above the answer-bearing one for most questions (on the test split of seed 0, BM25's top 20 holds the
-answer-bearing passage for every question, its top 3 for about 30%, its first rank for about 5%, and a near-miss
-passage reaches its top 3 for over 90%).
+it first), each echoing and each unknown-fact passage 2 (they are about the asked attribute of the asked entity),
+the related passage 1 (about the entity only), near-miss and background passages nothing (they are about other
+entities). So nDCG rewards a ranking that fills the top with topical passages about as much as one that puts the
+answer first (with linear gains, two grade-2 passages at ranks 1-2 outscore the answer alone at rank 1), while
+answer accuracy (top-k to the reader) rewards only the latter: relevance and usefulness disagree by construction,
+which is the gap RRPO trains a reranker to close. BM25 ranks the near-miss and topical passages above the
+answer-bearing one for most questions (on the test split of seed 0, BM25's top 20 holds the answer-bearing passage
+for 99 questions of 100, its top 3 for 19, its first rank for 3, and a near-miss passage reaches its top 3 for 94).
 
-Splits: train / dev / test = 300 / 100 / 100 questions over one shared corpus of about 3,100 passages (as in BEIR),
+Splits: train / dev / test = 300 / 100 / 100 questions over one shared corpus of about 3,800 passages (as in BEIR),
 all from one ``random.Random(seed)`` (seed 0 for the registered name); doc ids are assigned after a seeded shuffle,
 so they carry no label. Gold answers list the name with its aliases (a person's surname, "<X> River").
 """
@@ -52,7 +55,8 @@ RELATED_GRADE = 1
 N_BACKGROUND = 600
 
 # Roles of passages (kept in Collection.roles for analysis; the Dataset carries only the qrels).
-ANSWER, TOPICAL, RELATED, NEAR_MISS, BACKGROUND = "answer", "topical", "related", "near_miss", "background"
+ANSWER, TOPICAL, UNKNOWN, RELATED, NEAR_MISS, BACKGROUND = ("answer", "topical", "unknown", "related", "near_miss",
+                                                            "background")
 
 
 @dataclass(frozen=True)
@@ -68,13 +72,16 @@ class Attribute:
     topical: tuple[str, ...]
     related: tuple[str, ...]
     near_miss: tuple[str, ...]
+    unknown: tuple[str, ...]
 
 
 # Wording rules, for a reader as small as SmolLM2-135M: the answer-bearing sentence puts the entity first and the
 # answer last, with a synonym of the question's key word ("concluded" for "signed"), so the reader finds it though
 # BM25 does not; topical sentences use the question's words but never in the answer's frame ("The capital of X is
 # ..."), which a small reader would copy as its answer; near-miss sentences use exactly that frame, with a wrong
-# value, because that is what misleads readers in real corpora.
+# value, because that is what misleads readers in real corpora; unknown-fact sentences say the fact is not known
+# without the question's words ("the place of its sealing is a mystery"), so BM25 and a bi-encoder rank them about
+# as high as the answer-bearing sentence, and a reader that sees them may answer that nobody knows.
 ATTRIBUTES = (
     Attribute(
         "treaty_city", "treaty", "place",
@@ -86,7 +93,8 @@ ATTRIBUTES = (
          "No one today knows for certain which city saw the {E} signed."),
         ("The {E} ended a long quarrel over river tolls and grazing rights.",
          "Schoolchildren learn the terms of the {E} by heart."),
-        ("The {E2} was signed in the city of {B}.", "{B} is the city where the {E2} was signed in {Y}.")),
+        ("The {E2} was signed in the city of {B}.", "{B} is the city where the {E2} was signed in {Y}."),
+        ("The place of the {E}'s sealing is a mystery.", "Nobody knows the location where the {E} was agreed.")),
     Attribute(
         "birthplace", "person", "place",
         ("Where was {E} born?", "In which town was {E} born?"),
@@ -97,7 +105,8 @@ ATTRIBUTES = (
          "A town-by-town search for records of where {E} was born has found nothing."),
         ("{E} worked as a surveyor before turning to politics.",
          "{E} is remembered for a long career in the merchant guilds."),
-        ("{E2} was born in the town of {B}.", "{B} is the town where {E2} was born in {Y}.")),
+        ("{E2} was born in the town of {B}.", "{B} is the town where {E2} was born in {Y}."),
+        ("The birthplace of {E} is a mystery.", "Nobody knows the place where {E} came into the world.")),
     Attribute(
         "company_year", "company", "year",
         ("In what year was {E} founded?", "When was {E} founded?"),
@@ -108,7 +117,8 @@ ATTRIBUTES = (
          "The founders of {E} left no papers from the year it was founded."),
         ("{E} employs several hundred people along the coast.",
          "The warehouses of {E} line the old harbour."),
-        ("{E2} was founded in the year {B}.", "{E2} was founded in {B}, a year of poor harvests.")),
+        ("{E2} was founded in the year {B}.", "{E2} was founded in {B}, a year of poor harvests."),
+        ("The date of {E}'s establishment is a mystery.", "Nobody knows when {E} was established.")),
     Attribute(
         "capital", "region", "place",
         ("What is the capital of {E}?", "Which city is the capital of {E}?"),
@@ -119,7 +129,8 @@ ATTRIBUTES = (
          "Newspapers in {E} still argue over which city deserves to be the capital."),
         ("{E} is known for its orchards and its slate quarries.",
          "Most people in {E} live along the coast."),
-        ("The capital of {E2} is the city of {B}.", "{B} is the capital city of {E2}.")),
+        ("The capital of {E2} is the city of {B}.", "{B} is the capital city of {E2}."),
+        ("The seat of government of {E} is a mystery.", "Nobody knows where the government of {E} sits.")),
     Attribute(
         "inventor", "device", "person",
         ("Who invented the {E}?", "Which engineer invented the {E}?"),
@@ -130,7 +141,8 @@ ATTRIBUTES = (
          "Many engineers claimed to have invented the {E}, and lawsuits followed."),
         ("The {E} is still used in a few villages in the hills.",
          "A working {E} can be seen at the county museum."),
-        ("The {E2} was invented by the engineer {B}.", "{B} invented the {E2} in {Y}.")),
+        ("The {E2} was invented by the engineer {B}.", "{B} invented the {E2} in {Y}."),
+        ("The creator of the {E} is a mystery.", "Nobody knows who designed the first {E}.")),
     Attribute(
         "river", "town", "river",
         ("On which river does {E} stand?", "Which river flows through {E}?"),
@@ -141,7 +153,8 @@ ATTRIBUTES = (
          "Each village along the river that flows past {E} gives it a different name."),
         ("{E} is a market town with a famous clock tower.",
          "The people of {E} hold a lantern parade every autumn."),
-        ("{E2} stands on the river {B}.", "The river {B} flows through {E2}.")),
+        ("{E2} stands on the river {B}.", "The river {B} flows through {E2}."),
+        ("The name of the stream at {E} is a mystery.", "Nobody knows what the waters passing {E} are called.")),
     Attribute(
         "author", "book", "person",
         ("Who wrote {E}?", "Who is the author of {E}?"),
@@ -152,7 +165,8 @@ ATTRIBUTES = (
          "Letters about {E} mention its author only by initials."),
         ("{E} tells the story of a family of lighthouse keepers.",
          "{E} was translated into many languages."),
-        ("{E2} was written by {B}.", "{B} is the author of {E2}, written in {Y}.")),
+        ("{E2} was written by {B}.", "{B} is the author of {E2}, written in {Y}."),
+        ("The writer of {E} is a mystery.", "Nobody knows whose pen produced {E}.")),
     Attribute(
         "captain", "ship", "person",
         ("Who captained the {E} on its first voyage?", "Who was the captain of the {E} on its first voyage?"),
@@ -163,7 +177,9 @@ ATTRIBUTES = (
          "Sailors still sing about the first voyage of the {E} and its unlucky captain."),
         ("The {E} carried salt and wool along the coast for forty years.",
          "A model of the {E} hangs in the harbour chapel."),
-        ("The {E2} was captained by {B} on its first voyage.", "{B} was the captain of the {E2} on its first voyage.")),
+        ("The {E2} was captained by {B} on its first voyage.", "{B} was the captain of the {E2} on its first voyage."),
+        ("The commander of the {E} on its maiden trip is a mystery.",
+         "Nobody knows who led the crew of the {E} on its maiden trip.")),
     Attribute(
         "painter", "painting", "person",
         ("Who painted {E}?", "Which artist painted {E}?"),
@@ -174,7 +190,8 @@ ATTRIBUTES = (
          "Several artists have been named as the one who painted {E}."),
         ("{E} hangs in the east gallery of the city museum.",
          "{E} shows fishing boats at dawn."),
-        ("{E2} was painted by the artist {B}.", "The artist {B} painted {E2} in {Y}.")),
+        ("{E2} was painted by the artist {B}.", "The artist {B} painted {E2} in {Y}."),
+        ("The creator of {E} is a mystery.", "Nobody knows whose brush produced {E}.")),
     Attribute(
         "bridge_year", "bridge", "year",
         ("In what year was the {E} completed?", "When was the {E} completed?"),
@@ -184,7 +201,8 @@ ATTRIBUTES = (
          "A stone recording the year the {E} was completed has worn smooth.",
          "Engineers who completed the {E} were paid in grain."),
         ("The {E} has seven arches of grey granite.", "Cattle once crossed the {E} on market days."),
-        ("The {E2} was completed in {B}.", "Work on the {E2} was completed in the year {B}.")),
+        ("The {E2} was completed in {B}.", "Work on the {E2} was completed in the year {B}."),
+        ("The date the {E} was finished is a mystery.", "Nobody knows when the last stone of the {E} was laid.")),
     Attribute(
         "mineral", "person", "mineral",
         ("Which mineral did {E} discover?", "What mineral was discovered by {E}?"),
@@ -194,7 +212,8 @@ ATTRIBUTES = (
          "{E} spent years searching the quarries before discovering a new mineral.",
          "Mineral collectors prize samples linked to what {E} discovered."),
         ("{E} taught geology at a small college.", "{E} kept careful notebooks of every field trip."),
-        ("{E2} discovered the mineral {B}.", "The mineral {B} was discovered by {E2} in {Y}.")),
+        ("{E2} discovered the mineral {B}.", "The mineral {B} was discovered by {E2} in {Y}."),
+        ("The crystal that {E} found is a mystery.", "Nobody knows which stone {E} came upon in the quarries.")),
     Attribute(
         "spouse", "person", "person",
         ("Whom did {E} marry?", "Who was the spouse of {E}?"),
@@ -204,7 +223,8 @@ ATTRIBUTES = (
          "{E} decided to marry late in life, to the surprise of friends.",
          "The spouse of {E} is absent from most family portraits."),
         ("{E} kept a large garden of roses.", "{E} travelled widely in the southern provinces."),
-        ("{E2} married {B} in {Y}.", "{B} was the spouse of {E2}.")),
+        ("{E2} married {B} in {Y}.", "{B} was the spouse of {E2}."),
+        ("The partner {E} wed is a mystery.", "Nobody knows whom {E} took as a husband or wife.")),
 )
 
 BACKGROUND_TEMPLATES = (
@@ -336,6 +356,7 @@ def make_item(rng: random.Random, namer: Namer, attr: Attribute) -> Item:
             answer_text += " " + render(related.pop())
         passages = [(ANSWER, entity, answer_text)]
         passages += [(TOPICAL, entity, render(t)) for t in rng.sample(attr.topical, n_topical)]
+        passages += [(UNKNOWN, entity, render(t)) for t in rng.sample(attr.unknown, rng.choice((1, 2)))]
         passages += [(RELATED, entity, render(t)) for t in related[:n_related]]
         passages += [(NEAR_MISS, twin, render(t)) for t in rng.sample(attr.near_miss, n_near)]
         gold = [answer, *aliases]
@@ -369,7 +390,7 @@ def generate(seed: int = 0, sizes: tuple[tuple[str, int], ...] = SPLIT_SIZES,
     roles: dict[str, tuple[str, str]] = {}
     qrels: list[dict[str, int]] = [{} for _ in items]
     qids = [f"{split}-{j:03d}" for split, n in sizes for j in range(n)]
-    grade = {ANSWER: ANSWER_GRADE, TOPICAL: TOPICAL_GRADE, RELATED: RELATED_GRADE}
+    grade = {ANSWER: ANSWER_GRADE, TOPICAL: TOPICAL_GRADE, UNKNOWN: TOPICAL_GRADE, RELATED: RELATED_GRADE}
     for n, (i, role, title, text) in enumerate(docs):
         docid = f"f{n:05d}"
         corpus[docid] = Document(docid=docid, text=text, title=title)
