@@ -5,7 +5,7 @@ temperature: exactly the cost of the base reranker. The checkpoint (``--rrpo-che
 ``RerankerSettings``) is a folder written by the trainer (config.json + a float16 weights delta from the backbone):
 a local path, the name of a checkpoint shipped in ``rrpo/checkpoints/``, or a hub id. The default is the shipped
 ``minilm-fictional`` (MiniLM's last layer trained on fictional/train with the SmolLM2 reader; its config.json,
-train_log.jsonl and eval.json say how and what it measured).
+train_log.jsonl and eval_leaderboard.csv say how it was trained and what it measured).
 """
 from __future__ import annotations
 

@@ -26,6 +26,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from bench.errors import UserError
+from bench.llm.base import stable_hash
 from bench.types import CandidateList
 from rerankers.base import PointwiseReranker
 from rrpo.policy import CHECKPOINT_FORMAT, WEIGHTS_FILE, RerankPolicy, step_log_probs
@@ -233,6 +234,7 @@ class RRPOTrainer:
         self.train_lists = list(train_lists)
         if not self.train_lists:
             raise UserError(f"RRPO: no training queries in {cfg.dataset}/{cfg.split}")
+        self.training_data = training_data_digest(self.train_lists)
         self.params = list(policy.trainable_parameters().values())
         if not self.params:
             raise UserError(f"--trainable {cfg.trainable}: nothing to train (add --learn-temperature or pick layers)")
@@ -364,7 +366,7 @@ class RRPOTrainer:
         config = {"format": CHECKPOINT_FORMAT, "backbone": self.cfg.backbone,
                   "backbone_checkpoint": self.cfg.backbone_checkpoint, "temperature": self.policy.temperature,
                   "weights": WEIGHTS_FILE, "weights_kind": "delta (trained minus backbone), float16",
-                  "step": self.step, "hyperparameters": asdict(self.cfg)}
+                  "step": self.step, "training_data": self.training_data, "hyperparameters": asdict(self.cfg)}
         _atomic(out / "config.json", lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"))
         state = {"step": self.step, "seconds": self.seconds,
                  "params": {n: p.detach().clone() for n, p in self.policy.trainable_parameters().items()},
@@ -412,6 +414,13 @@ def assemble_trainer(cfg: RRPOConfig, reranker: PointwiseReranker, reader: Reade
     generator = torch.Generator().manual_seed(cfg.seed + dist.rank)
     collector = RolloutCollector(policy, reference, rewarder, baseline, cfg.k, cfg.rollouts, generator)
     return RRPOTrainer(cfg, policy, collector, train_lists, out, dist)
+
+
+def training_data_digest(lists: Sequence[CandidateList]) -> str:
+    """Fingerprint of the training queries, gold answers and candidate passages. A checkpoint records it, so that a
+    change to the data it was trained on (for example to the fictional generator) is noticed, not silently mixed."""
+    return stable_hash([(cl.query.qid, cl.query.text, cl.query.answers,
+                         [(c.docid, c.doc.as_passage()) for c in cl.candidates]) for cl in lists])
 
 
 def _mean(values: Sequence[float]) -> float:

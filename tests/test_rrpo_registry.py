@@ -11,8 +11,8 @@ import torch
 from bench.errors import UserError
 from rerankers.registry import RERANKERS, RerankerSettings, get_reranker
 from rerankers.rrpo import RRPOReranker
-from rrpo.__main__ import build_parser, main
-from rrpo.trainer import RRPOConfig, assemble_trainer
+from rrpo.__main__ import build_parser, candidate_lists, main
+from rrpo.trainer import RRPOConfig, assemble_trainer, training_data_digest
 from tests.rrpo_standins import (STANDIN_NAME, TableReranker, TargetReader, candidate_list, register_standin,
                                  yes_metric)
 
@@ -125,3 +125,22 @@ def test_shipped_checkpoint_is_the_default_and_reranks_with_minilm(monkeypatch):
     assert sorted(trained.docids) == ["a", "b", "c"] and trained.docids[-1] == base.docids[-1] == "c"
     trained_scores, base_scores = dict(zip(trained.docids, trained.scores)), dict(zip(base.docids, base.scores))
     assert trained_scores["a"] != pytest.approx(base_scores["a"] / 0.05, abs=1e-3)   # the delta changed the score
+
+
+def test_shipped_checkpoint_was_trained_on_the_current_fictional_data(tmp_path):
+    """The shipped checkpoint records a digest of its training queries and candidates; a change to the fictional
+    generator (or to the first stage) that was not followed by retraining the checkpoint fails here."""
+    import dataclasses
+    from pathlib import Path
+
+    import rrpo
+
+    config = json.loads((Path(rrpo.__file__).parent / "checkpoints" / "minilm-fictional" / "config.json").read_text())
+    h = config["hyperparameters"]
+    lists = candidate_lists(h["dataset"], h["split"], h["first_stage"], h["pool"], h["limit"], str(tmp_path))
+    assert len(lists) == h["limit"]
+    assert training_data_digest(lists) == config["training_data"]
+    first = lists[0].candidates[0]
+    edited = dataclasses.replace(first, doc=dataclasses.replace(first.doc, text=first.doc.text + " More."))
+    lists[0].candidates[0] = edited
+    assert training_data_digest(lists) != config["training_data"]
