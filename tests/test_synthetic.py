@@ -2,6 +2,7 @@
 and the property it exists for - BM25 does not put the answer-bearing passage first."""
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 
 from bench.data import load_dataset
@@ -134,3 +135,24 @@ def test_ndcg_rewards_topical_passages_more_than_the_answer_alone():
         return sum(v["ndcg_cut_10"] for v in scores.values()) / len(scores)
 
     assert mean_ndcg(topical_first) > mean_ndcg(answer_first) + 0.05
+
+
+def test_role_table_of_a_run():
+    """benchmarks/fictional_roles.py: mean rank per role over a question's own passages only (another question's
+    answer-bearing passage in the pool does not count), top-k shares, and 'says unknown' split by context."""
+    from benchmarks.fictional_roles import role_table
+
+    roles = {"a": ("q1", ANSWER), "t": ("q1", TOPICAL), "u": ("q1", UNKNOWN), "n": ("q1", NEAR_MISS),
+             "x": ("q2", ANSWER), "b": ("", BACKGROUND)}
+    records = [
+        {"reader": "r", "reranker": "A", "qid": "q1", "ranking": ["t", "a", "u", "n", "b"], "answer": "A mystery."},
+        {"reader": "r", "reranker": "A", "qid": "q2", "ranking": ["a", "b", "x"], "answer": "Quenlith"},
+        {"reader": "r", "reranker": "B", "qid": "q1", "ranking": ["b", "n", "t", "u", "a"], "answer": "Darnhollow"},
+    ]
+    table = role_table(records, roles, top_k=3).set_index("reranker")
+    a, b = table.loc["A"], table.loc["B"]
+    assert a["rank answer"] == 2.5 and a["rank topical"] == 1.0 and a["rank unknown"] == 3.0
+    assert a["rank near_miss"] == 4.0 and a["answer in top 3"] == 1.0 and a["near-miss in top 3"] == 0.0
+    assert a["says unknown (unknown-fact in top 3)"] == 1.0 and a["says unknown (otherwise)"] == 0.0
+    assert b["rank answer"] == 5.0 and b["answer in top 3"] == 0.0 and b["near-miss in top 3"] == 1.0
+    assert pd.isna(b["says unknown (unknown-fact in top 3)"]) and b["says unknown (otherwise)"] == 0.0

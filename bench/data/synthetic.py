@@ -14,8 +14,8 @@ For each question the corpus holds:
   about the entity in other words ("The Velmor Accord ended a long quarrel over river tolls.");
 * 1-2 **unknown-fact** passages that say, in other words than the question's, that the asked fact is not known
   ("The place of the Velmor Accord's sealing is a mystery."): squarely on topic, and they make a reader abstain
-  (on the test split's default leaderboard, SmolLM2 answered that the fact is unknown for 23% of the top-3 contexts
-  that held one, and for 0.5% of the others);
+  (in the test split's default run, SmolLM2 answered that the fact is unknown for 13-33% of the questions whose
+  top 3 held one, depending on the reranker, and for 0-5% of the others: ``benchmarks/fictional_roles.py``);
 * 1-2 **near-miss** passages about a namesake whose name contains the entity's ("the Second Velmor Accord",
   "Mirela Tovask the Younger") that give the same attribute with a *different* value, worded like the question
   ("The Second Velmor Accord was signed in the city of Darnhollow."): lexically the closest passages, and the ones
