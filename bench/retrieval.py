@@ -20,7 +20,6 @@ files are read directly.
 """
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -80,14 +79,6 @@ def _options(method: str, params: dict[str, Any], defaults: dict[str, Any]) -> d
 
 # --- fingerprints and cache ------------------------------------------------------------------------------------------
 
-def corpus_fingerprint(dataset: Dataset) -> str:
-    h = hashlib.sha256()
-    for docid, doc in dataset.corpus.items():
-        h.update("\x1f".join((docid, doc.title, doc.text)).encode())
-        h.update(b"\x1e")
-    return h.hexdigest()[:16]
-
-
 def queries_fingerprint(dataset: Dataset) -> str:
     return stable_hash([(q.qid, q.text) for q in dataset.queries])
 
@@ -101,7 +92,7 @@ def _bm25s_version() -> str:
 def first_stage_cache_path(cache_dir: str | os.PathLike, dataset: Dataset, method: str, pool: int,
                            key: dict[str, Any]) -> Path:
     """``key``: everything besides the dataset that determines the results (options, model digest, versions)."""
-    digest = stable_hash({"dataset": dataset.name, "split": dataset.split, "corpus": corpus_fingerprint(dataset),
+    digest = stable_hash({"dataset": dataset.name, "split": dataset.split, "corpus": dataset.corpus_fingerprint(),
                           "queries": queries_fingerprint(dataset), "method": method, "pool": pool, "key": key})
     name = re.sub(r"[^A-Za-z0-9._-]+", "_", dataset.name).strip("_")[-40:]
     return Path(cache_dir) / "first_stage" / f"{name}.{dataset.split}.{method}.{digest}.jsonl"
@@ -203,7 +194,7 @@ def dense_rankings(dataset: Dataset, pool: int, cache_dir: str | os.PathLike | N
     device = resolve_device(device)
     encoder = BiEncoder.load(model, device=device, dtype=resolve_dtype(dtype, device), max_length=max_length)
     docids = list(dataset.corpus)
-    corpus_emb = cached_embeddings(encoder, corpus_fingerprint(dataset),
+    corpus_emb = cached_embeddings(encoder, dataset.corpus_fingerprint(),
                                    [dataset.corpus[d].as_passage() for d in docids], batch_size, cache_dir,
                                    desc="encode corpus")
     queries = dataset.queries

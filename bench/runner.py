@@ -67,11 +67,13 @@ class RunConfig:
     def identity(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k not in self.NON_IDENTITY}
 
-    def resolved_run_id(self) -> str:
+    def resolved_run_id(self, content: dict[str, Any]) -> str:
+        """``--run-id``, or a name derived from the identity and ``content`` (fingerprints of the data and weights,
+        so that changed data or a retrained checkpoint start a new run instead of resuming with stale records)."""
         if self.run_id:
             return self.run_id
         names = "+".join(Path(d).name for d in self.datasets)
-        return f"{names}-{self.split}-{stable_hash(self.identity(), 10)}"
+        return f"{names}-{self.split}-{stable_hash({**self.identity(), 'content': content}, 10)}"
 
 
 def read_jsonl_tail_tolerant(path: Path, parse) -> list:
@@ -141,7 +143,7 @@ def chunks(items: list, n: int) -> Iterator[list]:
 class Runner:
     def __init__(self, config: RunConfig):
         self.config = config
-        self.out_dir = Path(config.output) / config.resolved_run_id()
+        self.out_dir: Path | None = None        # results/<run-id>, known once the data are loaded
         self.stage_seconds: dict[str, float] = {}
         self._engines: dict[str, Any] = {}
         self._llm_cache = None
@@ -179,19 +181,26 @@ class Runner:
         from bench.report import ReportOptions, write_reports
         from bench.retrieval import first_stage
 
+        from rerankers.registry import weights_fingerprint
+
         c = self.config
         self.validate()
+        with self.timed("load dataset"):
+            datasets = [load_dataset(ds_arg, split=c.split, cache_dir=c.cache_dir).limit(c.limit)
+                        for ds_arg in c.datasets]
+        content = {"data": [d.fingerprint() for d in datasets],
+                   "weights": {name: weights_fingerprint(name, c.checkpoints.get(name)) for name in c.rerankers}}
+        self.out_dir = Path(c.output) / c.resolved_run_id(content)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        (self.out_dir / "config.json").write_text(json.dumps(asdict(c), indent=2) + "\n")
+        config = {**asdict(c), "fingerprints": content}
+        (self.out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         store = RecordStore(self.out_dir / "records.jsonl")
         readers = {spec: (None if spec == "none" else
                           Reader(self.engine(spec), load_template(c.reader_template), max_tokens=c.max_tokens))
                    for spec in c.readers}
         judge = self._judge() if c.judge else None
 
-        for ds_arg in c.datasets:
-            with self.timed("load dataset"):
-                dataset = load_dataset(ds_arg, split=c.split, cache_dir=c.cache_dir).limit(c.limit)
+        for dataset in datasets:
             ds_name = dataset.name
             with self.timed("first stage"):
                 lists = first_stage(dataset, c.first_stage, c.pool, cache_dir=c.cache_dir)

@@ -30,6 +30,16 @@ class Reranker(ABC):
         """What determines this reranker's output (goes into run ids and caches)."""
         return {"name": self.name, "checkpoint": self.checkpoint}
 
+    @classmethod
+    def weights_fingerprint(cls, checkpoint: str | None) -> str | None:
+        """The weights a run would use, known before they load: a local folder's content hash (so a checkpoint
+        retrained in place starts a new run instead of resuming with stale rankings), a hub id itself."""
+        if checkpoint is None:
+            return None
+        from bench.encoders import checkpoint_digest
+
+        return checkpoint_digest(checkpoint)
+
 
 class PointwiseReranker(Reranker):
     kind = "pointwise"

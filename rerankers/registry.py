@@ -91,6 +91,13 @@ def get_reranker(name: str, settings: RerankerSettings | None = None):
     return reranker
 
 
+def weights_fingerprint(name: str, checkpoint: str | None = None) -> str | None:
+    """What identifies the weights ``get_reranker(name)`` would load (``checkpoint`` overrides the registered one),
+    without loading them."""
+    spec = resolve(name)
+    return spec.factory.weights_fingerprint(checkpoint or spec.checkpoint)
+
+
 def describe() -> list[dict[str, str]]:
     """Rows for ``python -m bench list``: every name and alias with its checkpoint, kind and extra."""
     load_backends()

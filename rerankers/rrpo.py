@@ -23,12 +23,19 @@ TRAIN_HINT = ("python -m rrpo train --dataset fictional --split train --backbone
 SHIPPED_CHECKPOINTS = Path(__file__).resolve().parent.parent / "rrpo" / "checkpoints"
 
 
-def checkpoint_folder(checkpoint: str) -> Path:
-    """A local folder as is, then a shipped checkpoint by name; anything else is fetched as a hub repository (the
-    hub cache, or the network)."""
+def local_checkpoint_folder(checkpoint: str) -> Path | None:
+    """A local folder as is, then a shipped checkpoint by name; None for anything else (a hub id)."""
     for folder in (Path(checkpoint), SHIPPED_CHECKPOINTS / checkpoint):
         if folder.is_dir():
             return folder
+    return None
+
+
+def checkpoint_folder(checkpoint: str) -> Path:
+    """The local or shipped folder; anything else is fetched as a hub repository (the hub cache, or the network)."""
+    folder = local_checkpoint_folder(checkpoint)
+    if folder is not None:
+        return folder
     from bench.errors import require
 
     hub = require("huggingface_hub", "dev", "loading an RRPO checkpoint from the hub")
@@ -66,3 +73,8 @@ class RRPOReranker(PointwiseReranker):
 
     def identity(self) -> dict:
         return {"name": self.name, "checkpoint": self.checkpoint, "temperature": self.policy.temperature}
+
+    @classmethod
+    def weights_fingerprint(cls, checkpoint: str | None) -> str | None:
+        folder = local_checkpoint_folder(checkpoint) if checkpoint else None
+        return super().weights_fingerprint(str(folder) if folder else checkpoint)

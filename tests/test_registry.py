@@ -1,7 +1,7 @@
 import pytest
 
 from bench.errors import UserError
-from rerankers.registry import describe, get_reranker, resolve
+from rerankers.registry import describe, get_reranker, resolve, weights_fingerprint
 
 
 def test_unknown_reranker_lists_registered_names():
@@ -25,3 +25,20 @@ def test_list_shows_every_backend_once():
 
 def test_factory_sets_the_requested_name():
     assert get_reranker("none").name == "none"
+
+
+def test_weights_fingerprint_follows_a_local_checkpoints_content(tmp_path):
+    """Known without loading the model: a local folder by content (retrained in place -> new fingerprint), a hub
+    id as itself, the shipped RRPO checkpoint by its folder's content, nothing for the label-free baselines."""
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "config.json").write_text("{}")
+    (folder / "model.safetensors").write_bytes(b"weights-v1")
+    before = weights_fingerprint("monot5", str(folder))
+    assert before == weights_fingerprint("monot5", str(folder)) and before != str(folder)
+    (folder / "model.safetensors").write_bytes(b"weights-v2")
+    assert weights_fingerprint("monot5", str(folder)) != before
+    assert weights_fingerprint("monot5") == "castorini/monot5-base-msmarco-10k"
+    shipped = weights_fingerprint("rrpo")
+    assert shipped not in (None, "minilm-fictional") and len(shipped) == 16
+    assert weights_fingerprint("none") is None and weights_fingerprint("oracle") is None

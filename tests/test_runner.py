@@ -168,3 +168,28 @@ def test_judge_on_its_own_server(uninterrupted, tmp_path):
         assert reader_srv.count > 0 and judge_srv.count > 0
         assert all("Predicted answer:" not in prompt_text(b) for b in reader_srv.requests)
         assert all("Predicted answer:" in prompt_text(b) for b in judge_srv.requests)
+
+
+def test_changed_data_start_a_new_run_and_keep_the_old_one(tmp_path):
+    """The same command after the dataset changed (here one gold answer) must not resume the old run's records:
+    the data fingerprint is part of the run id, so a new folder is made and the old one stays as it was."""
+    dataset = write_dataset(tmp_path)
+    cmd = [sys.executable, "-m", "bench", "run", "--datasets", str(dataset), "--rerankers", "none", "--reader",
+           "none", "--pool", "2", "--output", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")]
+    run(cmd)
+    first = only_dir(tmp_path / "out")
+    before = (first / "records.jsonl").read_text()
+    run(cmd)
+    assert only_dir(tmp_path / "out") == first                     # unchanged data: the same run continues
+    lines = (dataset / "test.jsonl").read_text().splitlines()
+    row = json.loads(lines[0])
+    row["qrels"] = {"b0": 1}
+    (dataset / "test.jsonl").write_text("\n".join([json.dumps(row), *lines[1:]]) + "\n")
+    run(cmd)
+    run_dirs = sorted(p for p in (tmp_path / "out").iterdir() if p.is_dir())
+    assert len(run_dirs) == 2 and (first / "records.jsonl").read_text() == before
+    (second,) = [p for p in run_dirs if p != first]
+    config = json.loads((second / "config.json").read_text())
+    assert config["fingerprints"]["data"] != json.loads((first / "config.json").read_text())["fingerprints"]["data"]
+    q0 = next(json.loads(l) for l in (second / "records.jsonl").read_text().splitlines() if '"q0"' in l)
+    assert q0["metrics"]["MRR@10"] == 0.5                           # scored against the new qrels

@@ -1,10 +1,12 @@
 """The Dataset record every loader returns, and the registry of dataset names."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field
 from typing import Callable
 
 from bench.errors import UserError
+from bench.llm.base import stable_hash
 from bench.types import Document, Query
 
 
@@ -25,6 +27,18 @@ class Dataset:
     @property
     def has_answers(self) -> bool:
         return any(q.answers for q in self.queries)
+
+    def corpus_fingerprint(self) -> str:
+        h = hashlib.sha256()
+        for docid, doc in self.corpus.items():
+            h.update("\x1f".join((docid, doc.title, doc.text)).encode())
+            h.update(b"\x1e")
+        return h.hexdigest()[:16]
+
+    def fingerprint(self) -> str:
+        """Everything a run's records depend on: corpus, queries, gold answers, qrels and given candidates."""
+        return stable_hash({"corpus": self.corpus_fingerprint(), "candidates": self.candidates,
+                            "queries": [(q.qid, q.text, q.answers, q.qrels) for q in self.queries]})
 
     def limit(self, n: int | None) -> "Dataset":
         """The first ``n`` queries (all when n is None)."""
