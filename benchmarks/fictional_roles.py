@@ -33,8 +33,7 @@ def role_table(records: Iterable[Mapping], roles: Mapping[str, tuple[str, str]],
     and the share of answers saying the fact is unknown with / without an unknown-fact passage in the top-k."""
     rows = []
     for r in records:
-        own = [roles.get(docid, ("", ""))[1] if roles.get(docid, ("", ""))[0] == r["qid"] else ""
-               for docid in r["ranking"]]
+        own = [role if qid == r["qid"] else "" for qid, role in (roles.get(d, ("", "")) for d in r["ranking"])]
         row = {"reader": r["reader"], "reranker": r["reranker"]}
         for role in ROLES:
             row[f"rank {role}"] = [i + 1 for i, x in enumerate(own) if x == role]
@@ -46,8 +45,7 @@ def role_table(records: Iterable[Mapping], roles: Mapping[str, tuple[str, str]],
         row["says unknown (otherwise)"] = None if with_unknown else says_unknown
         rows.append(row)
     frame = pd.DataFrame(rows)
-    rank_columns = [f"rank {role}" for role in ROLES]
-    for column in rank_columns:
+    for column in (f"rank {role}" for role in ROLES):
         frame[column] = frame[column].map(lambda ranks: sum(ranks) / len(ranks) if ranks else None)
     grouped = frame.groupby(["reader", "reranker"], sort=False)
     return grouped.agg({c: "mean" for c in frame.columns if c not in ("reader", "reranker")}).reset_index()
