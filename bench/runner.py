@@ -259,6 +259,9 @@ class Runner:
                 reranker = get_reranker(rr_name, settings)
             with self.timed(f"rerank {rr_name}"):
                 new = reranker.rerank(missing)
+            identity = reranker.identity()
+            for ranking in new:                 # each record then names the checkpoint / prompt / seed behind it
+                ranking.info["reranker"] = identity
             append_jsonl(path, [r.to_json() for r in new])
             saved.update({r.qid: r for r in new})
         return saved

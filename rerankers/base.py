@@ -27,7 +27,7 @@ class Reranker(ABC):
         """One Ranking per CandidateList, same order, each a permutation of its candidates."""
 
     def identity(self) -> dict:
-        """What determines this reranker's output (goes into run ids and caches)."""
+        """What determines this reranker's output; the runner records it with every ranking it makes."""
         return {"name": self.name, "checkpoint": self.checkpoint}
 
     @classmethod

@@ -99,6 +99,13 @@ def test_every_question_answered_and_judged(uninterrupted):
     assert uninterrupted["count"] == len(set(uninterrupted["bodies"][:uninterrupted["count"]]))
 
 
+def test_records_name_the_reranker_that_ranked_them(uninterrupted):
+    recs = records(uninterrupted["run_dir"])
+    assert {json.dumps(r["info"]["reranker"], sort_keys=True) for r in recs} == {
+        json.dumps({"name": "none", "checkpoint": None}, sort_keys=True),
+        json.dumps({"name": "random", "checkpoint": None, "seed": 0}, sort_keys=True)}
+
+
 def test_second_run_makes_no_llm_calls(uninterrupted):
     assert uninterrupted["again"] == 0
     a = (uninterrupted["run_dir"] / "leaderboard.csv").read_text()
