@@ -1,4 +1,4 @@
-"""``python -m bench run | list | report``."""
+"""``python -m bench run | list | report | data``."""
 from __future__ import annotations
 
 import argparse
@@ -66,6 +66,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="rebuild the leaderboard of a finished or interrupted run from its records")
     rep.add_argument("run_dir")
+
+    data = sub.add_parser("data", help="benchmarks by name: list | info NAME | pull NAME | verify NAME")
+    data_sub = data.add_subparsers(dest="data_command", required=True)
+    for name, text in (("list", "every dataset name, its split, counts, licence and local copy"),
+                       ("info", "task, splits, counts, size, licence, source, metric conventions, files"),
+                       ("pull", "download the missing (or corrupted) files and check every checksum"),
+                       ("verify", "check every local file against its published or recorded checksum")):
+        cmd = data_sub.add_parser(name, help=text)
+        if name != "list":
+            cmd.add_argument("name")
+        cmd.add_argument("--data-dir", help="folder of local copies, one sub-folder per dataset "
+                         "(default: $RERANK_BENCH_DATA, then the cache)")
+        cmd.add_argument("--cache-dir", default=d.cache_dir)
     return p
 
 
@@ -98,6 +111,16 @@ def cmd_list() -> None:
           "[--base-url URL --api-key-env VAR] | none")
 
 
+def cmd_data(args: argparse.Namespace) -> None:
+    from bench.data import catalog
+
+    if args.data_command == "list":
+        print(catalog.list_text(args.data_dir, args.cache_dir))
+    else:
+        text_of = {"info": catalog.info_text, "pull": catalog.pull_text, "verify": catalog.verify_text}
+        print(text_of[args.data_command](args.name, args.data_dir, args.cache_dir))
+
+
 def cmd_report(run_dir: str) -> None:
     from bench.report import ReportOptions, write_reports
     from bench.runner import RecordStore
@@ -119,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"\nresults: {runner.out_dir}")
         elif args.command == "list":
             cmd_list()
+        elif args.command == "data":
+            cmd_data(args)
         else:
             cmd_report(args.run_dir)
     except UserError as exc:

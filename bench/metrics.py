@@ -3,9 +3,10 @@
 Retrieval: every query in the qrels counts, and one missing from the run scores 0 on every measure (trec_eval
 ``-c``; pytrec_eval alone drops such queries). The run handed to pytrec_eval is ``Ranking.run_scores()``, strictly
 decreasing by rank, so trec_eval's tie-breaking (by docid) never reorders a ranking. Binary measures (Recall, MRR,
-MAP) count a document relevant when its grade is >= 1 (trec_eval's default ``relevance_level``); nDCG uses the
-grades as gains. MRR@10 is trec_eval's ``recip_rank`` on the run cut at rank 10 (a first relevant document below
-rank 10 scores 0).
+MAP) count a document relevant when its grade is >= ``relevance_level``: 1 by default (trec_eval's default), 2 for
+TREC Deep Learning (``Dataset.relevance_level``; trec_eval ``-l 2``); nDCG uses the grades as gains whatever the
+level (trec_eval's ndcg ignores ``-l``). MRR@10 is trec_eval's ``recip_rank`` on the run cut at rank 10 (a first
+relevant document below rank 10 scores 0).
 
 Answers: SQuAD v2.0's official normalisation and token F1 (``evaluate-v2.0.py``), the maximum over gold aliases;
 ``accuracy`` is FlashRAG's "acc": some normalised gold answer occurs as a substring of the normalised prediction.
@@ -38,7 +39,7 @@ def retrieval_metric_names(top_k: int | None = None) -> list[str]:
 
 
 def retrieval_metrics(rankings: Mapping[str, Ranking], qrels: Mapping[str, Mapping[str, int]],
-                      top_k: int | None = None) -> dict[str, dict[str, float]]:
+                      top_k: int | None = None, relevance_level: int = RELEVANCE_LEVEL) -> dict[str, dict[str, float]]:
     """Per-query metrics for every query of ``qrels`` (qid -> docid -> grade); names as
     ``retrieval_metric_names(top_k)``. Rankings of queries without qrels are ignored."""
     import pytrec_eval
@@ -48,9 +49,9 @@ def retrieval_metrics(rankings: Mapping[str, Ranking], qrels: Mapping[str, Mappi
     recall_cutoffs = _recall_cutoffs(top_k)
     full = pytrec_eval.RelevanceEvaluator(
         qrels, {f"ndcg_cut.{','.join(map(str, NDCG_CUTOFFS))}", f"recall.{','.join(map(str, recall_cutoffs))}",
-                "map"}, relevance_level=RELEVANCE_LEVEL).evaluate(run)
+                "map"}, relevance_level=relevance_level).evaluate(run)
     cut_run = {q: dict(list(scores.items())[:MRR_CUTOFF]) for q, scores in run.items()}  # dicts keep rank order
-    cut = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}, relevance_level=RELEVANCE_LEVEL).evaluate(cut_run)
+    cut = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}, relevance_level=relevance_level).evaluate(cut_run)
     names = {**{f"ndcg_cut_{c}": f"nDCG@{c}" for c in NDCG_CUTOFFS},
              **{f"recall_{c}": f"Recall@{c}" for c in recall_cutoffs}, "map": "MAP"}
     out = {}

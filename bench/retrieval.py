@@ -9,14 +9,16 @@ Methods (``first_stage(dataset, method, pool, cache_dir, **params)``):
   corpus embeddings are cached as ``.npy`` under ``<cache_dir>/embeddings``.
 - ``given``: the dataset's own per-query pools (``Dataset.candidates``, e.g. HotpotQA distractor), in the given
   order.
-- a path: a TREC run file (``qid Q0 docid rank score tag``; documents looked up in the corpus) or a rank_llm Request
-  JSONL file (documents used as given). Queries of the dataset that the file lacks get an empty list.
+- a path: a TREC run file (``qid Q0 docid rank score tag``; documents looked up in the corpus), a rank_llm Request
+  JSONL file, or a RankGPT / FIRST hits file (a JSON list, or JSONL, of ``{"query": text, "hits": [{"qid", "docid",
+  "rank", "score", "content"}, ...]}`` as RankGPT's ``run_retriever`` writes it; the passage is ``content``).
+  Request and hits files bring their documents' text. Queries of the dataset that the file lacks get an empty list.
 
 Candidates from bm25, dense and TREC runs are ordered by score, ties by the order the method produced them (a TREC
-file's rank column); Request JSONL and given pools keep their own order. ``bm25`` and ``dense`` results are cached
-as ``<cache_dir>/first_stage/<key>.jsonl`` (one ``Ranking`` JSON per query), the key built from the dataset name,
-split, corpus and query fingerprints, method, pool, parameters and the model's (or bm25s') version; ``given`` and
-files are read directly.
+file's rank column); hits by their ``rank``; Request JSONL and given pools keep their own order. ``bm25`` and
+``dense`` results are cached as ``<cache_dir>/first_stage/<key>.jsonl`` (one ``Ranking`` JSON per query), the key
+built from the dataset name, split, corpus and query fingerprints, method, pool, parameters and the model's (or
+bm25s') version; ``given`` and files are read directly.
 """
 from __future__ import annotations
 
@@ -32,7 +34,7 @@ from bench.data.base import Dataset
 from bench.data.loaders import read_jsonl
 from bench.errors import UserError
 from bench.llm.base import stable_hash
-from bench.types import Candidate, CandidateList, Ranking
+from bench.types import Candidate, CandidateList, Document, Query, Ranking
 
 log = logging.getLogger(__name__)
 
@@ -220,12 +222,12 @@ def given_candidates(dataset: Dataset, pool: int) -> list[CandidateList]:
 
 
 def candidates_from_file(dataset: Dataset, path: Path, pool: int) -> list[CandidateList]:
-    """A Request JSONL file (first non-blank character ``{``) or a TREC run file."""
+    """A Request JSONL or RankGPT hits file (first non-blank character ``{`` or ``[``) or a TREC run file."""
     with path.open() as fh:
         first = next((line for line in fh if line.strip()), "")
-    if first.lstrip().startswith("{"):
+    if first.lstrip().startswith(("{", "[")):
         by_qid = {}
-        for cl in read_requests_jsonl(path):
+        for cl in read_candidate_file(path):
             by_qid[cl.query.qid] = cl.candidates
         return _assemble(dataset, by_qid, pool, str(path))
     rankings = read_trec_run(path)
@@ -317,3 +319,62 @@ def read_requests_jsonl(path: str | os.PathLike) -> list[CandidateList]:
     return out
 
 
+
+
+RANKGPT_EXPECTED = 'a RankGPT item {"query": text, "hits": [{"qid", "docid", "rank", "score", "content"}, ...]}'
+
+
+def rankgpt_candidates(where: str, item: dict[str, Any]) -> CandidateList | None:
+    """One RankGPT item as a CandidateList (hits by rank, ties in file order); None when it has no hits (its qid is
+    carried by the hits)."""
+    hits = item["hits"]
+    if not isinstance(hits, list) or not isinstance(item["query"], str):
+        raise UserError(f"{where}: expected {RANKGPT_EXPECTED}")
+    if not hits:
+        return None
+    try:
+        qids = {str(h["qid"]) for h in hits}
+        ordered = sorted(enumerate(hits), key=lambda ih: (int(ih[1]["rank"]), ih[0]))
+        cands = [Candidate(docid=str(h["docid"]), score=float(h["score"]),
+                           doc=Document(docid=str(h["docid"]), text=str(h["content"]))) for _, h in ordered]
+    except (KeyError, TypeError, ValueError) as exc:
+        raise UserError(f"{where}: a hit lacks or mangles {exc}; expected {RANKGPT_EXPECTED}") from None
+    if len(qids) != 1:
+        raise UserError(f"{where}: the hits of one query carry different qids {sorted(qids)}")
+    docids = [c.docid for c in cands]
+    if len(set(docids)) != len(docids):
+        raise UserError(f"{where}: query {qids.pop()!r} lists a docid twice")
+    return CandidateList(query=Query(qid=qids.pop(), text=item["query"]), candidates=cands)
+
+
+def read_candidate_file(path: str | os.PathLike) -> list[CandidateList]:
+    """A RankGPT hits file (a JSON list or JSONL of items with ``hits``) or a rank_llm Request JSONL file."""
+    path = Path(path)
+    with path.open(encoding="utf-8") as fh:
+        first = next((line for line in fh if line.strip()), "").lstrip()
+    if first.startswith("["):
+        try:
+            items = json.loads(path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path} line {exc.lineno}: invalid JSON ({exc.msg}); expected a JSON list of "
+                            f"{RANKGPT_EXPECTED}") from None
+        where_items = [(f"{path} item {i}", item) for i, item in enumerate(items)]
+        for where, item in where_items:
+            if not isinstance(item, dict) or "query" not in item or "hits" not in item:
+                raise UserError(f"{where}: expected {RANKGPT_EXPECTED}")
+    else:
+        try:
+            is_hits = "hits" in json.loads(first)
+        except json.JSONDecodeError:
+            is_hits = False             # read_requests_jsonl names the line
+        if not is_hits:
+            return read_requests_jsonl(path)
+        where_items = [(f"{path} line {lineno}", obj)
+                       for lineno, obj in read_jsonl(path, ("query", "hits"), RANKGPT_EXPECTED)]
+    lists = [cl for where, item in where_items if (cl := rankgpt_candidates(where, item)) is not None]
+    seen: set[str] = set()
+    for cl in lists:
+        if cl.query.qid in seen:
+            raise UserError(f"{path}: query {cl.query.qid!r} appears twice")
+        seen.add(cl.query.qid)
+    return lists

@@ -216,7 +216,7 @@ class Runner:
                     bar = tqdm(total=len(todo), desc=f"{ds_name} · {rr_name} · {reader_spec}", unit="q")
                     for chunk in chunks(todo, c.chunk_size):
                         recs = self._records(ds_name, rr_name, reader_spec, reader, judge, chunk, rankings,
-                                             by_qid, dataset.corpus)
+                                             by_qid, dataset.corpus, dataset.relevance_level)
                         store.append(recs)
                         bar.update(len(chunk))
                     bar.close()
@@ -266,14 +266,16 @@ class Runner:
             saved.update({r.qid: r for r in new})
         return saved
 
-    def _records(self, ds_name, rr_name, reader_spec, reader, judge, chunk, rankings, by_qid, corpus):
+    def _records(self, ds_name, rr_name, reader_spec, reader, judge, chunk, rankings, by_qid, corpus,
+                 relevance_level=1):
         from bench.metrics import answer_metrics, retrieval_metrics
 
         c = self.config
         chunk_rankings = {cl.query.qid: rankings[cl.query.qid] for cl in chunk}
         qrels = {cl.query.qid: cl.query.qrels for cl in chunk if cl.query.qrels}
         with self.timed("retrieval metrics"):
-            retrieval = retrieval_metrics(chunk_rankings, qrels, top_k=c.top_k) if qrels else {}
+            retrieval = (retrieval_metrics(chunk_rankings, qrels, top_k=c.top_k, relevance_level=relevance_level)
+                         if qrels else {})
         answers = {}
         if reader is not None:
             docs_by_id = {c_.docid: c_.doc for cl in chunk for c_ in cl.candidates}

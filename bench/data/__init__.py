@@ -2,24 +2,27 @@
 answers and qrels).
 
 A name is looked up in the registry (``bench.data.base.DATASETS``): ``fictional`` (the embedded offline dataset,
-``bench.data.synthetic``), the BEIR names (downloaded on first use) and ``hotpotqa-distractor``. Anything else is
-read as a path: a BEIR folder, a HotpotQA distractor file, or a QA JSONL with its corpus (formats in
-``bench.data.loaders``).
+``bench.data.synthetic``), the BEIR names (downloaded on first use), ``hotpotqa-distractor`` and the catalog's
+benchmarks (TREC DL, MuSiQue, 2WikiMultihopQA, NQ-open, TriviaQA, AmbigNQ, PopQA: ``bench.data.catalog``).
+Anything else is read as a path: a BEIR folder, a HotpotQA distractor file, a QA JSONL with its corpus (formats in
+``bench.data.loaders``) or a QA release file (``bench.data.qa_formats``).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
-from bench.data import loaders, synthetic  # noqa: F401  (importing them registers their names)
+from bench.data import catalog, loaders, synthetic  # noqa: F401  (importing them registers their names)
 from bench.data.base import DATASETS, Dataset, register_dataset, unknown_dataset
 
 __all__ = ["DATASETS", "Dataset", "load_dataset", "register_dataset"]
 
 
-def load_dataset(name_or_path: str, split: str = "test", cache_dir: str | None = None) -> Dataset:
+def load_dataset(name_or_path: str, split: str = "test", cache_dir: str | None = None,
+                 data_dir: str | None = None) -> Dataset:
+    """``data_dir``: the folder of local copies (default ``$RERANK_BENCH_DATA``; see ``bench.data.catalog``)."""
     if name_or_path in DATASETS:
         loader, _ = DATASETS[name_or_path]
-        return loader(split=split, cache_dir=cache_dir)
+        return loader(split=split, cache_dir=cache_dir, **({"data_dir": data_dir} if data_dir else {}))
     path = Path(name_or_path).expanduser()
     if path.exists():
         return loaders.load_path(path, split)

@@ -16,6 +16,9 @@ class Dataset:
 
     ``candidates``: for datasets whose questions come with their own passages (HotpotQA distractor), the docids of
     each query's own pool (qid -> docids in the given order); the ``given`` first stage ranks exactly those.
+
+    ``relevance_level``: the lowest grade the binary measures (MAP, Recall, MRR) count as relevant: 1 for most sets,
+    2 for TREC Deep Learning (trec_eval ``-l 2``). nDCG always uses the graded labels.
     """
 
     name: str
@@ -23,6 +26,7 @@ class Dataset:
     corpus: dict[str, Document]
     queries: list[Query]
     candidates: dict[str, list[str]] = field(default_factory=dict)
+    relevance_level: int = 1
 
     @property
     def has_answers(self) -> bool:
@@ -37,8 +41,10 @@ class Dataset:
 
     def fingerprint(self) -> str:
         """Everything a run's records depend on: corpus, queries, gold answers, qrels and given candidates."""
+        # relevance_level joins the hash only when it is not the default, so fingerprints of existing runs hold
         return stable_hash({"corpus": self.corpus_fingerprint(), "candidates": self.candidates,
-                            "queries": [(q.qid, q.text, q.answers, q.qrels) for q in self.queries]})
+                            "queries": [(q.qid, q.text, q.answers, q.qrels) for q in self.queries],
+                            **({"relevance_level": self.relevance_level} if self.relevance_level != 1 else {})})
 
     def limit(self, n: int | None) -> "Dataset":
         """The first ``n`` queries (all when n is None)."""
@@ -47,7 +53,7 @@ class Dataset:
         qs = self.queries[:n]
         keep = {q.qid for q in qs}
         return Dataset(self.name, self.split, self.corpus, qs,
-                       {k: v for k, v in self.candidates.items() if k in keep})
+                       {k: v for k, v in self.candidates.items() if k in keep}, self.relevance_level)
 
 
 DatasetLoader = Callable[..., Dataset]

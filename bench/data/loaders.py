@@ -38,17 +38,15 @@ published checksum: its sha256 is recorded), or read from any path given instead
 from __future__ import annotations
 
 import csv
-import hashlib
-import http.client
 import json
 import os
 import shutil
-import urllib.request
 import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
 from bench.data.base import Dataset, register_dataset
+from bench.data.download import download
 from bench.environment import cache_dir as cache_dir_of
 from bench.errors import UserError
 from bench.types import Document, Query
@@ -204,39 +202,11 @@ def fetch_beir(name: str, cache_dir: str | None = None, base_url: str | None = N
     return folder
 
 
-def download(url: str, dest: Path, md5: str | None, how_to_avoid: str) -> dict[str, Any]:
-    """Stream ``url`` to ``dest`` (through a ``.part`` file), checking ``md5`` when given. Returns the provenance
-    record: url, md5, sha256, bytes and whether the md5 was verified."""
-    from tqdm.auto import tqdm
-
-    part = dest.with_name(dest.name + ".part")
-    md5_hash, sha_hash, size = hashlib.md5(), hashlib.sha256(), 0
-    try:
-        with urllib.request.urlopen(url, timeout=60) as resp, part.open("wb") as out:
-            total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {dest.name}", leave=False) as bar:
-                while chunk := resp.read(1 << 20):
-                    out.write(chunk)
-                    md5_hash.update(chunk)
-                    sha_hash.update(chunk)
-                    size += len(chunk)
-                    bar.update(len(chunk))
-    except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts and resets are OSErrors
-        part.unlink(missing_ok=True)
-        reason = getattr(exc, "reason", None) or exc
-        raise UserError(f"could not download {url} ({reason}); {how_to_avoid}") from exc
-    if md5 and md5_hash.hexdigest() != md5:
-        part.unlink()
-        raise UserError(f"{url}: md5 {md5_hash.hexdigest()} of the download does not match the published {md5} "
-                        f"(a truncated or changed file); {how_to_avoid}")
-    part.rename(dest)
-    return {"url": url, "md5": md5_hash.hexdigest(), "md5_verified": bool(md5), "sha256": sha_hash.hexdigest(),
-            "bytes": size}
-
-
 def beir_loader(name: str):
-    def load(split: str = "test", cache_dir: str | None = None) -> Dataset:
-        return load_beir_folder(fetch_beir(name, cache_dir), split, name=name)
+    def load(split: str = "test", cache_dir: str | None = None, data_dir: str | None = None) -> Dataset:
+        from bench.data.catalog import local_copy  # a verified copy under --data-dir / $RERANK_BENCH_DATA first
+
+        return load_beir_folder(local_copy(name, data_dir) or fetch_beir(name, cache_dir), split, name=name)
 
     return load
 
@@ -373,6 +343,11 @@ def load_path(path: Path, split: str = "test") -> Dataset:
             return load_qa_jsonl(questions, path / "corpus.jsonl", split, name=path.name)
         raise UserError(f"{path}: not a dataset folder; expected corpus.jsonl with queries.jsonl + qrels/<split>.tsv "
                         f"(BEIR) or with {split}.jsonl / questions.jsonl (QA JSONL)")
+    from bench.data.qa_formats import release_format  # MuSiQue, 2Wiki, NQ-open, TriviaQA, AmbigNQ, PopQA, DPR
+
+    release_loader = release_format(path)
+    if release_loader is not None:
+        return release_loader(path, split)
     if path.suffix == ".json":
         return load_hotpotqa(path, split)
     if path.suffix == ".jsonl":
@@ -385,4 +360,5 @@ def load_path(path: Path, split: str = "test") -> Dataset:
                 raise UserError(f"{path}: QA JSONL questions need their corpus as {corpus_file}")
             return load_qa_jsonl(path, corpus_file, split, name=path.stem)
     raise UserError(f"{path}: unrecognised dataset file; expected a HotpotQA .json/.jsonl file (records with "
-                    f"context and supporting_facts) or a QA .jsonl (id, question, golden_answers) beside corpus.jsonl")
+                    f"context and supporting_facts), a QA .jsonl (id, question, golden_answers) beside corpus.jsonl, "
+                    f"or a release file of MuSiQue, 2WikiMultihopQA, NQ-open, TriviaQA, AmbigNQ, PopQA or DPR")
