@@ -14,6 +14,7 @@ Wikipedia passages) are explained by ``info``.
 """
 from __future__ import annotations
 
+import functools
 import os
 import shutil
 import zipfile
@@ -217,18 +218,21 @@ def local_copy(name: str, data_dir: str | None = None) -> Path | None:
     return folder
 
 
-def add(entry: Entry) -> Entry:
-    """Catalog ``entry``; when it reads its own folder, register its name for ``--datasets``."""
-    CATALOG[entry.name] = entry
-    if entry.read is not None:
-        def load(split: str = "test", cache_dir: str | None = None, data_dir: str | None = None) -> Dataset:
-            if split not in (entry.evaluated, "test"):   # "test" is the runner's default: the evaluated split
-                raise UserError(f"dataset {entry.name!r} has the {entry.evaluated} split only (splits of the "
-                                f"release: {entry.splits}); got --split {split}")
-            folder = find_folder(entry, data_dir, cache_dir) or target_folder(entry, data_dir, cache_dir)
-            return entry.read(ensure(entry, folder, cache_dir=cache_dir), entry.evaluated)
+def load_entry(name: str, split: str = "test", cache_dir: str | None = None, data_dir: str | None = None) -> Dataset:
+    """The catalogued dataset ``name``: its local copy, checked, or its files downloaded first."""
+    entry = CATALOG[name]
+    if split not in (entry.evaluated, "test"):   # "test" is the runner's default: it means the evaluated split
+        raise UserError(f"dataset {name!r} has the {entry.evaluated} split only (splits of the release: "
+                        f"{entry.splits}); got --split {split}")
+    folder = find_folder(entry, data_dir, cache_dir) or target_folder(entry, data_dir, cache_dir)
+    return entry.read(ensure(entry, folder, cache_dir=cache_dir), entry.evaluated)
 
-        register_dataset(entry.name, f"{entry.task}: {entry.counts} ({entry.size}; {entry.licence})")(load)
+
+def add(entry: Entry) -> Entry:
+    """Catalog ``entry`` and register its name for ``--datasets``."""
+    CATALOG[entry.name] = entry
+    register_dataset(entry.name, f"{entry.task}: {entry.counts} ({entry.size}; {entry.licence})")(
+        functools.partial(load_entry, entry.name))
     return entry
 
 

@@ -67,19 +67,19 @@ def download(url: str, dest: Path, md5: str | None = None, how_to_avoid: str = "
         kept = f"; the {received:,} bytes received are kept in {part} and the next try resumes" if received else ""
         reason = getattr(exc, "reason", None) or exc
         raise UserError(f"could not download {url} ({reason}){kept}{avoid}") from exc
-    expected = size or total
-    if expected is not None and received < expected:
-        raise UserError(f"{url}: download incomplete ({received:,} of {expected:,} bytes, kept in {part}); run the "
+    if total is not None and received < total:
+        raise UserError(f"{url}: download incomplete ({received:,} of {total:,} bytes, kept in {part}); run the "
                         f"same command again to resume{avoid}")
+    if size is not None and received != size:   # complete as the server sees it, yet not the published file
+        part.unlink()
+        raise UserError(f"{url}: {received:,} bytes downloaded, the published size is {size:,} (a truncated or "
+                        f"changed file){avoid}")
     digests = {"md5": file_digest(part, "md5"), "sha256": file_digest(part, "sha256")}
     for algorithm, published in (("md5", md5), ("sha256", sha256)):
         if published and digests[algorithm] != published:
             part.unlink()
             raise UserError(f"{url}: {algorithm} {digests[algorithm]} of the download does not match the published "
                             f"{published} (a truncated or changed file){avoid}")
-    if size is not None and received != size:
-        part.unlink()
-        raise UserError(f"{url}: {received:,} bytes downloaded, the published size is {size:,}{avoid}")
     part.rename(dest)
     return {"url": url, "md5": digests["md5"], "md5_verified": bool(md5), "sha256": digests["sha256"],
             "bytes": received}
