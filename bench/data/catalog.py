@@ -244,8 +244,8 @@ RANK_LLM_DATA = "https://github.com/castorini/rank_llm_data/raw/main/retrieve_re
 TREC_DL = {
     "dl19": ("topics.dl19-passage.txt", "43 judged queries, 9,260 judgements", "MS MARCO v1 passage"),
     "dl20": ("topics.dl20.txt", "54 judged queries (of 200 topics), 11,386 judgements", "MS MARCO v1 passage"),
-    "dl21": ("topics.dl21.txt", "53 judged queries (of 477 topics), 10,828 judgements", "MS MARCO v2 passage"),
-    "dl22": ("topics.dl22.txt", "76 judged queries (of 500 topics), 386,416 judgements", "MS MARCO v2 passage"),
+    "dl21": ("topics.dl21.txt", "53 judged queries", "MS MARCO v2 passage"),
+    "dl22": ("topics.dl22.txt", "76 judged queries", "MS MARCO v2 passage"),
 }
 RANK_LLM_FILES = {  # (method folder, set) -> (md5, bytes), as published in rank_llm's repo_info.py
     ("BM25", "dl19"): ("518ab9f821fb74d862589d1d141c208e", 2000369),
