@@ -60,6 +60,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--output", default=d.output)
     run.add_argument("--run-id", default=d.run_id)
     run.add_argument("--cache-dir", default=d.cache_dir)
+    run.add_argument("--data-dir", default=d.data_dir, help="local copies of named datasets, one folder each "
+                     "(default: $RERANK_BENCH_DATA; see `python -m bench data`)")
     run.add_argument("--llm-cache", choices=["use", "bypass", "refresh"], default=d.llm_cache)
 
     sub.add_parser("list", help="registered rerankers (alias -> checkpoint -> kind -> extra), datasets, readers")

@@ -59,9 +59,10 @@ class RunConfig:
     output: str = "results"
     run_id: str | None = None
     cache_dir: str = field(default_factory=default_cache_dir)
+    data_dir: str | None = None            # local copies of named datasets (default $RERANK_BENCH_DATA)
     llm_cache: str = "use"                 # use | bypass | refresh
 
-    NON_IDENTITY = ("output", "run_id", "cache_dir", "llm_cache", "concurrency", "timeout", "max_retries",
+    NON_IDENTITY = ("output", "run_id", "cache_dir", "data_dir", "llm_cache", "concurrency", "timeout", "max_retries",
                     "chunk_size", "batch_size", "device")
 
     def identity(self) -> dict[str, Any]:
@@ -186,7 +187,7 @@ class Runner:
         c = self.config
         self.validate()
         with self.timed("load dataset"):
-            datasets = [load_dataset(ds_arg, split=c.split, cache_dir=c.cache_dir).limit(c.limit)
+            datasets = [load_dataset(ds_arg, split=c.split, cache_dir=c.cache_dir, data_dir=c.data_dir).limit(c.limit)
                         for ds_arg in c.datasets]
         content = {"data": [d.fingerprint() for d in datasets],
                    "weights": {name: weights_fingerprint(name, c.checkpoints.get(name)) for name in c.rerankers}}

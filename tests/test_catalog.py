@@ -50,6 +50,9 @@ class FileServer:
                 rng = self.headers.get("Range")
                 if rng and not server.ignore_range:
                     start = int(rng.removeprefix("bytes=").rstrip("-"))
+                    if start >= len(body):
+                        self.send_error(416)
+                        return
                     self.send_response(206)
                     self.send_header("Content-Range", f"bytes {start}-{len(body) - 1}/{len(body)}")
                 else:
@@ -115,6 +118,14 @@ def test_truncated_download_is_kept_as_part_and_resumed_with_range(server, tmp_p
     download(f"{server.url}/f.bin", dest, md5=hashlib.md5(BODY).hexdigest())
     assert dest.read_bytes() == BODY and not part.exists()
     assert server.requests == [("/f.bin", None), ("/f.bin", f"bytes={len(BODY) // 2}-")]
+
+
+def test_complete_part_file_answered_416_is_checked_and_kept(server, tmp_path):
+    server.files["/f.bin"] = BODY
+    (tmp_path / "f.bin.part").write_bytes(BODY)          # every byte arrived, the rename did not happen
+    download(f"{server.url}/f.bin", tmp_path / "f.bin", md5=hashlib.md5(BODY).hexdigest())
+    assert (tmp_path / "f.bin").read_bytes() == BODY
+    assert server.requests == [("/f.bin", f"bytes={len(BODY)}-")]
 
 
 def test_server_without_range_support_restarts_the_download(server, tmp_path):
@@ -276,3 +287,15 @@ def test_rank_llm_checksums_are_the_published_ones():
         "https://github.com/castorini/rank_llm_data/raw/main/retrieve_results/BM25/retrieve_results_dl19_top100.jsonl",
         "518ab9f821fb74d862589d1d141c208e", 2000369)
     assert catalog.CATALOG["dl20-passage-splade"].files[2].md5 == "241c63eba8f4ce8b7795fcaaf565bb03"
+
+
+def test_hotpotqa_distractor_reads_a_local_copy_and_fictional_ignores_the_data_dir(tmp_path):
+    folder = tmp_path / "hotpotqa-distractor"
+    folder.mkdir()
+    (folder / "hotpot_dev_distractor_v1.json").write_text(json.dumps([
+        {"_id": "h1", "question": "Q?", "answer": "A", "supporting_facts": [["T", 0]],
+         "context": [["T", ["A is here."]], ["U", ["Noise."]]]}]))
+    ds = load_dataset("hotpotqa-distractor", split="dev", data_dir=str(tmp_path), cache_dir=str(tmp_path / "c"))
+    assert (ds.name, [q.qid for q in ds.queries], ds.queries[0].qrels) == ("hotpotqa-distractor", ["h1"], {"h1:0": 1})
+    assert not (tmp_path / "c").exists()                       # nothing downloaded
+    assert len(load_dataset("fictional", data_dir=str(tmp_path)).queries) == 100

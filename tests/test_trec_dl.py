@@ -132,7 +132,8 @@ def records_of(out: Path) -> dict[tuple[str, str], dict]:
 def test_dl_by_name_from_data_dir_runs_end_to_end(tmp_path, monkeypatch, first):
     write_dl(tmp_path / "data" / "dl19-passage")
     (tmp_path / "hits.json").write_text(json.dumps(HITS))
-    monkeypatch.setenv("RERANK_BENCH_DATA", str(tmp_path / "data"))
+    # the data dir by environment variable once, by --data-dir once
+    monkeypatch.setenv("RERANK_BENCH_DATA", str(tmp_path / ("data" if first == "given" else "elsewhere")))
     # the fixture cannot carry rank_llm's published md5 and size: the same entry without them
     entry = catalog.CATALOG["dl19-passage"]
     files = tuple(catalog.DataFile(f.path, f.url, optional=f.optional) for f in entry.files)
@@ -140,7 +141,8 @@ def test_dl_by_name_from_data_dir_runs_end_to_end(tmp_path, monkeypatch, first):
     stage = "given" if first == "given" else str(tmp_path / "hits.json")
     assert main(["run", "--datasets", "dl19-passage", "--first-stage", stage, "--rerankers", "none", "oracle",
                  "--reader", "none", "--output", str(tmp_path / "out"), "--run-id", "r",
-                 "--cache-dir", str(tmp_path / "cache")]) == 0
+                 "--cache-dir", str(tmp_path / "cache")] + ([] if first == "given" else
+                                                            ["--data-dir", str(tmp_path / "data")])) == 0
     recs = records_of(tmp_path / "out" / "r")
     if first == "given":
         assert recs["none", "1"]["ranking"] == ["a", "b", "c", "d", "e"]

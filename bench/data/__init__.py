@@ -9,6 +9,7 @@ Anything else is read as a path: a BEIR folder, a HotpotQA distractor file, a QA
 """
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 
 from bench.data import catalog, loaders, synthetic  # noqa: F401  (importing them registers their names)
@@ -19,10 +20,12 @@ __all__ = ["DATASETS", "Dataset", "load_dataset", "register_dataset"]
 
 def load_dataset(name_or_path: str, split: str = "test", cache_dir: str | None = None,
                  data_dir: str | None = None) -> Dataset:
-    """``data_dir``: the folder of local copies (default ``$RERANK_BENCH_DATA``; see ``bench.data.catalog``)."""
+    """``data_dir``: the folder of local copies (default ``$RERANK_BENCH_DATA``; see ``bench.data.catalog``); loaders
+    without files (``fictional``) take no data dir."""
     if name_or_path in DATASETS:
         loader, _ = DATASETS[name_or_path]
-        return loader(split=split, cache_dir=cache_dir, **({"data_dir": data_dir} if data_dir else {}))
+        reads_files = "data_dir" in inspect.signature(loader).parameters
+        return loader(split=split, cache_dir=cache_dir, **({"data_dir": data_dir} if data_dir and reads_files else {}))
     path = Path(name_or_path).expanduser()
     if path.exists():
         return loaders.load_path(path, split)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import http.client
+import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -61,6 +62,10 @@ def download(url: str, dest: Path, md5: str | None = None, how_to_avoid: str = "
                     out.write(chunk)
                     received += len(chunk)
                     bar.update(len(chunk))
+    except urllib.error.HTTPError as exc:
+        if exc.code != 416 or not offset:
+            raise UserError(f"could not download {url} (HTTP {exc.code} {exc.reason}){avoid}") from exc
+        total = None                    # 416: the .part file already holds every byte; check it below
     except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, resets and IncompleteRead
         if received == 0:
             part.unlink(missing_ok=True)

@@ -276,11 +276,14 @@ def load_hotpotqa(path: Path, split: str = "dev", name: str | None = None) -> Da
     return Dataset(name=name or path.stem, split=split, corpus=corpus, queries=queries, candidates=candidates)
 
 
-def load_hotpotqa_distractor(split: str = "test", cache_dir: str | None = None) -> Dataset:
+def load_hotpotqa_distractor(split: str = "test", cache_dir: str | None = None,
+                             data_dir: str | None = None) -> Dataset:
+    from bench.data.catalog import local_copy  # a checked copy under --data-dir / $RERANK_BENCH_DATA first
+
     if split not in ("dev", "test"):
         raise UserError(f"hotpotqa-distractor has only the dev set (its test answers are not public); "
                         f"got split {split!r}: use --split dev or test")
-    root = cache_dir_of(cache_dir) / "hotpotqa"
+    root = local_copy("hotpotqa-distractor", data_dir) or cache_dir_of(cache_dir) / "hotpotqa"
     path = root / Path(HOTPOTQA_DEV_DISTRACTOR_URL).name
     if not path.is_file():
         root.mkdir(parents=True, exist_ok=True)
