@@ -3,6 +3,7 @@ requests, the dataset catalog (pull, verify, local copies under --data-dir / $RE
 ``python -m bench data``."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.server
 import io
@@ -15,9 +16,10 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
-from bench.data import DATASETS, catalog, load_dataset
+from bench.data import catalog, load_dataset
 from bench.data.download import download
 from bench.errors import UserError
+from tests.test_trec_dl import QRELS, TOPICS, request_line
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 if not SHARED.is_dir():
@@ -154,17 +156,6 @@ def test_offline_error_names_url_and_keeps_nothing(tmp_path):
 
 # --- the catalog ------------------------------------------------------------------------------------------------
 
-TOPICS = "1\tfirst query\n2\tsecond query\n3\tunjudged query\n"
-QRELS = "1 0 a 1\n1 0 b 3\n1 0 c 0\n1 0 d 2\n1 0 z 3\n2 0 y 2\n"
-
-
-def request_line(qid: str, text: str, docs: list[tuple[str, str]]) -> str:
-    """A line of rank_llm's retrieve_results_*.jsonl (candidates' ``doc`` is the MS MARCO v1 raw document)."""
-    return json.dumps({"query": {"text": text, "qid": qid},
-                       "candidates": [{"doc": {"id": d, "contents": t}, "docid": d, "score": 10.0 - i}
-                                      for i, (d, t) in enumerate(docs)]}) + "\n"
-
-
 CANDIDATES = (request_line("1", "first query", [("a", "alpha"), ("b", "beta"), ("c", "gamma"), ("d", "delta"),
                                                 ("e", "epsilon")])
               + request_line("2", "second query", [("y", "ypsilon"), ("a", "alpha")]))
@@ -181,7 +172,7 @@ def dl_entry(server, monkeypatch):
              catalog.DataFile(entry.files[2].path, f"{server.url}/cands.jsonl",
                               md5=hashlib.md5(CANDIDATES.encode()).hexdigest(), size=len(CANDIDATES.encode())),
              entry.files[3])
-    patched = catalog.Entry(**{**entry.__dict__, "files": files})
+    patched = dataclasses.replace(entry, files=files)
     monkeypatch.setitem(catalog.CATALOG, "dl19-passage", patched)
     return patched
 
@@ -235,7 +226,7 @@ def test_zip_member_download(server, tmp_path, monkeypatch):
     entry = catalog.CATALOG["ambignq"]
     files = (catalog.DataFile("dev_light.json", f"{server.url}/ambignq_light.zip", member="dev_light.json"),
              entry.files[1])
-    monkeypatch.setitem(catalog.CATALOG, "ambignq", catalog.Entry(**{**entry.__dict__, "files": files}))
+    monkeypatch.setitem(catalog.CATALOG, "ambignq", dataclasses.replace(entry, files=files))
     folder = catalog.pull("ambignq", data_dir=str(tmp_path))
     assert sorted(p.name for p in folder.iterdir()) == ["SHA256SUMS", "dev_light.json"]
     assert catalog.CATALOG["ambignq"].read(folder, "dev").queries[0].answers == ["x"]

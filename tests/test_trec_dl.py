@@ -3,6 +3,7 @@ graded labels, MAP/Recall/MRR at grade >= 2) checked against hand-computed value
 an end-to-end run by name from a data dir."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from pathlib import Path
@@ -137,7 +138,7 @@ def test_dl_by_name_from_data_dir_runs_end_to_end(tmp_path, monkeypatch, first):
     # the fixture cannot carry rank_llm's published md5 and size: the same entry without them
     entry = catalog.CATALOG["dl19-passage"]
     files = tuple(catalog.DataFile(f.path, f.url, optional=f.optional) for f in entry.files)
-    monkeypatch.setitem(catalog.CATALOG, "dl19-passage", catalog.Entry(**{**entry.__dict__, "files": files}))
+    monkeypatch.setitem(catalog.CATALOG, "dl19-passage", dataclasses.replace(entry, files=files))
     stage = "given" if first == "given" else str(tmp_path / "hits.json")
     assert main(["run", "--datasets", "dl19-passage", "--first-stage", stage, "--rerankers", "none", "oracle",
                  "--reader", "none", "--output", str(tmp_path / "out"), "--run-id", "r",

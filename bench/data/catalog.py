@@ -18,7 +18,7 @@ import functools
 import os
 import shutil
 import zipfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -185,8 +185,9 @@ def ensure(entry: Entry, folder: Path, repair: bool = False, cache_dir: str | No
         folder = entry.fetch(cache_dir)
     folder.mkdir(parents=True, exist_ok=True)
     recorded = read_manifest(folder)
+    rows = []
     for f in entry.files:
-        status, _ = check_file(entry, folder, f, recorded)
+        status, detail = check_file(entry, folder, f, recorded)
         if status == "CORRUPT" and repair:
             (folder / f.path).unlink()
             status = "missing"
@@ -195,9 +196,11 @@ def ensure(entry: Entry, folder: Path, repair: bool = False, cache_dir: str | No
                 raise UserError(f"{folder / f.path}: missing; {entry.how_to_get or 'no download URL is known'}")
             fetch_file(entry, folder, f)
             fetched = True
-    if fetched:
+        rows.append({"file": str(folder / f.path), "status": status, "detail": detail})
+    if fetched:                         # record what arrived, then check everything against it
         write_manifest(entry, folder)
-    raise_on_failure(entry, verify_folder(entry, folder))
+        rows = verify_folder(entry, folder)
+    raise_on_failure(entry, rows)
     return folder
 
 
