@@ -27,13 +27,46 @@ def test_gae_equals_hand_computed_example():
 
 
 def test_state_values_reference_return_makes_delta_reward_minus_reference():
-    ref = torch.tensor([0.0, 0.2, 0.5, 1.0], dtype=torch.float64)      # R_ref(q, 0..3)
+    ref = torch.tensor([0.2, 0.5, 1.0], dtype=torch.float64)           # R_ref(q, 1..3)
     values = state_values(ref, "reference_return", gamma=1.0)
-    assert values.tolist() == pytest.approx([1.7, 1.5, 1.0, 0.0])
+    assert values.tolist() == pytest.approx([1.7, 1.5, 1.0, 0.0])      # V(s_1..s_4)
     rewards = torch.tensor([0.3, 0.5, 0.4], dtype=torch.float64)
     deltas = gae(rewards, values, gamma=1.0, lam=0.0)                  # λ = 0: the advantage is δ itself
     assert deltas.tolist() == pytest.approx([0.3 - 0.2, 0.5 - 0.5, 0.4 - 1.0])
-    assert state_values(ref, "reference_reward", gamma=1.0).tolist() == pytest.approx([0.0, 0.2, 0.5, 0.0])
+    # γ < 1 discounts the reference's later rewards: V(s_1) = .2 + .5 (.5) + .25 (1)
+    assert state_values(ref, "reference_return", gamma=0.5).tolist() == pytest.approx([0.7, 1.0, 1.0, 0.0])
+
+
+def test_state_values_reference_reward_compares_each_pick_with_the_reference_list_of_its_depth():
+    ref = torch.tensor([0.2, 0.5, 1.0], dtype=torch.float64)           # R_ref(q, 1..3)
+    values = state_values(ref, "reference_reward", gamma=0.9)
+    assert values.tolist() == pytest.approx([0.2, 0.5, 1.0, 0.0])      # V(s_t) = R_ref(q, t); V(s_4) = 0
+    rewards = torch.tensor([0.3, 0.5, 0.4], dtype=torch.float64)
+    # δ_t = r_t + γ R_ref(q, t+1) − R_ref(q, t); the last step: r_3 − R_ref(q, 3), a 3-document list against one
+    assert gae(rewards, values, gamma=0.9, lam=0.0).tolist() == pytest.approx(
+        [0.3 + 0.9 * 0.5 - 0.2, 0.5 + 0.9 * 1.0 - 0.5, 0.4 - 1.0])
+
+
+@pytest.mark.parametrize("baseline", ["reference_return", "reference_reward"])
+def test_trainer_advantages_equal_hand_computed_ones_from_the_rewards(baseline):
+    """End to end through the collector: the reference (greedy π_ref) ranks d1, d0 and the reader rewards d0, so
+    R_ref(q, 1) = 0, R_ref(q, 2) = 1. With γ = 1, λ = 1/2 and no KL at initialisation, by hand:
+    reference_return: δ_1 = r_1 − 0, δ_2 = r_2 − 1; reference_reward: δ_1 = r_1 + 1 − 0, δ_2 = r_2 − 1;
+    Â_1 = δ_1 + δ_2 / 2, Â_2 = δ_2; then standardised over the step."""
+    trainer = _trainer(n_queries=2, target="d0", baseline=baseline, gamma=1.0, lam=0.5)
+    rollouts = trainer.collector.collect(trainer.batch(0))
+    expected = []
+    for ro in rollouts:
+        for r1, r2 in ro.rewards.tolist():
+            d1 = r1 + (1.0 if baseline == "reference_reward" else 0.0)
+            d2 = r2 - 1.0
+            expected.append([d1 + 0.5 * d2, d2])
+    pool = torch.tensor(expected, dtype=torch.float64)
+    standardised = (pool - pool.mean()) / (pool.std(unbiased=False) + 1e-8)
+    advantages, stats = trainer.advantages(rollouts)
+    assert torch.allclose(torch.cat(advantages), standardised, atol=1e-9, rtol=0)
+    assert stats["adv_mean"] == pytest.approx(pool.mean().item(), abs=1e-9)
+    assert pool.std() > 0                                               # the rollouts did differ
 
 
 def test_advantage_window_standardises_over_recent_steps_only():
@@ -136,16 +169,15 @@ def test_reference_baseline_is_computed_exactly_once_per_query_and_depth(tmp_pat
     assert trainer.collector.rewarder.reader.calls == len(log)        # one reader call per step, baseline included
 
 
-def test_closed_book_baseline_asks_the_reader_with_no_documents():
+def test_reference_baseline_asks_each_depth_with_the_reference_top_t_list():
     reader = TargetReader("d1")
     rewarder = PrefixRewarder(reader, yes_metric)
-    baseline = ReferenceBaseline(rewarder, k=2, closed_book=True)
+    baseline = ReferenceBaseline(rewarder, k=2)
     cl = candidate_list("q")
     todo = baseline.missing([(cl.query, [c.doc for c in cl.candidates[:2]])])
-    assert [(q.qid, t, [d.docid for d in docs]) for q, t, docs in todo] == [("q", 0, []), ("q", 1, ["d0"]),
-                                                                            ("q", 2, ["d0", "d1"])]
+    assert [(q.qid, t, [d.docid for d in docs]) for q, t, docs in todo] == [("q", 1, ["d0"]), ("q", 2, ["d0", "d1"])]
     baseline.record(todo, rewarder.rewards([(q, docs) for q, _, docs in todo]))
-    assert ("q", ()) in reader.asked and baseline.rewards("q") == [0.0, 0.0, 1.0]
+    assert baseline.rewards("q") == [0.0, 1.0]                          # R_ref(q, 1), R_ref(q, 2)
 
 
 # ----------------------------------------------------------------------------------------------- end to end
