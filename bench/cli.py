@@ -21,6 +21,16 @@ def _checkpoint_pairs(values: list[str]) -> dict[str, str]:
     return out
 
 
+def add_server_options(parser: argparse.ArgumentParser) -> None:
+    """Where ``openai:*`` readers and judges are served: ``bench run``'s options, which ``rrpo train`` shares."""
+    d = RunConfig()
+    parser.add_argument("--base-url", default=d.base_url, help="OpenAI-compatible server (vLLM, Ollama, ...)")
+    parser.add_argument("--api-key-env", default=d.api_key_env, help="NAME of the environment variable with the key")
+    parser.add_argument("--judge-base-url", default=d.judge_base_url, help="the judge's server, if not --base-url's")
+    parser.add_argument("--judge-api-key-env", default=d.judge_api_key_env, help="the judge's key variable, if not "
+                        "--api-key-env's")
+
+
 def build_parser() -> argparse.ArgumentParser:
     d = RunConfig()
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
@@ -48,11 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default=d.device)
     run.add_argument("--dtype", default=d.dtype)
     run.add_argument("--batch-size", type=int, default=d.batch_size)
-    run.add_argument("--base-url", default=d.base_url, help="OpenAI-compatible server (vLLM, Ollama, ...)")
-    run.add_argument("--api-key-env", default=d.api_key_env, help="NAME of the environment variable with the key")
-    run.add_argument("--judge-base-url", default=d.judge_base_url, help="the judge's server, if not --base-url's")
-    run.add_argument("--judge-api-key-env", default=d.judge_api_key_env, help="the judge's key variable, if not "
-                     "--api-key-env's")
+    add_server_options(run)
     run.add_argument("--concurrency", type=int, default=d.concurrency)
     run.add_argument("--timeout", type=float, default=d.timeout)
     run.add_argument("--max-retries", type=int, default=d.max_retries)

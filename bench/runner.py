@@ -153,16 +153,16 @@ class Runner:
         """One cached engine per spec, shared by readers, the judge and listwise rerankers of this run; OpenAI-
         compatible engines talk to ``--base-url`` unless given their own server."""
         if spec not in self._engines:
-            from bench.llm import make_engine
-            from bench.llm.cache import CachedEngine, open_cache
+            from bench.llm import make_cached_engine
+            from bench.llm.cache import open_cache
 
             c = self.config
             if self._llm_cache is None:
                 self._llm_cache = open_cache(c.cache_dir)
-            engine = make_engine(spec, device=c.device, dtype=c.dtype, base_url=base_url or c.base_url,
-                                 api_key_env=api_key_env or c.api_key_env, concurrency=c.concurrency, timeout=c.timeout,
-                                 max_retries=c.max_retries)
-            self._engines[spec] = CachedEngine(engine, self._llm_cache, mode=c.llm_cache)
+            self._engines[spec] = make_cached_engine(
+                spec, self._llm_cache, c.llm_cache, device=c.device, dtype=c.dtype, base_url=base_url or c.base_url,
+                api_key_env=api_key_env or c.api_key_env, concurrency=c.concurrency, timeout=c.timeout,
+                max_retries=c.max_retries)
         return self._engines[spec]
 
     @contextmanager
