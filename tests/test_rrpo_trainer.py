@@ -126,6 +126,81 @@ def test_kl_and_ratio_are_exactly_zero_and_one_at_initialisation():
     assert trainer.train_step()["kl"] == 0.0
 
 
+def _first_pick_kl(trainer) -> float:
+    """Exact KL(π_θ ‖ π_ref) of the first pick on the first training query."""
+    cl = trainer.train_lists[0]
+    with torch.no_grad():
+        logp = torch.log_softmax(trainer.policy.scores(cl).double(), -1)
+        logq = torch.log_softmax(trainer.collector.reference.scores(cl).double(), -1)
+    return float((logp.exp() * (logp - logq)).sum())
+
+
+@pytest.mark.parametrize("anchor", ["reference", "behaviour"])
+def test_with_zero_reward_the_kl_penalty_alone_pulls_the_policy_back_to_the_reference(anchor):
+    trainer = _trainer(n_queries=2, target="nowhere", kl_beta=0.5, epochs=8, ratio_anchor=anchor)
+    with torch.no_grad():                                               # move π_θ away from π_ref
+        noise = torch.Generator().manual_seed(5)
+        for p in trainer.policy.trainable_parameters().values():
+            p.add_(torch.randn(p.shape, generator=noise) * 0.5)
+    before = _first_pick_kl(trainer)
+    log = trainer.train()
+    assert all(r["reward"] == 0.0 for r in log)
+    assert before > 0.2 and _first_pick_kl(trainer) < before / 4        # measured: 0.224 -> 0.025 / 0.017
+
+
+def _moved_trainer(**overrides):
+    """A trainer whose π_θ has moved away from π_ref (two steps of training), and fresh rollouts from it."""
+    trainer = _trainer(n_queries=4, target="d4", lr=0.2, **overrides)
+    trainer.train()
+    return trainer, trainer.collector.collect(trainer.batch(0))
+
+
+def test_reference_log_probs_come_from_the_frozen_initial_model_not_the_policy():
+    trainer, rollouts = _moved_trainer()
+    initial = TableReranker()                                           # same seed: the weights π_ref started from
+    for ro in rollouts:
+        passages = [c.doc.as_passage() for c in ro.cl.candidates]
+        with torch.no_grad():
+            expected = step_log_probs(initial.score([ro.cl.query.text] * len(passages), passages), ro.actions)
+            current = step_log_probs(trainer.policy.scores(ro.cl), ro.actions)
+        assert torch.allclose(ro.logp_ref, expected, atol=1e-6)
+        assert torch.allclose(ro.logp_behaviour, current, atol=1e-6)    # π_old = the policy at sampling time
+        assert not torch.allclose(ro.logp_ref, ro.logp_behaviour, atol=1e-3)
+
+
+@pytest.mark.parametrize("anchor", ["reference", "behaviour"])
+def test_the_ratio_is_taken_against_the_chosen_anchor(anchor):
+    """After training π_θ ≠ π_ref: at the first update on fresh rollouts ρ = π_θ/π_old is exactly 1 (loss = −mean Â)
+    while ρ = π_θ/π_ref is not, so the two anchors give different losses, each equal to its hand computation."""
+    trainer, rollouts = _moved_trainer(ratio_anchor=anchor)
+    advantages, _ = trainer.advantages(rollouts)
+    losses, _ = trainer.gradients(rollouts, advantages, n_queries=len(rollouts))
+    expected = []
+    for ro, adv in zip(rollouts, advantages):
+        if anchor == "behaviour":
+            expected.append(-adv.mean().item())
+        else:
+            with torch.no_grad():
+                logp = step_log_probs(trainer.policy.scores(ro.cl), ro.actions)
+            ratio = torch.exp(logp.double() - ro.logp_ref.double())
+            assert (ratio - 1).abs().max() > 0.2                         # outside the clip range somewhere
+            expected.append(-torch.minimum(ratio * adv, ratio.clamp(0.8, 1.2) * adv).mean().item())
+    assert losses == pytest.approx(expected, abs=1e-5)
+
+
+def test_each_step_is_rewarded_with_its_own_prefix():
+    """r_t is the reward of the policy's top-t list: with the reader rewarding d0, r_t = 1 iff d0 is among the first
+    t picks (not the final list's reward at every step)."""
+    trainer = _trainer(n_queries=4, target="d0", queries_per_step=4)
+    rollouts = trainer.collector.collect(trainer.batch(0))
+    cases = set()
+    for ro in rollouts:
+        for picks, rewards in zip(ro.actions.tolist(), ro.rewards.tolist()):
+            assert rewards == [float(0 in picks[:t + 1]) for t in range(len(picks))]
+            cases.add(tuple(rewards))
+    assert (0.0, 1.0) in cases and (1.0, 1.0) in cases and (0.0, 0.0) in cases   # d0 second, first, absent
+
+
 # ------------------------------------------------------------------------------------------ rewards and baseline
 
 def test_rewarder_dedupes_prefixes_in_one_reader_call_and_counts_cache_hits():
@@ -245,7 +320,8 @@ def test_run_folder_holds_checkpoint_log_and_plot(tmp_path):
     assert config["temperature"] == pytest.approx(1.0) and config["hyperparameters"]["k"] == 2
     row = json.loads((tmp_path / "train_log.jsonl").read_text().splitlines()[-1])
     assert {"reward", "baseline", "adv_mean", "adv_std", "kl", "clip_frac", "reader", "cache_fraction"} <= set(row)
-    assert row["reader"]["requested"] == row["reader"]["generated"] + row["reader"]["from_cache"]
+    # the last step: 2 queries x 4 rollouts x k = 2 prefixes, plus the reference's top-1 and top-2 of its 2 new queries
+    assert (row["reader"]["requested"], row["baseline_computed"]) == (2 * 4 * 2 + 2 * 2, 2 * 2)
     assert (tmp_path / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "rrpo_delta.safetensors").exists()
 

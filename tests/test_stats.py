@@ -63,3 +63,12 @@ def test_bootstrap_ci_brackets_mean_and_is_seeded():
     assert lo < np.mean(SYSTEM) < hi
     assert (lo, hi) == bootstrap_ci(SYSTEM, seed=0)
     assert bootstrap_ci([1.0, 1.0, 1.0]) == (1.0, 1.0)
+
+
+def test_bootstrap_ci_is_a_95_percent_interval():
+    """400 fair coin flips: the standard error of the mean is 0.025, so a 95% interval is about ±1.96 × 0.025 wide
+    (a 50% one would be ±0.017, a 90% one ±0.041)."""
+    flips = np.random.default_rng(4).integers(0, 2, 400).astype(float)
+    lo, hi = bootstrap_ci(flips, seed=0)
+    assert hi - lo == pytest.approx(2 * 1.96 * 0.025, rel=0.08)
+    assert lo < flips.mean() < hi
