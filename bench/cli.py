@@ -8,6 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from bench.errors import UserError
+from bench.report import ANSWER_METRICS
 from bench.runner import RunConfig, Runner
 
 
@@ -48,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--top-k", type=int, default=d.top_k, help="documents the reader sees (0 = closed book)")
     run.add_argument("--limit", type=int, default=d.limit, help="first N queries only")
     run.add_argument("--baseline", default=d.baseline, help="reranker the significance tests compare against")
+    run.add_argument("--primary-metric", default=d.primary_metric, choices=ANSWER_METRICS,
+                     help="the answer metric the claim is made on, declared before the run (default: F1, RRPO's "
+                          "training metric); named in leaderboard.md")
     run.add_argument("--seed", type=int, default=d.seed)
     run.add_argument("--checkpoint", action="append", default=[], metavar="RERANKER=PATH",
                      help="checkpoint override for one reranker (repeatable)")
@@ -112,7 +116,8 @@ def cmd_report(run_dir: str) -> None:
     if not (path / "records.jsonl").is_file():
         raise UserError(f"{path}: no records.jsonl (expected a results/<run-id>/ folder)")
     cfg = json.loads((path / "config.json").read_text())
-    opts = ReportOptions(baseline=cfg.get("baseline", "none"), top_k=cfg.get("top_k", 3), seed=cfg.get("seed", 0))
+    opts = ReportOptions(baseline=cfg.get("baseline", "none"), top_k=cfg.get("top_k", 3), seed=cfg.get("seed", 0),
+                         primary_metric=cfg.get("primary_metric", "F1"))
     print(write_reports(list(RecordStore(path / "records.jsonl").records.values()), path, opts))
 
 

@@ -40,6 +40,7 @@ class RunConfig:
     limit: int | None = None
     seed: int = 0
     baseline: str = "none"
+    primary_metric: str = "F1"             # the answer metric a claim is made on, declared before the run
     reader_template: str = "reader-qa"
     judge_template: str = "judge-reference"
     max_tokens: int = 32
@@ -62,7 +63,7 @@ class RunConfig:
     llm_cache: str = "use"                 # use | bypass | refresh
 
     NON_IDENTITY = ("output", "run_id", "cache_dir", "llm_cache", "concurrency", "timeout", "max_retries",
-                    "chunk_size", "batch_size", "device")
+                    "chunk_size", "batch_size", "device", "primary_metric")
 
     def identity(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k not in self.NON_IDENTITY}
@@ -222,7 +223,7 @@ class Runner:
                     bar.close()
         store.compact()
         records = list(store.records.values())
-        opts = ReportOptions(baseline=c.baseline, top_k=c.top_k, seed=c.seed)
+        opts = ReportOptions(baseline=c.baseline, top_k=c.top_k, seed=c.seed, primary_metric=c.primary_metric)
         md = write_reports(records, self.out_dir, opts, extra_sections=self._extra_sections(records))
         return md
 
