@@ -411,7 +411,7 @@ class RRPOTrainer:
         saved = {k: v for k, v in state["config"].items() if k not in free}
         now = {k: v for k, v in asdict(self.cfg).items() if k not in free}
         if saved != now:
-            changed = sorted(k for k in now if saved.get(k) != now[k])
+            changed = sorted(k for k in {*saved, *now} if saved.get(k) != now.get(k))   # incl. options since removed
             raise UserError(f"{self.out}: holds an RRPO run with other options ({', '.join(changed)}); "
                             f"use another --out or the same options (only {', '.join(free)} may change)")
         with torch.no_grad():

@@ -342,3 +342,12 @@ def test_one_process_training_is_bit_identical_to_the_recorded_run(anchor, losse
     assert [r["loss"] for r in log] == pytest.approx(losses, abs=1e-7)
     params = torch.cat([p.detach().flatten() for p in trainer.policy.trainable_parameters().values()])
     assert hashlib.sha256(params.numpy().tobytes()).hexdigest() == digest
+
+
+def test_resume_names_an_option_the_run_was_made_with_that_no_longer_exists(tmp_path):
+    _trainer(out=tmp_path, epochs=1).train()
+    state = torch.load(tmp_path / "resume" / "state.pt", weights_only=True)
+    state["config"]["closed_book_v0"] = False                           # an option of earlier versions
+    torch.save(state, tmp_path / "resume" / "state.pt")
+    with pytest.raises(UserError, match=r"other options \(closed_book_v0\)"):
+        _trainer(out=tmp_path, epochs=1)
