@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bench.errors import UserError
-from rrpo.policy import step_log_probs
+from rrpo.policy import greedy_top_k, step_log_probs
 from rrpo.rewards import PrefixRewarder, ReferenceBaseline, RewardNoise
 from rrpo.trainer import (AdvantageWindow, RRPOConfig, assemble_trainer, gae, ppo_clip_surrogate,
                           state_values)
@@ -166,6 +166,11 @@ def test_reference_log_probs_come_from_the_frozen_initial_model_not_the_policy()
         assert torch.allclose(ro.logp_ref, expected, atol=1e-6)
         assert torch.allclose(ro.logp_behaviour, current, atol=1e-6)    # π_old = the policy at sampling time
         assert not torch.allclose(ro.logp_ref, ro.logp_behaviour, atol=1e-3)
+    # R_ref comes from π_ref's greedy list (d1, d0: no d4, reward 0), also for the queries first met after π_θ moved
+    # (step 2's), although π_θ's greedy list now holds d4
+    with torch.no_grad():
+        assert 4 in greedy_top_k(trainer.policy.scores(trainer.train_lists[0]), 2).tolist()
+    assert [trainer.collector.baseline.rewards(cl.query.qid) for cl in trainer.train_lists] == [[0.0, 0.0]] * 4
 
 
 @pytest.mark.parametrize("anchor", ["reference", "behaviour"])
@@ -186,6 +191,18 @@ def test_the_ratio_is_taken_against_the_chosen_anchor(anchor):
             assert (ratio - 1).abs().max() > 0.2                         # outside the clip range somewhere
             expected.append(-torch.minimum(ratio * adv, ratio.clamp(0.8, 1.2) * adv).mean().item())
     assert losses == pytest.approx(expected, abs=1e-5)
+
+
+def test_gradients_are_clipped_before_the_step():
+    """With --grad-clip 1e-12 the clipped gradient is far below AdamW's ε (1e-8), so the parameters barely move;
+    unclipped, lr 0.05 moves them by about 0.05 a step."""
+    def largest_move(grad_clip: float) -> float:
+        trainer = _trainer(n_queries=2, target="d4", grad_clip=grad_clip)
+        before = [p.detach().clone() for p in trainer.params]
+        trainer.train()
+        return max(float((p.detach() - b).abs().max()) for p, b in zip(trainer.params, before))
+
+    assert largest_move(1e-12) < 1e-4 < 0.01 < largest_move(1.0)
 
 
 def test_each_step_is_rewarded_with_its_own_prefix():
