@@ -20,18 +20,28 @@ def cpu_threads(cpus: int, load: float) -> int:
     return max(1, min(cpus, math.floor(cpus - load + 0.5)))
 
 
-def configure_cpu_threads() -> None:
+def cpu_load() -> float:
+    """How many CPUs other processes keep busy: the 1-minute load average, or the processes runnable right now
+    (Linux's /proc/loadavg, less this one) when more, since the average takes a minute to see a new busy process."""
+    average = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    try:
+        running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0]) - 1
+    except (OSError, IndexError, ValueError):
+        running = 0
+    return max(average, float(running))
+
+
+def configure_cpu_threads(load: float | None = None) -> None:
     """Run when ``bench`` is imported, before torch loads OpenMP: threads sleep instead of spinning while they wait
-    (``OMP_WAIT_POLICY=PASSIVE``), and torch gets ``cpu_threads`` threads. The user's own ``OMP_WAIT_POLICY`` and
-    ``OMP_NUM_THREADS`` win."""
+    (``OMP_WAIT_POLICY=PASSIVE``), and torch gets ``cpu_threads`` threads for the current ``cpu_load`` (or
+    ``load``). The user's own ``OMP_WAIT_POLICY`` and ``OMP_NUM_THREADS`` win."""
     if os.environ.get(CPU_POLICY_ENV) == "off":
         return
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
     if "OMP_NUM_THREADS" in os.environ:
         return
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    threads = cpu_threads(cpus, load)
+    threads = cpu_threads(cpus, cpu_load() if load is None else load)
     os.environ["OMP_NUM_THREADS"] = str(threads)
     if "torch" in sys.modules:         # imported before bench: the variable came too late for it
         sys.modules["torch"].set_num_threads(threads)

