@@ -67,6 +67,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, default=d.timeout)
     run.add_argument("--max-retries", type=int, default=d.max_retries)
     run.add_argument("--chunk-size", type=int, default=d.chunk_size)
+    run.add_argument("--trust-remote-code", action="store_true",
+                     help="let checkpoints that ship their model as Python code (gte-reranker, jina-reranker-v2, or "
+                          "an RRPO checkpoint built on them) run that code on this machine: arbitrary code with "
+                          "your permissions, so only for checkpoints whose source you trust (default: refused)")
     run.add_argument("--output", default=d.output)
     run.add_argument("--run-id", default=d.run_id)
     run.add_argument("--cache-dir", default=d.cache_dir)
@@ -102,7 +106,8 @@ def config_from_args(args: argparse.Namespace) -> RunConfig:
         values["checkpoints"]["rrpo"] = args.rrpo_checkpoint
     for name in ("pool", "top_k", "chunk_size", "batch_size", "concurrency"):
         if values[name] < (0 if name == "top_k" else 1):
-            raise UserError(f"--{name.replace('_', '-')} {values[name]}: expected a positive number")
+            expected = "0 or a positive number" if name == "top_k" else "a positive number"
+            raise UserError(f"--{name.replace('_', '-')} {values[name]}: expected {expected}")
     return RunConfig(**values)
 
 
@@ -153,6 +158,10 @@ def main(argv: list[str] | None = None) -> int:
             runner = Runner(config_from_args(args))
             print(runner.run())
             print(f"\nresults: {runner.out_dir}")
+            if not runner.status_counts.get("ok"):
+                print(f"error: no query was answered ({', '.join(f'{n} {s}' for s, n in runner.status_counts.items())}"
+                      f"); the errors are in {runner.out_dir / 'records.jsonl'}", file=sys.stderr)
+                return 1
         elif args.command == "list":
             cmd_list()
         elif args.command == "data":

@@ -1,10 +1,50 @@
-"""Where rerank-bench keeps its caches, and which device and dtype a model runs on: one definition for every stage."""
+"""Where rerank-bench keeps its caches, which device and dtype a model runs on, and how many CPU threads it uses:
+one definition for every stage."""
 from __future__ import annotations
 
+import math
 import os
+import sys
 from pathlib import Path
 
 CACHE_ENV = "RERANK_BENCH_CACHE"
+# Set to "off" to leave OpenMP's thread count and wait policy to the libraries' defaults (benchmarks/shared_cpu.py
+# measures the difference).
+CPU_POLICY_ENV = "RERANK_BENCH_CPU_POLICY"
+
+
+def cpu_threads(cpus: int, load: float) -> int:
+    """Compute threads for a machine with ``cpus`` usable CPUs whose 1-minute load average is ``load``: the CPUs
+    the other processes leave idle, at least one. More threads than idle CPUs make every OpenMP barrier wait for a
+    thread the OS has descheduled (a 135M-parameter reader ran 16-40x slower beside two busy processes)."""
+    return max(1, min(cpus, math.floor(cpus - load + 0.5)))
+
+
+def cpu_load() -> float:
+    """How many CPUs other processes keep busy: the 1-minute load average, or the processes runnable right now
+    (Linux's /proc/loadavg, less this one) when more, since the average takes a minute to see a new busy process."""
+    average = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    try:
+        running = int(Path("/proc/loadavg").read_text().split()[3].split("/")[0]) - 1
+    except (OSError, IndexError, ValueError):
+        running = 0
+    return max(average, float(running))
+
+
+def configure_cpu_threads(load: float | None = None) -> None:
+    """Run when ``bench`` is imported, before torch loads OpenMP: threads sleep instead of spinning while they wait
+    (``OMP_WAIT_POLICY=PASSIVE``), and torch gets ``cpu_threads`` threads for the current ``cpu_load`` (or
+    ``load``). The user's own ``OMP_WAIT_POLICY`` and ``OMP_NUM_THREADS`` win."""
+    if os.environ.get(CPU_POLICY_ENV) == "off":
+        return
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+    if "OMP_NUM_THREADS" in os.environ:
+        return
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+    threads = cpu_threads(cpus, cpu_load() if load is None else load)
+    os.environ["OMP_NUM_THREADS"] = str(threads)
+    if "torch" in sys.modules:         # imported before bench: the variable came too late for it
+        sys.modules["torch"].set_num_threads(threads)
 
 
 def cache_dir(override: str | os.PathLike | None = None) -> Path:

@@ -3,7 +3,8 @@
 The judge model replies in the strict format of ``bench/prompts/judge-reference.json``: one JSON object
 ``{"verdict": "correct" | "incorrect", "reason": "..."}`` with exactly those two keys. Only whitespace and one
 surrounding Markdown code fence are tolerated; any other reply is an invalid verdict (``correct=None``), counted in
-``Judge.stats`` and never guessed. ``cohens_kappa`` measures how far the judge agrees with lexical accuracy.
+``Judge.stats`` and never guessed. A failure of the judge's engine is no verdict at all (``Verdict.error``): the
+runner records the query as failed, to be judged again on the next run. ``cohens_kappa`` measures how far the judge agrees with lexical accuracy.
 """
 from __future__ import annotations
 
@@ -25,6 +26,7 @@ class Verdict:
     reason: str               # the judge's reason, or why the reply was invalid
     valid: bool
     raw: str                  # the judge's reply as received ("" when the engine failed)
+    error: str | None = None  # set when the judge's engine failed: no verdict was given (not an invalid one)
 
 
 def parse_verdict(raw: str) -> Verdict:
@@ -61,10 +63,10 @@ class Judge:
                                           gold_answers="\n".join(f"- {g}" for g in gold), prediction=prediction)
                     for question, gold, prediction in items]
         responses = self.engine.generate(requests)
-        verdicts = [Verdict(None, f"engine error: {r.error}", False, "") if r.error is not None
+        verdicts = [Verdict(None, f"engine error: {r.error}", False, "", error=r.error) if r.error is not None
                     else parse_verdict(r.text) for r in responses]
         self.stats["judged"] += len(verdicts)
-        self.stats["invalid"] += sum(not v.valid for v in verdicts)
+        self.stats["invalid"] += sum(not v.valid and v.error is None for v in verdicts)
         self.stats["engine_errors"] += sum(r.error is not None for r in responses)
         return verdicts
 

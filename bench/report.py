@@ -1,12 +1,15 @@
 """Leaderboards from per-query records: every number here is a mean (or a test) over ``records.jsonl`` rows.
 
-For each (dataset, reader) group and each reranker: n queries answered, n failed, the mean of every metric with a
-95% bootstrap CI, and paired tests against the baseline reranker on the queries both answered: t-test and
-randomization for every metric, and for 0/1 metrics (EM, accuracy, judge) the exact McNemar test, which is the
-test a † rests on for them (randomization for graded metrics). Holm corrections: each test across the rerankers of
-the group, and the answer metrics of a table as one family (rerankers × answer metrics), since a table invites a
-claim on any of them; the primary metric (``--primary-metric``, declared before the run) is named in the table.
-Failed queries are counted, never folded into a mean.
+For each (dataset, reader) group and each reranker: n queries answered, how many of those the judge gave a valid
+verdict (``judged``), n failed, n without first-stage candidates, the mean of every metric with a 95% bootstrap CI,
+and paired tests against the baseline reranker on the queries both have: t-test and randomization for every metric,
+and for 0/1 metrics (EM, accuracy, judge) the exact McNemar test, which is the test a † rests on for them
+(randomization for graded metrics). Holm corrections: each test across the rerankers of the group, and the answer
+metrics of a table as one family (rerankers × answer metrics), since a table invites a claim on any of them; the
+primary metric (``--primary-metric``, declared before the run) is named in the table. Failed queries are counted,
+never folded into an answer metric's mean; retrieval metrics are over every ranked query (a failed reader or judge
+call leaves its ranking valid), so all rerankers of a group are compared on the same queries even when different
+queries failed for them.
 """
 from __future__ import annotations
 
@@ -22,8 +25,10 @@ from bench.types import QueryRecord
 
 # Column order of the Markdown leaderboard; other metrics still go into the CSV.
 HEADLINE = ("nDCG@10", "Recall@{k}", "MRR@10", "EM", "F1", "accuracy", "judge")
+# Metrics of the reader's answer; every other metric scores the ranking alone.
 ANSWER_METRICS = ("EM", "F1", "accuracy", "judge")
 ALPHA = 0.05
+RANKED = ("ok", "failed")        # statuses whose records carry a ranking (and so its retrieval metrics)
 
 
 @dataclass(frozen=True)
@@ -54,20 +59,24 @@ def leaderboard(records: Sequence[QueryRecord], opts: ReportOptions) -> pd.DataF
         groups.setdefault((r.dataset, r.reader), {}).setdefault(r.reranker, []).append(r)
     rows = []
     for (dataset, reader), by_reranker in groups.items():
-        base = {r.qid: r for r in by_reranker.get(opts.baseline, []) if r.status == "ok"}
         binary = {m: is_binary([r.metrics[m] for recs in by_reranker.values() for r in recs if m in r.metrics])
                   for m in metrics}
         group_rows = []
         for reranker, recs in by_reranker.items():
             ok = [r for r in recs if r.status == "ok"]
             row: dict = {"dataset": dataset, "reader": reader, "reranker": reranker, "n": len(ok),
-                         "failed": len(recs) - len(ok)}
+                         "judged": sum("judge" in r.metrics for r in ok),
+                         "failed": sum(r.status == "failed" for r in recs),
+                         "no_candidates": sum(r.status == "no_candidates" for r in recs)}
             for m in metrics:
-                vals = [r.metrics[m] for r in ok if m in r.metrics]
+                statuses = ("ok",) if m in ANSWER_METRICS else RANKED
+                scored = [r for r in recs if r.status in statuses and m in r.metrics]
+                base = {r.qid: r for r in by_reranker.get(opts.baseline, [])
+                        if r.status in statuses and m in r.metrics}
+                vals = [r.metrics[m] for r in scored]
                 row[m] = sum(vals) / len(vals) if vals else math.nan
                 row[f"{m}_ci_lo"], row[f"{m}_ci_hi"] = bootstrap_ci(vals, seed=opts.seed)
-                pairs = [(r.metrics[m], base[r.qid].metrics[m]) for r in ok
-                         if r.qid in base and m in r.metrics and m in base[r.qid].metrics]
+                pairs = [(r.metrics[m], base[r.qid].metrics[m]) for r in scored if r.qid in base]
                 if reranker != opts.baseline and pairs:
                     system, baseline = [a for a, _ in pairs], [b for _, b in pairs]
                     test = paired_tests(system, baseline, opts.n_resamples, opts.seed)
@@ -120,19 +129,24 @@ def _families(g: pd.DataFrame, cols: Sequence[str], baseline: str) -> str:
 
 def to_markdown(df: pd.DataFrame, opts: ReportOptions) -> str:
     cols = _headline_columns(df, opts.top_k)
+    counts = ["n", *(["judged"] if "judge" in cols else []), "failed",
+              *(["no_candidates"] if df["no_candidates"].any() else [])]
     parts = []
     for (dataset, reader), g in df.groupby(["dataset", "reader"], sort=False):
-        table = pd.DataFrame({"reranker": g["reranker"], "n": g["n"], "failed": g["failed"],
+        table = pd.DataFrame({"reranker": g["reranker"], **{c: g[c] for c in counts},
                               **{f"{m} (primary)" if m == opts.primary_metric else m:
                                  [_cell(r, m) for _, r in g.iterrows()] for m in cols}})
         parts.append(f"### {dataset} · reader {reader}\n\n{table.to_markdown(index=False)}\n\n"
                      f"{_families(g, cols, opts.baseline)}")
-    parts.append(f"Cells: mean [95% bootstrap CI] over the answered queries (`n`); `failed` queries are counted, "
-                 f"not averaged. † = differs from `{opts.baseline}` on the same queries at p < {ALPHA} after Holm "
-                 f"correction over the family named under the table: exact McNemar test (binomial on the discordant "
-                 f"pairs) for 0/1 metrics, paired randomization test for graded ones. Primary metric, declared "
-                 f"before the run: {opts.primary_metric}. The CSV also has the paired t-test and every p-value raw "
-                 f"and Holm-corrected across rerankers.")
+    parts.append(f"Cells: mean [95% bootstrap CI]. Answer metrics are over the answered queries (`n`; `judge` over "
+                 f"the `judged` ones, those with a valid verdict); retrieval metrics over every ranked query, the "
+                 f"`failed` ones included (their ranking is valid), so every reranker is compared on the same "
+                 f"queries. `failed` queries are retried by a re-run; queries with `no_candidates` from the first "
+                 f"stage are counted, never averaged. † = differs from `{opts.baseline}` on the same queries at "
+                 f"p < {ALPHA} after Holm correction over the family named under the table: exact McNemar test "
+                 f"(binomial on the discordant pairs) for 0/1 metrics, paired randomization test for graded ones. "
+                 f"Primary metric, declared before the run: {opts.primary_metric}. The CSV also has the paired t-test "
+                 f"and every p-value raw and Holm-corrected across rerankers.")
     return "\n".join(parts)
 
 

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from bench.data.base import Dataset
-from bench.data.loaders import read_jsonl
+from bench.data.loaders import read_jsonl, text_lines
 from bench.errors import UserError
 from bench.llm.base import stable_hash
 from bench.types import Candidate, CandidateList, Document, Query, Ranking
@@ -274,27 +274,26 @@ def read_trec_run(path: str | os.PathLike) -> dict[str, Ranking]:
     ties by the rank column, then by line order."""
     rows: dict[str, list[tuple[float, int, int, str]]] = {}
     seen: dict[tuple[str, str], int] = {}
-    with open(path) as fh:
-        for lineno, line in enumerate(fh, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 6:
-                raise UserError(f"{path} line {lineno}: expected 6 fields 'qid Q0 docid rank score tag', "
-                                f"got {len(fields)}")
-            qid, _, docid, rank, score, _ = fields
-            try:
-                rank_value, score_value = int(rank), float(score)
-            except ValueError:
-                raise UserError(f"{path} line {lineno}: rank {rank!r} must be an integer and score {score!r} a number")\
-                    from None
-            if not math.isfinite(score_value):
-                raise UserError(f"{path} line {lineno}: score {score!r} is not a finite number")
-            if (qid, docid) in seen:
-                raise UserError(f"{path} line {lineno}: docid {docid!r} repeats for query {qid!r} "
-                                f"(first on line {seen[qid, docid]})")
-            seen[qid, docid] = lineno
-            rows.setdefault(qid, []).append((-score_value, rank_value, lineno, docid))
+    for lineno, line in text_lines(Path(path)):
+        fields = line.split()
+        if not fields:
+            continue
+        if len(fields) != 6:
+            raise UserError(f"{path} line {lineno}: expected 6 fields 'qid Q0 docid rank score tag', "
+                            f"got {len(fields)}")
+        qid, _, docid, rank, score, _ = fields
+        try:
+            rank_value, score_value = int(rank), float(score)
+        except ValueError:
+            raise UserError(f"{path} line {lineno}: rank {rank!r} must be an integer and score {score!r} a number")\
+                from None
+        if not math.isfinite(score_value):
+            raise UserError(f"{path} line {lineno}: score {score!r} is not a finite number")
+        if (qid, docid) in seen:
+            raise UserError(f"{path} line {lineno}: docid {docid!r} repeats for query {qid!r} "
+                            f"(first on line {seen[qid, docid]})")
+        seen[qid, docid] = lineno
+        rows.setdefault(qid, []).append((-score_value, rank_value, lineno, docid))
     return {qid: Ranking(qid, [r[3] for r in sorted(rs)], [-r[0] for r in sorted(rs)]) for qid, rs in rows.items()}
 
 

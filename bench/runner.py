@@ -7,8 +7,11 @@ finishes, so a killed run loses at most the chunk in flight (and not even its LL
 """
 from __future__ import annotations
 
+import fcntl
 import json
+import logging
 import os
+import re
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -21,6 +24,18 @@ from bench.environment import cache_dir
 from bench.errors import UserError
 from bench.llm.base import stable_hash
 from bench.types import QueryRecord, Ranking
+
+log = logging.getLogger(__name__)
+
+# A record in one of these states is final: a re-run keeps it. "no_candidates": the first stage gave the query
+# nothing to rank, so no reader was asked and the query is counted apart from the answered ones.
+FINAL_STATUSES = ("ok", "no_candidates")
+LOCK_FILE = ".lock"
+RETRY_STATS = ("attempts", "retries", "failed_attempts")
+ENV_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+# Prefixes of API keys (OpenAI, Hugging Face, Groq, Google, Anthropic, xAI): a value starting so is a key pasted
+# where the NAME of its variable belongs.
+KEY_PREFIXES = ("sk-", "sk_", "hf_", "gsk_", "AIza", "xai-")
 
 
 def default_cache_dir() -> str:
@@ -56,6 +71,7 @@ class RunConfig:
     timeout: float = 60.0
     max_retries: int = 5
     chunk_size: int = 32                   # queries per reader call; records are flushed after each chunk
+    trust_remote_code: bool = False        # let checkpoints that ship model code run it (only by the user's flag)
     # Not part of the run's identity: where things go and how the cache is used.
     output: str = "results"
     run_id: str | None = None
@@ -64,7 +80,7 @@ class RunConfig:
     llm_cache: str = "use"                 # use | bypass | refresh
 
     NON_IDENTITY = ("output", "run_id", "cache_dir", "data_dir", "llm_cache", "concurrency", "timeout", "max_retries",
-                    "chunk_size", "batch_size", "device", "primary_metric")
+                    "chunk_size", "batch_size", "device", "primary_metric", "trust_remote_code")
 
     def identity(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k not in self.NON_IDENTITY}
@@ -79,11 +95,12 @@ class RunConfig:
 
 
 def read_jsonl_tail_tolerant(path: Path, parse) -> list:
-    """Parse a JSONL file this run appends to. A kill can leave a torn last line: it is dropped (and cut from the
-    file, so the next append starts on a clean line); a bad line anywhere else is an error naming file and line."""
+    """Parse a JSONL file this run appends to. A kill can leave a torn last line: when it is not a whole record it
+    is dropped (and cut from the file, so the next append starts on a clean line; a whole record without its newline
+    gets one from ``append_jsonl``); a bad line anywhere else is an error naming file and line."""
     if not path.exists():
         return []
-    lines = path.read_text().split("\n")
+    lines = path.read_text(encoding="utf-8").split("\n")
     items = []
     for n, line in enumerate(lines, 1):
         if not line.strip():
@@ -92,7 +109,7 @@ def read_jsonl_tail_tolerant(path: Path, parse) -> list:
             items.append(parse(json.loads(line)))
         except (json.JSONDecodeError, TypeError, KeyError) as exc:
             if n == len(lines):          # torn tail: no newline after it
-                path.write_text("".join(l + "\n" for l in lines[:n - 1] if l.strip()))
+                path.write_text("".join(l + "\n" for l in lines[:n - 1] if l.strip()), encoding="utf-8")
                 break
             raise UserError(f"{path}:{n}: not a valid record ({exc})") from None
     return items
@@ -112,7 +129,7 @@ class RecordStore:
 
     def done(self, dataset: str, reranker: str, reader: str, qid: str) -> bool:
         rec = self.records.get((dataset, reranker, reader, qid))
-        return rec is not None and rec.status == "ok"
+        return rec is not None and rec.status in FINAL_STATUSES
 
     def append(self, recs: list[QueryRecord]) -> None:
         append_jsonl(self.path, [r.to_json() for r in recs])
@@ -122,19 +139,47 @@ class RecordStore:
     def compact(self) -> None:
         """Rewrite the file with one record per key (retried failures replaced), atomically."""
         tmp = self.path.with_suffix(".tmp")
-        with tmp.open("w") as f:
+        with tmp.open("w", encoding="utf-8") as f:
             for rec in self.records.values():
                 f.write(json.dumps(rec.to_json(), ensure_ascii=False) + "\n")
         os.replace(tmp, self.path)
 
 
 def append_jsonl(path: Path, rows: list[dict]) -> None:
-    """Append rows and flush them to disk before returning (a finished chunk survives a kill)."""
-    with path.open("a") as f:
+    """Append rows and flush them to disk before returning (a finished chunk survives a kill). A file whose last
+    line lacks its newline (a kill between a record and its newline) gets the newline first, so the new rows never
+    glue onto that record."""
+    with path.open("a+b") as f:
+        if f.tell():                        # append mode starts at the end: a non-empty file
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) != b"\n":
+                f.write(b"\n")
         for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+            f.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
         f.flush()
         os.fsync(f.fileno())
+
+
+@contextmanager
+def run_folder_lock(folder: Path) -> Iterator[None]:
+    """Hold an exclusive lock on a run folder while writing into it: two runs appending to the same records and
+    rankings would corrupt them. A second run fails at once (exit 2) naming the process that holds the lock; the
+    kernel drops the lock when that process ends, even by SIGKILL."""
+    with (folder / LOCK_FILE).open("a+") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            f.seek(0)
+            holder = f.read().strip() or "unknown"
+            raise UserError(f"{folder}: another run (pid {holder}) is writing into this run folder; wait for it to "
+                            f"finish, or pass another --output or --run-id") from None
+        f.truncate(0)
+        f.write(f"{os.getpid()}\n")
+        f.flush()
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def chunks(items: list, n: int) -> Iterator[list]:
@@ -149,6 +194,7 @@ class Runner:
         self.stage_seconds: dict[str, float] = {}
         self._engines: dict[str, Any] = {}
         self._llm_cache = None
+        self.status_counts: dict[str, int] = {}     # status -> records of the run, once it has finished
 
     # --- shared LLM machinery -------------------------------------------------------------------------------
     def engine(self, spec: str, base_url: str | None = None, api_key_env: str | None = None):
@@ -178,10 +224,6 @@ class Runner:
     # --- the run ------------------------------------------------------------------------------------------
     def run(self) -> str:
         from bench.data import load_dataset
-        from bench.prompts import load_template
-        from bench.readers import Reader
-        from bench.report import ReportOptions, write_reports
-        from bench.retrieval import first_stage
 
         from rerankers.registry import weights_fingerprint
 
@@ -190,10 +232,25 @@ class Runner:
         with self.timed("load dataset"):
             datasets = [load_dataset(ds_arg, split=c.split, cache_dir=c.cache_dir, data_dir=c.data_dir).limit(c.limit)
                         for ds_arg in c.datasets]
+        if c.judge:
+            for dataset in datasets:
+                if not dataset.has_answers:
+                    raise UserError(f"--judge {c.judge}: dataset {dataset.name!r} has no gold answers to judge "
+                                    f"against; drop --judge for it")
         content = {"data": [d.fingerprint() for d in datasets],
                    "weights": {name: weights_fingerprint(name, c.checkpoints.get(name)) for name in c.rerankers}}
         self.out_dir = Path(c.output) / c.resolved_run_id(content)
         self.out_dir.mkdir(parents=True, exist_ok=True)
+        with run_folder_lock(self.out_dir):
+            return self._run(datasets, content)
+
+    def _run(self, datasets, content: dict[str, Any]) -> str:
+        from bench.prompts import load_template
+        from bench.readers import Reader
+        from bench.report import ReportOptions, write_reports
+        from bench.retrieval import first_stage
+
+        c = self.config
         config = {**asdict(c), "fingerprints": content}
         (self.out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         store = RecordStore(self.out_dir / "records.jsonl")
@@ -206,6 +263,11 @@ class Runner:
             ds_name = dataset.name
             with self.timed("first stage"):
                 lists = first_stage(dataset, c.first_stage, c.pool, cache_dir=c.cache_dir)
+            empty = [cl.query.qid for cl in lists if not cl.candidates]
+            if empty:
+                log.warning("%s: %d of %d queries have no first-stage candidates (e.g. %r): recorded as "
+                            "no_candidates, not answered, counted apart from the answered queries", ds_name,
+                            len(empty), len(lists), empty[0])
             by_qid = {cl.query.qid: cl for cl in lists}
             for rr_name in c.rerankers:
                 pending = [cl for cl in lists
@@ -224,24 +286,45 @@ class Runner:
                     bar.close()
         store.compact()
         records = list(store.records.values())
+        for rec in records:
+            self.status_counts[rec.status] = self.status_counts.get(rec.status, 0) + 1
         opts = ReportOptions(baseline=c.baseline, top_k=c.top_k, seed=c.seed, primary_metric=c.primary_metric)
         md = write_reports(records, self.out_dir, opts, extra_sections=self._extra_sections(records))
         return md
 
     def validate(self) -> None:
-        """Fail on a bad name before any model loads or any query runs."""
+        """Fail on a bad name, number or missing package before any model loads, any query runs or the run folder
+        is made."""
         from bench.data import DATASETS
         from bench.data.base import unknown_dataset
+        from bench.errors import check_extra
+        from bench.llm import check_engine_installed
         from rerankers.registry import resolve
 
-        for name in self.config.rerankers:
-            resolve(name)
-        for ds in self.config.datasets:
+        c = self.config
+        for flag, value in (("--limit", c.limit), ("--max-tokens", c.max_tokens)):
+            if value is not None and value < 1:
+                raise UserError(f"{flag} {value}: expected a positive number")
+        if c.top_k > c.pool and any(spec != "none" for spec in c.readers):
+            raise UserError(f"--top-k {c.top_k} is larger than --pool {c.pool}: the reader would see only {c.pool} "
+                            f"documents; raise --pool or lower --top-k")
+        for flag, name in (("--api-key-env", c.api_key_env), ("--judge-api-key-env", c.judge_api_key_env)):
+            if name is not None and (not ENV_VAR_NAME.fullmatch(name) or name.startswith(KEY_PREFIXES)):
+                # The value may be the key itself: it is not repeated here, nor written anywhere.
+                raise UserError(f"{flag}: the value looks like an API key, not the NAME of the environment variable "
+                                f"holding one (e.g. OPENAI_API_KEY); it is not shown here")
+        for name in c.rerankers:
+            spec = resolve(name)
+            if spec.extra:
+                check_extra(spec.extra, f"reranker {name!r}")
+        for spec in [*c.readers, *([c.judge] if c.judge else [])]:
+            if spec != "none":
+                check_engine_installed(spec)
+        for ds in c.datasets:
             if ds not in DATASETS and not Path(ds).expanduser().exists():
                 raise unknown_dataset(ds)
-        if self.config.baseline not in self.config.rerankers:
-            raise UserError(f"--baseline {self.config.baseline!r} is not among --rerankers "
-                            f"({' '.join(self.config.rerankers)})")
+        if c.baseline not in c.rerankers:
+            raise UserError(f"--baseline {c.baseline!r} is not among --rerankers ({' '.join(c.rerankers)})")
 
     def _rankings(self, ds_name: str, rr_name: str, pending) -> dict[str, Ranking]:
         """Rankings of the pending queries, reusing those saved by an earlier (interrupted) run."""
@@ -251,12 +334,13 @@ class Runner:
         path = self.out_dir / "rankings" / f"{Path(ds_name).name}__{rr_name}.jsonl"
         path.parent.mkdir(exist_ok=True)
         saved = {r.qid: r for r in read_jsonl_tail_tolerant(path, Ranking.from_json)}
-        missing = [cl for cl in pending if cl.query.qid not in saved]
+        missing = [cl for cl in pending if cl.query.qid not in saved and cl.candidates]
         if missing:
             settings = RerankerSettings(checkpoint=c.checkpoints.get(rr_name), device=c.device, dtype=c.dtype,
                                         batch_size=c.batch_size, seed=c.seed, cache_dir=c.cache_dir,
                                         options={"engine": self.engine, "base_url": c.base_url,
-                                                 "api_key_env": c.api_key_env})
+                                                 "api_key_env": c.api_key_env,
+                                                 "trust_remote_code": c.trust_remote_code})
             with self.timed(f"load reranker {rr_name}"):
                 reranker = get_reranker(rr_name, settings)
             with self.timed(f"rerank {rr_name}"):
@@ -273,27 +357,34 @@ class Runner:
         from bench.metrics import answer_metrics, retrieval_metrics
 
         c = self.config
-        chunk_rankings = {cl.query.qid: rankings[cl.query.qid] for cl in chunk}
-        qrels = {cl.query.qid: cl.query.qrels for cl in chunk if cl.query.qrels}
+        answerable = [cl for cl in chunk if cl.candidates]
+        chunk_rankings = {cl.query.qid: rankings[cl.query.qid] for cl in answerable}
+        qrels = {cl.query.qid: cl.query.qrels for cl in answerable if cl.query.qrels}
         with self.timed("retrieval metrics"):
             retrieval = (retrieval_metrics(chunk_rankings, qrels, top_k=c.top_k, relevance_level=relevance_level)
                          if qrels else {})
         answers = {}
-        if reader is not None:
-            docs_by_id = {c_.docid: c_.doc for cl in chunk for c_ in cl.candidates}
+        if reader is not None and answerable:
+            docs_by_id = {c_.docid: c_.doc for cl in answerable for c_ in cl.candidates}
             prefixes = [[docs_by_id.get(d) or corpus[d] for d in chunk_rankings[cl.query.qid].docids[:c.top_k]]
-                        for cl in chunk]
+                        for cl in answerable]
             with self.timed(f"reader {reader_spec}"):
-                answers = {a.qid: a for a in reader.answer([cl.query for cl in chunk], prefixes)}
+                answers = {a.qid: a for a in reader.answer([cl.query for cl in answerable], prefixes)}
         verdicts = {}
         if judge is not None and answers:
-            ok = [cl for cl in chunk if not answers[cl.query.qid].error]
+            ok = [cl for cl in answerable if not answers[cl.query.qid].error and cl.query.answers]
             with self.timed("judge"):
                 got = judge.judge([(cl.query.text, cl.query.answers, answers[cl.query.qid].text) for cl in ok])
             verdicts = {cl.query.qid: v for cl, v in zip(ok, got)}
         recs = []
         for cl in chunk:
             q = cl.query
+            if not cl.candidates:
+                recs.append(QueryRecord(dataset=ds_name, reranker=rr_name, reader=reader_spec, qid=q.qid,
+                                        question=q.text, gold_answers=q.answers, ranking=[], answer=None,
+                                        metrics={}, status="no_candidates",
+                                        error="the first stage found no candidates for this query"))
+                continue
             ranking = chunk_rankings[q.qid]
             metrics = dict(retrieval.get(q.qid, {}))
             info: dict[str, Any] = dict(ranking.info)
@@ -302,11 +393,14 @@ class Runner:
                 a = answers[q.qid]
                 text = a.text
                 info.update(prompt=a.prompt_hash, usage=a.usage, cached=a.cached)
+                v = verdicts.get(q.qid)
                 if a.error:
                     status, error = "failed", a.error
+                elif v is not None and v.error is not None:
+                    # The judge's server failed: no verdict was given, so the query is retried on the next run.
+                    status, error = "failed", f"judge: {v.error}"
                 else:
                     metrics.update(answer_metrics(a.text, q.answers))
-                    v = verdicts.get(q.qid)
                     if v is not None:
                         info["judge"] = {"valid": v.valid, "reason": v.reason}
                         if v.valid:
@@ -339,14 +433,22 @@ class Runner:
         return sections
 
     def _cost_report(self) -> str:
-        costs = {"stage_seconds": {k: round(v, 2) for k, v in self.stage_seconds.items()},
-                 "llm": {spec: dict(eng.stats) for spec, eng in self._engines.items()}}
+        llm = {}
+        for spec, eng in self._engines.items():
+            # An engine that retries (openai) counts its attempts itself: calls made can be fewer than requests sent.
+            retried = getattr(eng.engine, "stats", {})
+            llm[spec] = {**eng.stats, **{k: retried[k] for k in RETRY_STATS if k in retried}}
+        costs = {"stage_seconds": {k: round(v, 2) for k, v in self.stage_seconds.items()}, "llm": llm}
         (self.out_dir / "costs.json").write_text(json.dumps(costs, indent=2) + "\n")
-        lines = ["### Cost of this invocation", "", "| LLM | calls made | cache hits | tokens in | tokens out |",
-                 "|---|---|---|---|---|"]
-        for spec, s in costs["llm"].items():
-            lines.append(f"| {spec} | {s.get('calls', 0)} | {s.get('hits', 0)} | {s.get('prompt_tokens', 0)} | "
-                         f"{s.get('completion_tokens', 0)} |")
-        lines += ["", "| stage | seconds |", "|---|---|"]
+        lines = ["### Cost of this invocation", ""]
+        if llm:
+            lines += ["| LLM | calls made | attempts sent | retries | failed attempts | failed calls | cache hits | "
+                      "tokens in | tokens out |", "|---|---|---|---|---|---|---|---|---|"]
+            for spec, s in llm.items():
+                lines.append(f"| {spec} | {s['calls']} | {s.get('attempts', s['calls'])} | {s.get('retries', 0)} | "
+                             f"{s.get('failed_attempts', s['errors'])} | {s['errors']} | {s['hits']} | "
+                             f"{s['prompt_tokens']} | {s['completion_tokens']} |")
+            lines.append("")
+        lines += ["| stage | seconds |", "|---|---|"]
         lines += [f"| {k} | {v:.1f} |" for k, v in costs["stage_seconds"].items()]
         return "\n".join(lines)

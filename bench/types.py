@@ -155,7 +155,7 @@ class QueryRecord:
     ranking: list[str]                     # reranked docids, best first (the first `top_k` went to the reader)
     answer: str | None                     # None when the reader is "none"
     metrics: dict[str, float]
-    status: str = "ok"                     # "ok" or "failed"
+    status: str = "ok"                     # "ok", "failed" (retried by a re-run) or "no_candidates"
     error: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
 

@@ -47,15 +47,20 @@ class TransformersPointwise(PointwiseReranker):
     padding_side = "right"
 
     def __init__(self, checkpoint: str | None = None, settings: RerankerSettings | None = None,
-                 trust_remote_code: bool = False):
+                 needs_remote_code: bool = False):
         super().__init__(checkpoint, settings)
         if not self.checkpoint:
             raise UserError(f"{type(self).__name__}: no checkpoint given (set --checkpoint to a local path or hub id)")
+        # Only the user's explicit --trust-remote-code lets a checkpoint's own Python code run, never the backend's
+        # registration nor a file inside a checkpoint (an RRPO config.json naming a remote-code backbone).
+        self.trust_remote_code = self.settings.options.get("trust_remote_code") is True
+        if needs_remote_code and not self.trust_remote_code:
+            raise UserError(f"checkpoint {self.checkpoint!r} ships its model architecture as Python code that loading "
+                            f"would run on this machine; pass --trust-remote-code if you trust its source")
         from transformers import AutoTokenizer
 
         self.device = resolve_device(self.settings.device)
         self.dtype = resolve_dtype(self.settings.dtype, self.device)
-        self.trust_remote_code = bool(self.settings.options.get("trust_remote_code", trust_remote_code))
         self.tokenizer = load_pretrained(AutoTokenizer.from_pretrained, self.checkpoint,
                                          trust_remote_code=self.trust_remote_code)
         self.tokenizer.padding_side = self.padding_side
@@ -103,9 +108,9 @@ class CrossEncoder(TransformersPointwise):
 
 
 def _remote_code(description: str) -> Callable[..., CrossEncoder]:
-    """A CrossEncoder factory for checkpoints whose architecture ships as code in the checkpoint
-    (``trust_remote_code=True``: loading runs that code)."""
-    factory = functools.partial(CrossEncoder, trust_remote_code=True)
+    """A CrossEncoder factory for checkpoints whose architecture ships as code in the checkpoint: loading runs that
+    code, so it refuses to load unless the settings carry the user's ``trust_remote_code`` option."""
+    factory = functools.partial(CrossEncoder, needs_remote_code=True)
     factory.__doc__ = description
     return factory
 
@@ -119,9 +124,9 @@ register("minilm-cross-encoder", aliases=("ms-marco-minilm", "ms-marco-MiniLM-L-
          description="MS MARCO MiniLM-L6 cross-encoder (sentence-transformers)")(CrossEncoder)
 register("gte-reranker", aliases=("gte-multilingual-reranker-base",),
          checkpoint="Alibaba-NLP/gte-multilingual-reranker-base",
-         description="GTE multilingual reranker base (needs trust_remote_code: runs the checkpoint's code)")(
+         description="GTE multilingual reranker base (needs --trust-remote-code: runs the checkpoint's code)")(
     _remote_code("GTE multilingual reranker base"))
 register("jina-reranker-v2", aliases=("jina-reranker-v2-base-multilingual",),
          checkpoint="jinaai/jina-reranker-v2-base-multilingual",
-         description="Jina reranker v2 base multilingual (needs trust_remote_code: runs the checkpoint's code)")(
+         description="Jina reranker v2 base multilingual (needs --trust-remote-code: runs the checkpoint's code)")(
     _remote_code("Jina reranker v2 base multilingual"))

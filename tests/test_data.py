@@ -237,3 +237,45 @@ def test_unrecognised_folder(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(UserError, match=r"not a dataset folder; expected corpus\.jsonl"):
         load_dataset(str(tmp_path / "empty"))
+
+
+def append_line(path: Path, line: bytes) -> None:
+    with path.open("ab") as f:
+        f.write(line + b"\n")
+
+
+@pytest.mark.parametrize("file, line, message", [
+    ("corpus.jsonl", b'{"_id": "d2", "title": "", "text": "again"}', "line 4: _id 'd2' repeats line 2"),
+    ("queries.jsonl", b'{"_id": "q1", "text": "again"}', "line 4: _id 'q1' repeats line 1"),
+    ("queries.jsonl", b'{"_id": "q4", "text": "caf\xe9"}', "line 4: not UTF-8 text (byte 0xe9)"),
+    ("corpus.jsonl", b'{"_id": "d4", "title": "", "text": "\xff"}', "line 4: not UTF-8 text (byte 0xff)"),
+])
+def test_beir_repeated_ids_and_non_utf8_name_file_and_line(tmp_path, file, line, message):
+    folder = write_beir(tmp_path / "tiny")
+    append_line(folder / file, line)
+    with pytest.raises(UserError) as err:
+        load_dataset(str(folder), split="test")
+    assert str(err.value).startswith(f"{folder / file} {message}")
+
+
+def test_beir_qrels_non_utf8_names_file_and_line(tmp_path):
+    folder = write_beir(tmp_path / "tiny")
+    append_line(folder / "qrels" / "test.tsv", b"q2\td\xe93\t1")
+    with pytest.raises(UserError, match=r"test.tsv line 5: not UTF-8 text \(byte 0xe9\)"):
+        load_dataset(str(folder), split="test")
+
+
+def test_beir_empty_corpus(tmp_path):
+    folder = write_beir(tmp_path / "tiny")
+    (folder / "corpus.jsonl").write_text("")
+    with pytest.raises(UserError) as err:
+        load_dataset(str(folder), split="test")
+    assert str(err.value) == f"{folder / 'corpus.jsonl'}: the corpus file is empty; expected one document per line"
+
+
+def test_hotpotqa_json_non_utf8_names_the_line(tmp_path):
+    path = tmp_path / "hotpot.json"
+    path.write_bytes(b'[\n{"_id": "a",\n "question": "caf\xe9?"}\n]\n')
+    with pytest.raises(UserError) as err:
+        load_dataset(str(path))
+    assert str(err.value) == f"{path} line 3: not UTF-8 text (byte 0xe9); expected a UTF-8 file"

@@ -44,13 +44,13 @@ def test_judge_batch_parses_every_reply_format_and_counts_invalid_ones(llm_serve
     assert judge.stats == {"judged": 4, "invalid": 1, "engine_errors": 0}
 
 
-def test_engine_error_gives_an_invalid_verdict_with_the_error(llm_server):
+def test_engine_error_is_no_verdict_not_an_invalid_one(llm_server):
     llm_server.add_faults("500")
     judge = Judge(judge_engine(llm_server, max_retries=0))
     [verdict] = judge.judge([("q", ["a"], "a")])
-    assert verdict == Verdict(None, "engine error: Error code: 500 - internal error (scripted) (after 1 attempt)",
-                              False, "")
-    assert judge.stats == {"judged": 1, "invalid": 1, "engine_errors": 1}
+    error = "Error code: 500 - internal error (scripted) (after 1 attempt)"
+    assert verdict == Verdict(None, f"engine error: {error}", False, "", error=error)
+    assert judge.stats == {"judged": 1, "invalid": 0, "engine_errors": 1}
 
 
 def test_judge_refuses_items_without_gold_answers(llm_server):

@@ -71,7 +71,8 @@ def test_a_transient_fault_is_retried_then_succeeds(llm_server, fault):
     [response] = engine.generate([ask("q")])
     assert (response.text, response.error) == ("fine", None)
     assert llm_server.count == 2
-    assert (engine.stats["attempts"], engine.stats["retries"], engine.stats["failures"]) == (2, 1, 0)
+    assert (engine.stats["attempts"], engine.stats["retries"], engine.stats["failed_attempts"],
+            engine.stats["failures"]) == (2, 1, 1, 0)
     assert time.monotonic() - start < 0.6   # the slow reply was abandoned at the 0.3 s timeout, not awaited
 
 
@@ -93,7 +94,7 @@ def test_persistent_500_becomes_a_recorded_failure_without_raising(llm_server):
     assert first.text == "" and first.usage == {}
     assert first.error == "Error code: 500 - internal error (scripted) (after 3 attempts)"
     assert llm_server.count == 3
-    assert (engine.stats["retries"], engine.stats["failures"]) == (2, 1)
+    assert (engine.stats["retries"], engine.stats["failed_attempts"], engine.stats["failures"]) == (2, 3, 1)
     [second] = engine.generate([ask("fine")])
     assert (second.text, second.error) == ("ok", None)
 
@@ -103,7 +104,7 @@ def test_a_status_that_retrying_cannot_fix_fails_at_once(llm_server):
                           backoff_base=0.001, backoff_max=0.05)
     [response] = engine.generate([ask("q")])
     assert response.error.startswith("Error code: 404 - no route POST") and response.error.endswith("(after 1 attempt)")
-    assert llm_server.count == 1 and engine.stats["retries"] == 0
+    assert llm_server.count == 1 and (engine.stats["retries"], engine.stats["failed_attempts"]) == (0, 1)
 
 
 def test_api_key_comes_from_the_named_variable_and_never_leaks(llm_server, monkeypatch):

@@ -137,9 +137,61 @@ def test_remote_code_checkpoints_are_loaded_with_trust_remote_code(checkpoints, 
         return real(path, **kw)
 
     monkeypatch.setattr(transformers.AutoModelForSequenceClassification, "from_pretrained", spy)
-    make_reranker("jina-reranker-v2", checkpoints["minilm-cross-encoder"])
+    make_reranker("jina-reranker-v2", checkpoints["minilm-cross-encoder"], options={"trust_remote_code": True})
     make_reranker("bge-reranker-base", checkpoints["minilm-cross-encoder"])
     assert seen == [True, False]
+
+
+def hostile_checkpoint(folder):
+    """A cross-encoder folder whose config.json maps the architecture to its own Python file; importing that file
+    writes ``ran``, the proof that loading ran the checkpoint's code."""
+    import json
+
+    path = tiny_models.cross_encoder(folder)
+    config = json.loads((path / "config.json").read_text())
+    config["auto_map"] = {"AutoConfig": "hostile.HostileConfig",
+                          "AutoModelForSequenceClassification": "hostile.HostileModel"}
+    (path / "config.json").write_text(json.dumps(config))
+    (path / "hostile.py").write_text(f"open({str(path / 'ran')!r}, 'w').write('pwned')\n"
+                                     "from transformers import BertConfig as HostileConfig\n"
+                                     "from transformers import BertForSequenceClassification as HostileModel\n")
+    return path
+
+
+@pytest.mark.parametrize("name", ["gte-reranker", "jina-reranker-v2"])
+def test_remote_code_backends_refuse_without_the_users_flag(name, tmp_path):
+    with pytest.raises(UserError) as err:                  # the registered hub id: refused before any download
+        get_reranker(name, RerankerSettings(device="cpu"))
+    checkpoint = resolve(name).checkpoint
+    assert str(err.value) == (f"checkpoint {checkpoint!r} ships its model architecture as Python code that loading "
+                              f"would run on this machine; pass --trust-remote-code if you trust its source")
+    hostile = hostile_checkpoint(tmp_path / "hostile")
+    with pytest.raises(UserError, match="pass --trust-remote-code"):
+        make_reranker(name, str(hostile))
+    assert not (hostile / "ran").exists()
+
+
+def test_rrpo_checkpoint_cannot_turn_on_remote_code(tmp_path):
+    """An RRPO checkpoint's config.json names its backbone: naming a remote-code one must not run the code it points
+    at, in the library and through the CLI."""
+    import json
+    import subprocess
+    import sys
+
+    hostile = hostile_checkpoint(tmp_path / "hostile")
+    rrpo = tmp_path / "rrpo"
+    rrpo.mkdir()
+    (rrpo / "config.json").write_text(json.dumps({"format": "rrpo-checkpoint/1", "backbone": "jina-reranker-v2",
+                                                  "backbone_checkpoint": str(hostile), "temperature": 1.0,
+                                                  "weights": "rrpo_delta.safetensors"}))
+    with pytest.raises(UserError, match="pass --trust-remote-code"):
+        get_reranker("rrpo", RerankerSettings(checkpoint=str(rrpo), device="cpu"))
+    proc = subprocess.run([sys.executable, "-m", "bench", "run", "--rerankers", "none", "rrpo", "--rrpo-checkpoint",
+                           str(rrpo), "--reader", "none", "--limit", "2", "--output", str(tmp_path / "out")],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].endswith("pass --trust-remote-code if you trust its source")
+    assert not (hostile / "ran").exists()
 
 
 @pytest.mark.parametrize("name,checkpoint", [("bge-reranker-base", "BAAI/bge-reranker-base"),

@@ -42,3 +42,18 @@ def test_weights_fingerprint_follows_a_local_checkpoints_content(tmp_path):
     shipped = weights_fingerprint("rrpo")
     assert shipped not in (None, "minilm-fictional") and len(shipped) == 16
     assert weights_fingerprint("none") is None and weights_fingerprint("oracle") is None
+
+
+def test_every_registered_extra_is_checked_before_loading():
+    from pathlib import Path
+
+    tomllib = pytest.importorskip("tomllib")       # Python 3.11+
+
+    from bench.errors import EXTRA_MODULES
+    from rerankers.registry import RERANKERS, load_backends
+
+    load_backends()
+    extras = {spec.extra for spec in RERANKERS.values() if spec.extra}
+    declared = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"]
+    assert extras <= set(EXTRA_MODULES) <= set(declared)

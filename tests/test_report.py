@@ -109,3 +109,39 @@ def test_binary_metrics_get_the_exact_mcnemar_p_and_answer_metrics_one_holm_fami
     assert "exact McNemar" in md and "Primary metric, declared before the run: F1" in md
     other = ReportOptions(baseline="none", n_resamples=1000, primary_metric="accuracy")
     assert "accuracy (primary)" in to_markdown(leaderboard(binary_records(), other), other)
+
+
+def test_retrieval_means_cover_failed_queries_so_rerankers_compare_on_the_same_queries():
+    """flaky's reader failed on q0 (its ranking, nDCG 0.0, is valid): nDCG averages all 12 queries for both
+    rerankers, F1 only flaky's 11 answered ones."""
+    recs = []
+    for i, b in enumerate(BASE_F1):
+        recs.append(rec("none", f"q{i}", b, 0.0))
+        r = rec("flaky", f"q{i}", b, 0.0)
+        if i == 1:
+            r.status, r.metrics = "failed", {"nDCG@10": 0.0}
+        recs.append(r)
+    df = leaderboard(recs, ReportOptions(baseline="none", n_resamples=200)).set_index("reranker")
+    assert df.loc["flaky", "nDCG@10"] == pytest.approx((sum(BASE_F1) - BASE_F1[1]) / 2 / N)
+    assert df.loc["flaky", "F1"] == pytest.approx((sum(BASE_F1) - BASE_F1[1]) / (N - 1))
+    assert (df.loc["flaky", "n"], df.loc["flaky", "failed"]) == (N - 1, 1)
+
+
+def test_rows_show_judged_verdicts_and_queries_without_candidates():
+    recs = []
+    for i in range(4):
+        r = rec("none", f"q{i}", 1.0, 1.0)
+        if i < 2:                                    # two valid verdicts, one invalid, one query not judged
+            r.metrics["judge"] = float(i)
+        recs.append(r)
+    recs.append(QueryRecord(dataset="d", reranker="none", reader="r1", qid="q9", question="q", gold_answers=["a"],
+                            ranking=[], answer=None, metrics={}, status="no_candidates"))
+    opts = ReportOptions(n_resamples=200)
+    df = leaderboard(recs, opts).set_index("reranker")
+    assert (df.loc["none", "n"], df.loc["none", "judged"], df.loc["none", "no_candidates"]) == (4, 2, 1)
+    assert df.loc["none", "judge"] == 0.5 and df.loc["none", "F1"] == 1.0
+    lines = to_markdown(leaderboard(recs, opts), opts).splitlines()
+    header = [c.strip() for c in next(l for l in lines if l.startswith("| reranker")).split("|")[1:6]]
+    row = [c.strip() for c in next(l for l in lines if l.startswith("| none")).split("|")[1:6]]
+    assert header == ["reranker", "n", "judged", "failed", "no_candidates"]
+    assert row == ["none", "4", "2", "0", "1"]

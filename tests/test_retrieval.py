@@ -234,3 +234,11 @@ def test_dense_retrieval_and_embedding_cache(tmp_path):
     again = first_stage(dataset(), "dense", pool=2, cache_dir=tmp_path, batch_size=1)   # new pool, same corpus
     assert emb_file.stat().st_mtime_ns == mtime
     assert [docids(cl) for cl in again] == [docids(cl)[:2] for cl in lists]
+
+
+def test_trec_run_non_utf8_names_file_and_line(tmp_path):
+    path = tmp_path / "run.trec"
+    path.write_bytes(b"q1 Q0 d1 1 2.0 tag\nq1 Q0 d\xe92 2 1.0 tag\n")
+    with pytest.raises(UserError) as err:
+        read_trec_run(path)
+    assert str(err.value) == f"{path} line 2: not UTF-8 text (byte 0xe9); expected a UTF-8 file"

@@ -164,7 +164,14 @@ def test_failed_query_is_counted_then_retried(uninterrupted, tmp_path):
         failed = [r for r in records(run_dir) if r["status"] == "failed"]
         assert len(failed) == 1 and "500" in failed[0]["error"]
         none_row = next(l for l in out.splitlines() if l.startswith("| none"))
-        assert [c.strip() for c in none_row.split("|")[2:4]] == [str(N_QUESTIONS - 1), "1"]
+        assert [c.strip() for c in none_row.split("|")[2:5]] == [str(N_QUESTIONS - 1), str(N_QUESTIONS - 1), "1"]
+        # the two failed attempts of one request, and the one retry between them, are reported
+        reader_costs = json.loads((run_dir / "costs.json").read_text())["llm"]["openai:toy-reader"]
+        calls = reader_costs["calls"]
+        assert (reader_costs["attempts"], reader_costs["retries"], reader_costs["failed_attempts"],
+                reader_costs["errors"]) == (calls + 1, 1, 2, 1)
+        cost_row = next(l for l in out.splitlines() if l.startswith("| openai:toy-reader"))
+        assert [c.strip() for c in cost_row.split("|")[2:7]] == [str(calls), str(calls + 1), "1", "2", "1"]
         run(cmd)
     recs = records(run_dir)
     assert len(recs) == 2 * N_QUESTIONS and all(r["status"] == "ok" for r in recs)
@@ -211,3 +218,106 @@ def test_changed_data_start_a_new_run_and_keep_the_old_one(tmp_path):
     assert config["fingerprints"]["data"] != json.loads((first / "config.json").read_text())["fingerprints"]["data"]
     q0 = next(json.loads(l) for l in (second / "records.jsonl").read_text().splitlines() if '"q0"' in l)
     assert q0["metrics"]["MRR@10"] == 0.5                           # scored against the new qrels
+
+
+def test_judge_server_failure_is_a_failed_query_retried_next_run(uninterrupted, tmp_path):
+    # concurrency 1, chunks of 3: the first chunk's 3 reader calls, then its first judge call fails twice
+    with ScriptedLLMServer(reply=scripted_reply, faults=["ok", "ok", "ok", "500", "500"]) as srv:
+        cmd = bench_cmd(uninterrupted["dataset"], srv.base_url, tmp_path / "out", tmp_path / "cache")
+        run(cmd)
+        run_dir = only_dir(tmp_path / "out")
+        failed = [r for r in records(run_dir) if r["status"] == "failed"]
+        assert len(failed) == 1 and failed[0]["error"].startswith("judge: Error code: 500")
+        assert "judge" not in failed[0]["metrics"] and "judge" not in failed[0]["info"]
+        run(cmd)
+    recs = records(run_dir)
+    assert len(recs) == 2 * N_QUESTIONS and all(r["status"] == "ok" and "judge" in r["metrics"] for r in recs)
+    assert (run_dir / "leaderboard.csv").read_text() == \
+        (uninterrupted["run_dir"] / "leaderboard.csv").read_text()
+
+
+def test_run_in_which_every_query_failed_exits_non_zero(uninterrupted, tmp_path):
+    with ScriptedLLMServer(reply=scripted_reply, faults=["500"] * 100) as srv:
+        cmd = bench_cmd(uninterrupted["dataset"], srv.base_url, tmp_path / "out", tmp_path / "cache")
+        proc = subprocess.run(cmd, env={**os.environ, "TOY_KEY": API_KEY}, capture_output=True, text=True,
+                              timeout=300)
+    run_dir = only_dir(tmp_path / "out")
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines()[-1] == \
+        f"error: no query was answered ({2 * N_QUESTIONS} failed); the errors are in {run_dir / 'records.jsonl'}"
+
+
+def test_queries_without_candidates_get_their_own_status_and_no_reader_call(uninterrupted, tmp_path):
+    run_file = tmp_path / "first.trec"       # q6 and q7 are missing from the first stage's run
+    run_file.write_text("".join(f"q{i} Q0 a{i} 1 2.0 t\nq{i} Q0 b{i} 2 1.0 t\n" for i in range(N_QUESTIONS - 2)))
+    with ScriptedLLMServer(reply=scripted_reply) as srv:
+        cmd = bench_cmd(uninterrupted["dataset"], srv.base_url, tmp_path / "out", tmp_path / "cache",
+                        "--first-stage", str(run_file))
+        proc = run(cmd)
+        asked = prompt_text_all = [prompt_text(b) for b in srv.requests]
+        assert not any("grove" in t or "heron" in t for t in prompt_text_all), asked
+    recs = records(only_dir(tmp_path / "out"))
+    empty = sorted((r["reranker"], r["qid"]) for r in recs if r["status"] == "no_candidates")
+    assert empty == [("none", "q6"), ("none", "q7"), ("random", "q6"), ("random", "q7")]
+    assert all(r["metrics"] == {} and r["answer"] is None for r in recs if r["status"] == "no_candidates")
+    assert "2 of 8 queries have no first-stage candidates" in proc.stderr
+    none_row = next(l for l in proc.stdout.splitlines() if l.startswith("| none"))
+    assert [c.strip() for c in none_row.split("|")[2:6]] == [str(N_QUESTIONS - 2), str(N_QUESTIONS - 2), "0", "2"]
+    count = srv.count
+    run(cmd)                                   # final: nothing to redo
+    assert len(records(only_dir(tmp_path / "out"))) == 2 * N_QUESTIONS and srv.count == count
+
+
+def test_second_run_into_a_locked_run_folder_exits_2_naming_the_holder(uninterrupted, tmp_path):
+    from bench.runner import run_folder_lock
+
+    folder = tmp_path / "out" / "locked"
+    folder.mkdir(parents=True)
+    cmd = [sys.executable, "-m", "bench", "run", "--datasets", str(uninterrupted["dataset"]), "--rerankers", "none",
+           "--reader", "none", "--pool", "2", "--output", str(tmp_path / "out"), "--run-id", "locked"]
+    with run_folder_lock(folder):
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr
+        assert proc.stderr.strip().splitlines()[-1] == (
+            f"error: {folder}: another run (pid {os.getpid()}) is writing into this run folder; wait for it to "
+            f"finish, or pass another --output or --run-id")
+        assert sorted(p.name for p in folder.iterdir()) == [".lock"]     # nothing written by the second run
+    run(cmd)                                   # the lock is gone with its holder
+    assert len(records(folder)) == N_QUESTIONS
+
+
+def test_torn_tails_of_records_and_rankings_are_repaired_before_appending(uninterrupted, tmp_path):
+    """A kill between a record and its newline: the next run's appends must start on a new line, in records and in
+    rankings files alike."""
+    cmd = [sys.executable, "-m", "bench", "run", "--datasets", str(uninterrupted["dataset"]), "--rerankers", "none",
+           "--reader", "none", "--pool", "2", "--output", str(tmp_path / "out"), "--run-id", "torn"]
+    run(cmd)
+    folder = tmp_path / "out" / "torn"
+    first = records(folder)
+    for path, keep in ((folder / "records.jsonl", 5), (folder / "rankings" / "toyqa__none.jsonl", 6)):
+        lines = path.read_text().splitlines()
+        path.write_text("\n".join(lines[:keep]))          # the last kept line lost its newline
+    run(cmd)
+    run(cmd)                                  # reads what the second run appended
+    assert records(folder) == first
+    rankings = (folder / "rankings" / "toyqa__none.jsonl").read_text().splitlines()
+    assert sorted(json.loads(l)["qid"] for l in rankings) == [f"q{i}" for i in range(N_QUESTIONS)]
+
+
+def test_reader_none_prints_no_llm_cost_table(uninterrupted, tmp_path):
+    proc = run([sys.executable, "-m", "bench", "run", "--datasets", str(uninterrupted["dataset"]), "--rerankers",
+                "none", "--reader", "none", "--pool", "2", "--output", str(tmp_path / "out")])
+    assert "| LLM |" not in proc.stdout and "| stage | seconds |" in proc.stdout
+
+
+def test_missing_reranker_extra_fails_before_the_run_folder(monkeypatch, tmp_path):
+    from bench import errors
+    from bench.runner import RunConfig, Runner
+
+    monkeypatch.setitem(errors.EXTRA_MODULES, "t5", ("sentencepiece", "no_such_module_for_this_test"))
+    runner = Runner(RunConfig(rerankers=["none", "monot5"], readers=["none"], output=str(tmp_path / "out")))
+    with pytest.raises(errors.MissingDependency) as err:
+        runner.run()
+    assert str(err.value) == ("reranker 'monot5' needs the Python package 'no_such_module_for_this_test': "
+                              "pip install \"rerank-bench[t5]\"")
+    assert not (tmp_path / "out").exists()

@@ -18,7 +18,9 @@ Formats (``load_path`` tells them apart by their files):
   (``{docid: grade}``). Corpus: ``id`` with either ``title`` + ``text`` or FlashRAG's ``contents``
   (``"Title"\\ntext``: the first line, unquoted, is the title).
 
-A malformed line fails with a ``UserError`` naming the file, the line number and what was expected.
+A malformed line fails with a ``UserError`` naming the file, the line number and what was expected; so do bytes
+that are not UTF-8, a repeated document or question id (a corpus would silently keep the last copy) and an empty
+corpus.
 
 Registered BEIR names download ``<base>/<name>.zip`` with ``<base>`` =
 https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets, or ``$RERANK_BENCH_BEIR_URL`` when set (an
@@ -86,33 +88,67 @@ HOTPOT_EXPECTED = 'a HotpotQA record with "_id", "question", "answer", "context"
 
 # --- line-numbered readers ------------------------------------------------------------------------------------
 
-def read_jsonl(path: Path, fields: tuple[str, ...], expected: str) -> Iterator[tuple[int, dict[str, Any]]]:
-    """(line number, object) for each non-blank line; a line that is not a JSON object with ``fields`` fails."""
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
+def not_utf8(path: Path, lineno: int, exc: UnicodeDecodeError) -> UserError:
+    return UserError(f"{path} line {lineno}: not UTF-8 text (byte {exc.object[exc.start]:#04x}); "
+                     f"expected a UTF-8 file")
+
+
+def text_lines(path: Path) -> Iterator[tuple[int, str]]:
+    """(line number, text) for each line of a UTF-8 text file; bytes that are not UTF-8 fail naming the line."""
+    with path.open("rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
             try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise UserError(f"{path} line {lineno}: invalid JSON ({exc.msg}); expected {expected}") from None
-            missing = [f for f in fields if f not in obj] if isinstance(obj, dict) else list(fields)
-            if missing:
-                raise UserError(f"{path} line {lineno}: lacks {', '.join(map(repr, missing))}; expected {expected}")
-            yield lineno, obj
+                yield lineno, raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise not_utf8(path, lineno, exc) from None
+
+
+def decode_utf8(path: Path, data: bytes) -> str:
+    """A whole file's bytes as text; bytes that are not UTF-8 fail naming the line."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise not_utf8(path, data.count(b"\n", 0, exc.start) + 1, exc) from None
+
+
+def read_jsonl(path: Path, fields: tuple[str, ...], expected: str,
+               id_field: str | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) for each non-blank line of a UTF-8 file; a line that is not a JSON object with
+    ``fields`` fails. With ``id_field`` (one of ``fields``), an id seen on an earlier line fails too."""
+    first_seen: dict[str, int] = {}
+    for lineno, line in text_lines(path):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise UserError(f"{path} line {lineno}: invalid JSON ({exc.msg}); expected {expected}") from None
+        missing = [f for f in fields if f not in obj] if isinstance(obj, dict) else list(fields)
+        if missing:
+            raise UserError(f"{path} line {lineno}: lacks {', '.join(map(repr, missing))}; expected {expected}")
+        if id_field is not None:
+            key = str(obj[id_field])
+            if key in first_seen:
+                raise UserError(f"{path} line {lineno}: {id_field} {key!r} repeats line {first_seen[key]}; "
+                                f"expected unique ids")
+            first_seen[key] = lineno
+        yield lineno, obj
+
+
+def empty_corpus(path: Path) -> UserError:
+    return UserError(f"{path}: the corpus file is empty; expected one document per line")
 
 
 def read_qrels_tsv(path: Path) -> Iterator[tuple[int, str, str, int]]:
     """(line number, query id, doc id, grade) per line of a BEIR qrels file, after its header line."""
-    with path.open(encoding="utf-8", newline="") as fh:
-        for lineno, row in enumerate(csv.reader(fh, delimiter="\t"), 1):
-            if lineno == 1 or not row:
-                continue
-            grade = row[2].strip() if len(row) >= 3 else ""
-            if not grade.lstrip("-").isdigit():
-                raise UserError(f"{path} line {lineno}: expected query-id<TAB>corpus-id<TAB>integer score, "
-                                f"got {chr(9).join(row)!r}")
-            yield lineno, row[0], row[1], int(grade)
+    for lineno, row in enumerate(csv.reader((line for _, line in text_lines(path)), delimiter="\t"), 1):
+        if lineno == 1 or not row:
+            continue
+        grade = row[2].strip() if len(row) >= 3 else ""
+        if not grade.lstrip("-").isdigit():
+            raise UserError(f"{path} line {lineno}: expected query-id<TAB>corpus-id<TAB>integer score, "
+                            f"got {chr(9).join(row)!r}")
+        yield lineno, row[0], row[1], int(grade)
 
 
 # --- BEIR -----------------------------------------------------------------------------------------------------
@@ -135,6 +171,11 @@ def load_beir_folder(folder: Path, split: str = "test", name: str | None = None)
         raise UserError(f"{folder}: beir could not load split {split!r}: {exc!r}") from exc
     if None in corpus or None in queries:
         locate_beir_error(folder, split)
+    corpus_file = folder / "corpus.jsonl"
+    with corpus_file.open("rb") as fh:
+        if sum(1 for _ in fh) != len(corpus):      # beir keeps the last of repeated ids: find the repeat
+            for _ in read_jsonl(corpus_file, ("_id",), BEIR_EXPECTED["corpus"], id_field="_id"):
+                pass
     if not queries:
         raise UserError(f"{folder / 'qrels' / f'{split}.tsv'}: no judged queries")
     answers = beir_answers(folder / "queries.jsonl")
@@ -147,9 +188,10 @@ def load_beir_folder(folder: Path, split: str = "test", name: str | None = None)
 
 
 def locate_beir_error(folder: Path, split: str) -> None:
-    """Raise a UserError at the first malformed line of a BEIR folder (returns when every line is well formed)."""
-    for _ in read_jsonl(folder / "corpus.jsonl", ("_id",), BEIR_EXPECTED["corpus"]):
-        pass
+    """Raise a UserError at the first malformed line of a BEIR folder, or for an empty corpus (returns when every
+    line is well formed)."""
+    if not sum(1 for _ in read_jsonl(folder / "corpus.jsonl", ("_id",), BEIR_EXPECTED["corpus"])):
+        raise empty_corpus(folder / "corpus.jsonl")
     qids = {str(obj["_id"]) for _, obj in read_jsonl(folder / "queries.jsonl", ("_id", "text"),
                                                       BEIR_EXPECTED["queries"])}
     qrels_file = folder / "qrels" / f"{split}.tsv"
@@ -161,7 +203,7 @@ def locate_beir_error(folder: Path, split: str) -> None:
 def beir_answers(queries_file: Path) -> dict[str, list[str]]:
     """Gold answers some BEIR query files carry in ``metadata`` (``answer`` or ``answers``)."""
     out: dict[str, list[str]] = {}
-    for _, obj in read_jsonl(queries_file, ("_id",), BEIR_EXPECTED["queries"]):
+    for _, obj in read_jsonl(queries_file, ("_id",), BEIR_EXPECTED["queries"], id_field="_id"):
         meta = obj.get("metadata") or {}
         value = meta.get("answers", meta.get("answer")) if isinstance(meta, dict) else None
         if value:
@@ -225,7 +267,7 @@ def hotpot_records(path: Path) -> Iterator[tuple[str, dict[str, Any]]]:
             yield f"{path} line {lineno}", obj
         return
     try:
-        records = json.loads(path.read_text(encoding="utf-8"))
+        records = json.loads(decode_utf8(path, path.read_bytes()))
     except json.JSONDecodeError as exc:
         raise UserError(f"{path} line {exc.lineno}: invalid JSON ({exc.msg}); expected a JSON list of "
                         f"HotpotQA records") from None
@@ -308,13 +350,16 @@ def flashrag_document(docid: str, obj: dict[str, Any]) -> Document:
 
 def load_qa_jsonl(questions: Path, corpus_file: Path, split: str, name: str | None = None) -> Dataset:
     corpus: dict[str, Document] = {}
-    for lineno, obj in read_jsonl(corpus_file, ("id",), QA_CORPUS_EXPECTED):
+    for lineno, obj in read_jsonl(corpus_file, ("id",), QA_CORPUS_EXPECTED, id_field="id"):
         if "contents" not in obj and "text" not in obj:
             raise UserError(f"{corpus_file} line {lineno}: lacks 'contents' or 'text'; expected {QA_CORPUS_EXPECTED}")
         docid = str(obj["id"])
         corpus[docid] = flashrag_document(docid, obj)
+    if not corpus:
+        raise empty_corpus(corpus_file)
     queries = []
-    for lineno, obj in read_jsonl(questions, ("id", "question", "golden_answers"), QA_QUESTION_EXPECTED):
+    for lineno, obj in read_jsonl(questions, ("id", "question", "golden_answers"), QA_QUESTION_EXPECTED,
+                                  id_field="id"):
         gold = obj["golden_answers"]
         qrels = obj.get("qrels") or {}
         if not isinstance(qrels, dict) or not all(str(g).lstrip("-").isdigit() for g in qrels.values()):

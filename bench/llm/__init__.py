@@ -67,6 +67,23 @@ def make_cached_engine(spec: str, cache, mode: str = "use", **options: object) -
     return CachedEngine(make_engine(spec, **options), cache, mode=mode)
 
 
+# Named engines whose weights come from an optional package: checked before anything loads.
+ENGINE_EXTRAS = {"gemma3-270m": "gemma"}
+
+
+def check_engine_installed(spec: str) -> None:
+    """Fail (one line, the install command) when the packages of engine ``spec`` are missing, before any model
+    loads; a spec that is not an engine fails later in ``make_engine`` with the list of known ones."""
+    from bench.errors import check_extra
+
+    if spec == "smollm2":
+        from bench.llm.hf import smollm2_gguf_folder
+
+        smollm2_gguf_folder()
+    elif spec in ENGINE_EXTRAS:
+        check_extra(ENGINE_EXTRAS[spec], f"the {spec} reader")
+
+
 def make_engine(spec: str, **options: object) -> Engine:
     """Build an engine from ``spec``; ``options`` are the fields of ``EngineOptions``."""
     try:

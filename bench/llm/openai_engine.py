@@ -103,7 +103,9 @@ class OpenAIEngine(Engine):
         self.max_retries = max_retries
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
-        self.stats = {"requests": 0, "attempts": 0, "retries": 0, "failures": 0,
+        # requests: asked by the caller; attempts: HTTP calls sent (requests + retries); failed_attempts: attempts
+        # that got an error (retried or not); failures: requests that failed after every attempt.
+        self.stats = {"requests": 0, "attempts": 0, "retries": 0, "failed_attempts": 0, "failures": 0,
                       "prompt_tokens": 0, "completion_tokens": 0}
         self._stats_lock = threading.Lock()   # generate may run in several threads at once
         self._api_key()                        # fail now, not after the first batch is built
@@ -190,6 +192,7 @@ class OpenAIEngine(Engine):
             except openai.APIStatusError as exc:
                 error = exc.message   # "Error code: <status> - <server's message>"
                 if exc.status_code not in RETRYABLE_STATUS and exc.status_code < 500:
+                    self._count(failed_attempts=1)
                     break
                 server_wait = retry_after_seconds(exc.response.headers)
             except openai.APIConnectionError as exc:   # includes the client's APITimeoutError
@@ -197,6 +200,7 @@ class OpenAIEngine(Engine):
             except (asyncio.TimeoutError, json.JSONDecodeError, openai.APIResponseValidationError,
                     UnparseableResponse) as exc:
                 error = f"{type(exc).__name__}: {exc}" if str(exc) else f"{type(exc).__name__} after {self.timeout}s"
+            self._count(failed_attempts=1)
             if attempt < self.max_retries:
                 await asyncio.sleep(self._delay(attempt, server_wait))
         self._count(failures=1)
