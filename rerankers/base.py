@@ -8,10 +8,24 @@ length-sorted batches, then each query's candidates are sorted by score (first-s
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 from bench.types import CandidateList, Ranking
-from rerankers.registry import RerankerSettings
+
+
+@dataclass
+class RerankerSettings:
+    """Options every backend understands; backend-specific ones go in ``options``."""
+
+    checkpoint: str | None = None      # overrides the registered checkpoint (local path or hub id)
+    device: str = "auto"               # auto | cpu | cuda | cuda:N | mps
+    dtype: str = "auto"                # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
+    batch_size: int = 32
+    max_length: int | None = None      # truncation; None = the model's own limit
+    seed: int = 0
+    cache_dir: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
 
 
 class Reranker(ABC):

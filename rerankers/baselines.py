@@ -7,11 +7,8 @@ from typing import Sequence
 from bench.metrics import contains_answer
 from bench.types import CandidateList, Ranking
 from rerankers.base import Reranker, ranking_from_scores
-from rerankers.registry import register
 
 
-@register("none", kind="baseline",
-          description="No reranking: the first-stage order and scores")
 class FirstStageOrder(Reranker):
     kind = "baseline"
 
@@ -20,7 +17,6 @@ class FirstStageOrder(Reranker):
                         scores=[c.score for c in cl.candidates]) for cl in lists]
 
 
-@register("random", kind="baseline", description="A random order, seeded by --seed and the query id")
 class RandomOrder(Reranker):
     """Each candidate's score is a hash of (seed, qid, docid) in [0, 1): the order of a query is the same in every
     run and batch, whatever the order of lists or candidates, and changes with the seed."""
@@ -38,8 +34,6 @@ class RandomOrder(Reranker):
         return {**super().identity(), "seed": self.settings.seed}
 
 
-@register("oracle", kind="baseline", description="Upper bound: candidates sorted by their labels (qrels, else "
-                                                 "answer containment)")
 class OracleOrder(Reranker):
     """Sorts by the query's qrel grade, highest first; a query without qrels but with gold answers puts the passages
     that contain a gold answer first. Ties (and queries without labels) keep first-stage order. ``info["labels"]``

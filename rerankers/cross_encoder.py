@@ -8,15 +8,13 @@ two-label head, the log-probability of the last, "relevant" label).
 """
 from __future__ import annotations
 
-import functools
 import os
 from abc import abstractmethod
 from typing import Any, Callable, Sequence
 
 from bench.errors import UserError
 from bench.environment import resolve_device, resolve_dtype
-from rerankers.base import PointwiseReranker
-from rerankers.registry import RerankerSettings, register
+from rerankers.base import PointwiseReranker, RerankerSettings
 
 # A tokenizer without a configured limit reports this huge sentinel as model_max_length.
 _NO_LIMIT = 10**6
@@ -107,26 +105,9 @@ class CrossEncoder(TransformersPointwise):
         return torch.log_softmax(logits.float(), dim=-1)[:, -1]
 
 
-def _remote_code(description: str) -> Callable[..., CrossEncoder]:
-    """A CrossEncoder factory for checkpoints whose architecture ships as code in the checkpoint: loading runs that
-    code, so it refuses to load unless the settings carry the user's ``trust_remote_code`` option."""
-    factory = functools.partial(CrossEncoder, needs_remote_code=True)
-    factory.__doc__ = description
-    return factory
+class RemoteCodeCrossEncoder(CrossEncoder):
+    """A cross-encoder whose architecture ships as code in the checkpoint: loading runs that code, so it refuses to
+    load unless the settings carry the user's ``trust_remote_code`` option."""
 
-
-register("bge-reranker-v2-m3", aliases=("bge-m3-reranker",), checkpoint="BAAI/bge-reranker-v2-m3",
-         description="BGE reranker v2 M3 (XLM-R cross-encoder, multilingual)")(CrossEncoder)
-register("bge-reranker-base", checkpoint="BAAI/bge-reranker-base",
-         description="BGE reranker base (XLM-R cross-encoder)")(CrossEncoder)
-register("minilm-cross-encoder", aliases=("ms-marco-minilm", "ms-marco-MiniLM-L-6-v2"),
-         checkpoint="cross-encoder/ms-marco-MiniLM-L-6-v2",
-         description="MS MARCO MiniLM-L6 cross-encoder (sentence-transformers)")(CrossEncoder)
-register("gte-reranker", aliases=("gte-multilingual-reranker-base",),
-         checkpoint="Alibaba-NLP/gte-multilingual-reranker-base",
-         description="GTE multilingual reranker base (needs --trust-remote-code: runs the checkpoint's code)")(
-    _remote_code("GTE multilingual reranker base"))
-register("jina-reranker-v2", aliases=("jina-reranker-v2-base-multilingual",),
-         checkpoint="jinaai/jina-reranker-v2-base-multilingual",
-         description="Jina reranker v2 base multilingual (needs --trust-remote-code: runs the checkpoint's code)")(
-    _remote_code("Jina reranker v2 base multilingual"))
+    def __init__(self, checkpoint: str | None = None, settings: RerankerSettings | None = None):
+        super().__init__(checkpoint, settings, needs_remote_code=True)

@@ -35,8 +35,7 @@ from bench.llm.base import ChatRequest, ChatResponse, Engine
 from bench.prompts import PROMPT_DIR, PromptTemplate, load_template
 from bench.types import Candidate, CandidateList, Ranking
 from bench.environment import resolve_dtype
-from rerankers.base import Reranker
-from rerankers.registry import RerankerSettings
+from rerankers.base import Reranker, RerankerSettings
 
 WINDOW_SIZE = 20
 STRIDE = 10

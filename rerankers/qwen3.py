@@ -15,7 +15,6 @@ from typing import Any, Sequence
 
 from bench.errors import UserError
 from rerankers.cross_encoder import TransformersPointwise, load_pretrained
-from rerankers.registry import register
 
 PREFIX = ("<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and the Instruct "
           "provided. Note that the answer can only be \"yes\" or \"no\".<|im_end|>\n<|im_start|>user\n")
@@ -25,12 +24,6 @@ DEFAULT_INSTRUCTION = "Given a web search query, retrieve relevant passages that
 CARD_MAX_LENGTH = 8192
 
 
-@register("qwen3-reranker", aliases=("qwen3-reranker-0.6b",), checkpoint="Qwen/Qwen3-Reranker-0.6B",
-          description="Qwen3-Reranker 0.6B (yes/no logits of a causal LM)")
-@register("qwen3-reranker-4b", checkpoint="Qwen/Qwen3-Reranker-4B",
-          description="Qwen3-Reranker 4B (yes/no logits of a causal LM)")
-@register("qwen3-reranker-8b", checkpoint="Qwen/Qwen3-Reranker-8B",
-          description="Qwen3-Reranker 8B (yes/no logits of a causal LM)")
 class Qwen3Reranker(TransformersPointwise):
     """Qwen3-Reranker: P(yes) of a causal LM under the model card's judging prompt. ``options["instruction"]``
     replaces the default task instruction."""

@@ -10,11 +10,8 @@ import importlib.util
 import warnings
 
 from rerankers.listwise import ListwiseReranker, TokenCounter
-from rerankers.registry import register
 
 
-@register("rankgpt", aliases=("rank-gpt",), checkpoint="gpt-4o-mini", kind="listwise", extra="listwise",
-          description="RankGPT listwise reranker over an OpenAI-compatible chat API (default gpt-4o-mini)")
 class RankGPT(ListwiseReranker):
     """RankGPT listwise reranker over an OpenAI-compatible chat API."""
 

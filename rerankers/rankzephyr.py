@@ -11,12 +11,8 @@ from __future__ import annotations
 import warnings
 
 from rerankers.listwise import ListwiseReranker, TokenCounter, hf_token_counter, vllm_available
-from rerankers.registry import register
 
 
-@register("rankzephyr", aliases=("rank-zephyr", "rank_zephyr_7b_v1_full"),
-          checkpoint="castorini/rank_zephyr_7b_v1_full",
-          kind="listwise", extra="vllm", description="RankZephyr 7B listwise reranker (rank_llm's sliding window)")
 class RankZephyr(ListwiseReranker):
     """RankZephyr 7B listwise reranker."""
 

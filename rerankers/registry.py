@@ -1,92 +1,98 @@
-"""Decorator registry of reranker backends, with aliases (in the spirit of lm-evaluation-harness).
+"""The reranker names (``bench.registry.Registry``, kind ``reranker``): exact names and aliases, each a lazy
+``"module:Class"`` entry with its checkpoint, kind (pointwise | listwise | baseline), pip extra and description, so
+``python -m bench list`` imports no backend and a backend whose dependencies are missing breaks only itself.
 
-A backend module registers its class once per checkpoint family::
+A backend is one file (``rerankers/<backend>.py``, a ``Reranker`` subclass) plus one ``RERANKERS.add`` line below; the
+same class may serve several checkpoints under several names. Outside this repository a package adds one through an
+entry point (group ``rerank_bench.rerankers``), describing itself with a ``registry_meta`` class attribute; this is
+how ``rrpo/`` registers its ``rrpo`` reranker (pyproject.toml), so that ``rerankers/`` never imports the trainer.
 
-    @register("monot5", aliases=("monot5-base",), checkpoint="castorini/monot5-base-msmarco-10k",
-              kind="pointwise", extra="t5")
-    @register("monot5-3b", checkpoint="castorini/monot5-3b-msmarco-10k", kind="pointwise", extra="t5")
-    class MonoT5(PointwiseReranker): ...
-
-``get_reranker(name, settings)`` builds ``cls(checkpoint=..., settings=...)``. Names are looked up exactly (never by
-substring); an unknown name fails with the list of registered ones. Backend modules are imported lazily by
-``load_backends`` so that heavy dependencies load only when a backend is used.
+``get_reranker(name, settings)`` builds ``cls(checkpoint=..., settings=...)``.
 """
 from __future__ import annotations
 
-import importlib
-import pkgutil
-from dataclasses import dataclass, field
-from typing import Any, Callable
+from dataclasses import dataclass
 
 from bench.errors import UserError
+from bench.registry import Registry
+from rerankers.base import Reranker, RerankerSettings
 
+__all__ = ["RERANKERS", "RerankerSettings", "RerankerSpec", "describe", "get_reranker", "resolve",
+           "weights_fingerprint"]
 
-@dataclass
-class RerankerSettings:
-    """Options every backend understands; backend-specific ones go in ``options``."""
+RERANKERS = Registry("reranker", base=Reranker)
 
-    checkpoint: str | None = None      # overrides the registered checkpoint (local path or hub id)
-    device: str = "auto"               # auto | cpu | cuda | cuda:N | mps
-    dtype: str = "auto"                # auto (bf16 on GPU, fp32 on CPU) | float32 | bfloat16 | float16
-    batch_size: int = 32
-    max_length: int | None = None      # truncation; None = the model's own limit
-    seed: int = 0
-    cache_dir: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+_BASELINES = "rerankers.baselines"
+RERANKERS.add("none", f"{_BASELINES}:FirstStageOrder", kind="baseline",
+              description="No reranking: the first-stage order and scores")
+RERANKERS.add("random", f"{_BASELINES}:RandomOrder", kind="baseline",
+              description="A random order, seeded by --seed and the query id")
+RERANKERS.add("oracle", f"{_BASELINES}:OracleOrder", kind="baseline",
+              description="Upper bound: candidates sorted by their labels (qrels, else answer containment)")
+RERANKERS.add("minilm", "rerankers.minilm:MiniLMBiEncoder", aliases=("all-minilm-l6-v2",),
+              checkpoint="sentence-transformers/all-MiniLM-L6-v2", kind="pointwise",
+              description="all-MiniLM-L6-v2 bi-encoder, cosine(query, passage)")
+
+_CROSS = "rerankers.cross_encoder"
+for _name, _aliases, _checkpoint, _target, _description in (
+        ("bge-reranker-v2-m3", ("bge-m3-reranker",), "BAAI/bge-reranker-v2-m3", "CrossEncoder",
+         "BGE reranker v2 M3 (XLM-R cross-encoder, multilingual)"),
+        ("bge-reranker-base", (), "BAAI/bge-reranker-base", "CrossEncoder", "BGE reranker base (XLM-R cross-encoder)"),
+        ("minilm-cross-encoder", ("ms-marco-minilm", "ms-marco-MiniLM-L-6-v2"), "cross-encoder/ms-marco-MiniLM-L-6-v2",
+         "CrossEncoder", "MS MARCO MiniLM-L6 cross-encoder (sentence-transformers)"),
+        ("gte-reranker", ("gte-multilingual-reranker-base",), "Alibaba-NLP/gte-multilingual-reranker-base",
+         "RemoteCodeCrossEncoder", "GTE multilingual reranker base (needs --trust-remote-code: runs the checkpoint's "
+                                   "code)"),
+        ("jina-reranker-v2", ("jina-reranker-v2-base-multilingual",), "jinaai/jina-reranker-v2-base-multilingual",
+         "RemoteCodeCrossEncoder", "Jina reranker v2 base multilingual (needs --trust-remote-code: runs the "
+                                   "checkpoint's code)")):
+    RERANKERS.add(_name, f"{_CROSS}:{_target}", aliases=_aliases, checkpoint=_checkpoint, kind="pointwise",
+                  description=_description)
+
+for _name, _aliases, _checkpoint, _description in (
+        ("monot5", ("monot5-base",), "castorini/monot5-base-msmarco-10k",
+         "monoT5 base, MS MARCO 10k steps (pygaggle's default)"),
+        ("monot5-base-100k", (), "castorini/monot5-base-msmarco", "monoT5 base, MS MARCO 100k steps"),
+        ("monot5-large", (), "castorini/monot5-large-msmarco-10k", "monoT5 large, MS MARCO 10k steps"),
+        ("monot5-large-100k", (), "castorini/monot5-large-msmarco", "monoT5 large, MS MARCO 100k steps"),
+        ("monot5-3b", (), "castorini/monot5-3b-msmarco-10k", "monoT5 3B, MS MARCO 10k steps"),
+        ("monot5-3b-100k", (), "castorini/monot5-3b-msmarco", "monoT5 3B, MS MARCO 100k steps")):
+    RERANKERS.add(_name, "rerankers.monot5:MonoT5", aliases=_aliases, checkpoint=_checkpoint, kind="pointwise",
+                  extra="t5", description=_description)
+
+for _name, _aliases, _size in (("qwen3-reranker", ("qwen3-reranker-0.6b",), "0.6B"), ("qwen3-reranker-4b", (), "4B"),
+                               ("qwen3-reranker-8b", (), "8B")):
+    RERANKERS.add(_name, "rerankers.qwen3:Qwen3Reranker", aliases=_aliases, checkpoint=f"Qwen/Qwen3-Reranker-{_size}",
+                  kind="pointwise", description=f"Qwen3-Reranker {_size} (yes/no logits of a causal LM)")
+
+RERANKERS.add("rankgpt", "rerankers.rankgpt:RankGPT", aliases=("rank-gpt",), checkpoint="gpt-4o-mini", kind="listwise",
+              extra="listwise",
+              description="RankGPT listwise reranker over an OpenAI-compatible chat API (default gpt-4o-mini)")
+RERANKERS.add("rankzephyr", "rerankers.rankzephyr:RankZephyr", aliases=("rank-zephyr", "rank_zephyr_7b_v1_full"),
+              checkpoint="castorini/rank_zephyr_7b_v1_full", kind="listwise", extra="vllm",
+              description="RankZephyr 7B listwise reranker (rank_llm's sliding window)")
 
 
 @dataclass(frozen=True)
 class RerankerSpec:
-    name: str
-    factory: Callable[..., Any]
-    checkpoint: str | None
-    kind: str              # pointwise | listwise | baseline
-    extra: str | None      # the pip extra that installs its dependencies
-    description: str
+    """How a registered name is described, known without importing its backend (for built-in entries)."""
 
-
-RERANKERS: dict[str, RerankerSpec] = {}
-ALIASES: dict[str, str] = {}
-
-
-def register(name: str, *, aliases: tuple[str, ...] = (), checkpoint: str | None = None, kind: str = "pointwise",
-             extra: str | None = None, description: str = "") -> Callable[[Any], Any]:
-    def deco(factory: Any) -> Any:
-        for n in (name, *aliases):
-            if n in RERANKERS or n in ALIASES:
-                raise ValueError(f"reranker name {n!r} registered twice")
-        RERANKERS[name] = RerankerSpec(name, factory, checkpoint, kind, extra,
-                                       description or (factory.__doc__ or "").strip().split("\n")[0])
-        for a in aliases:
-            ALIASES[a] = name
-        return factory
-
-    return deco
-
-
-def load_backends() -> None:
-    """Import every module of the ``rerankers`` package so their ``@register`` calls run. Backend modules import
-    their heavy dependencies inside functions, so this is cheap."""
-    import rerankers
-
-    for mod in pkgutil.iter_modules(rerankers.__path__):
-        if mod.name not in {"registry", "base"}:
-            importlib.import_module(f"rerankers.{mod.name}")
+    name: str                          # the registered name an alias stands for
+    checkpoint: str | None = None
+    kind: str = "pointwise"            # pointwise | listwise | baseline
+    extra: str | None = None           # the pip extra that installs its dependencies
+    description: str = ""
 
 
 def resolve(name: str) -> RerankerSpec:
-    load_backends()
-    key = ALIASES.get(name, name)
-    if key not in RERANKERS:
-        names = sorted(set(RERANKERS) | set(ALIASES))
-        raise UserError(f"unknown reranker {name!r}; registered: {', '.join(names)}")
-    return RERANKERS[key]
+    """The spec of an exact name or alias; an unknown name fails in one line listing the registered ones."""
+    return RerankerSpec(RERANKERS.entry(name).name, **RERANKERS.meta(name))
 
 
-def get_reranker(name: str, settings: RerankerSettings | None = None):
-    spec = resolve(name)
+def get_reranker(name: str, settings: RerankerSettings | None = None) -> Reranker:
+    cls = RERANKERS.load(name)
     settings = settings or RerankerSettings()
-    reranker = spec.factory(checkpoint=settings.checkpoint or spec.checkpoint, settings=settings)
+    reranker = cls(checkpoint=settings.checkpoint or resolve(name).checkpoint, settings=settings)
     reranker.name = name
     return reranker
 
@@ -94,16 +100,19 @@ def get_reranker(name: str, settings: RerankerSettings | None = None):
 def weights_fingerprint(name: str, checkpoint: str | None = None) -> str | None:
     """What identifies the weights ``get_reranker(name)`` would load (``checkpoint`` overrides the registered one),
     without loading them."""
-    spec = resolve(name)
-    return spec.factory.weights_fingerprint(checkpoint or spec.checkpoint)
+    return RERANKERS.load(name).weights_fingerprint(checkpoint or resolve(name).checkpoint)
 
 
 def describe() -> list[dict[str, str]]:
-    """Rows for ``python -m bench list``: every name and alias with its checkpoint, kind and extra."""
-    load_backends()
+    """Rows for ``python -m bench list``: every name with its aliases, checkpoint, kind, extra and where it comes from.
+    Built-in entries are described without importing them; a plugin that fails to load is listed with its error."""
     rows = []
-    for name, spec in sorted(RERANKERS.items()):
-        aliases = sorted(a for a, n in ALIASES.items() if n == name)
-        rows.append({"name": name, "aliases": ", ".join(aliases), "checkpoint": spec.checkpoint or "-",
-                     "kind": spec.kind, "extra": spec.extra or "-", "description": spec.description})
+    for entry in RERANKERS.entries():
+        try:
+            spec = resolve(entry.name)
+        except UserError as exc:      # a broken plugin is shown, not allowed to hide the others
+            spec = RerankerSpec(entry.name, kind="?", description=f"cannot load: {exc}")
+        rows.append({"name": entry.name, "aliases": ", ".join(sorted(entry.aliases)),
+                     "checkpoint": spec.checkpoint or "-", "kind": spec.kind, "extra": spec.extra or "-",
+                     "source": entry.source, "description": spec.description})
     return rows

@@ -6,7 +6,7 @@ Modules: ``policy`` (a ``PointwiseReranker`` as a Plackett–Luce policy; checkp
 (per-prefix reader rewards in one batched, cached call; the reference-anchored baseline; reward noise), ``rollouts``
 (sampling M rankings per query and rewarding every prefix), ``trainer`` (``RRPOConfig`` with every option, GAE,
 PPO-clip, KL, checkpoints, resume, plot). CLI: ``python -m rrpo train`` (compare with ``python -m bench run``); inference:
-``rerankers/rrpo.py`` (the registered ``rrpo`` reranker = sort by the trained score).
+``rrpo/reranker.py`` (the registered ``rrpo`` reranker = sort by the trained score).
 
 Choices of ours where the paper's detail was not recovered (each an option of ``RRPOConfig``):
 

@@ -22,8 +22,7 @@ from torch import Tensor, nn
 
 from bench.errors import UserError
 from bench.types import CandidateList
-from rerankers.base import PointwiseReranker
-from rerankers.registry import RerankerSettings
+from rerankers.base import PointwiseReranker, RerankerSettings
 
 # Backbones whose score is a cosine in [-1, 1]: as Plackett–Luce logits such scores are almost uniform, so they are
 # divided by a small temperature. 0.05 (a scale of 20) is the sentence-transformers default for contrastive training

@@ -9,7 +9,7 @@ from torch import nn
 
 from bench.types import Answer, Candidate, CandidateList, Document, Query
 from rerankers.base import PointwiseReranker
-from rerankers.registry import RERANKERS, RerankerSpec
+from rerankers.registry import RERANKERS
 
 STANDIN_NAME = "rrpo-test-table"
 
@@ -46,7 +46,7 @@ class TableReranker(PointwiseReranker):
 
 
 def register_standin() -> None:
-    RERANKERS[STANDIN_NAME] = RerankerSpec(STANDIN_NAME, TableReranker, None, "pointwise", None, "test stand-in")
+    RERANKERS.add(STANDIN_NAME, TableReranker, kind="pointwise", description="test stand-in")
 
 
 def candidate_list(qid: str, n_docs: int = 8) -> CandidateList:

@@ -61,7 +61,7 @@ def test_minilm_registration_matches_the_encoder_default():
 
     spec = resolve("minilm")
     assert spec.checkpoint == MINILM_CHECKPOINT and spec.kind == "pointwise"
-    assert resolve("all-minilm-l6-v2") is spec
+    assert resolve("all-minilm-l6-v2") == spec
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ import torch
 
 from bench.errors import UserError
 from rerankers.registry import RERANKERS, RerankerSettings, get_reranker
-from rerankers.rrpo import RRPOReranker
+from rrpo.reranker import RRPOReranker
 from rrpo.__main__ import build_parser, candidate_lists, main
 from rrpo.trainer import RRPOConfig, assemble_trainer, training_data_digest
 from tests.rrpo_standins import (STANDIN_NAME, TableReranker, TargetReader, candidate_list, register_standin,
@@ -21,7 +21,7 @@ from tests.rrpo_standins import (STANDIN_NAME, TableReranker, TargetReader, cand
 def standin_backbone():
     register_standin()
     yield
-    del RERANKERS[STANDIN_NAME]
+    RERANKERS.remove(STANDIN_NAME)
 
 
 def test_rrpo_without_checkpoint_says_how_to_train_one():

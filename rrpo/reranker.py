@@ -14,13 +14,12 @@ from typing import Sequence
 
 from bench.errors import UserError
 from rerankers.base import PointwiseReranker
-from rerankers.registry import register
 
 TRAIN_HINT = ("python -m rrpo train --dataset fictional --split train --backbone minilm --reader smollm2 --k 3 "
               "--pool 20 --out runs/rrpo-minilm")
 
 
-SHIPPED_CHECKPOINTS = Path(__file__).resolve().parent.parent / "rrpo" / "checkpoints"
+SHIPPED_CHECKPOINTS = Path(__file__).resolve().parent / "checkpoints"
 
 
 def local_checkpoint_folder(checkpoint: str) -> Path | None:
@@ -46,10 +45,12 @@ def checkpoint_folder(checkpoint: str) -> Path:
                         f"repository ({type(exc).__name__}); train one with: {TRAIN_HINT}") from exc
 
 
-@register("rrpo", kind="pointwise", checkpoint="minilm-fictional",
-          description="a pointwise backbone (default minilm) trained by RRPO from reader feedback")
 class RRPOReranker(PointwiseReranker):
+    """Registered as ``rrpo`` through this package's entry point (pyproject.toml, group ``rerank_bench.rerankers``)."""
+
     kind = "pointwise"
+    registry_meta = {"checkpoint": "minilm-fictional", "kind": "pointwise",
+                     "description": "a pointwise backbone (default minilm) trained by RRPO from reader feedback"}
 
     def __init__(self, checkpoint: str | None = None, settings=None):
         super().__init__(checkpoint, settings)
