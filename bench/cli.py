@@ -8,7 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from bench.errors import UserError
-from bench.report import ANSWER_METRICS
+from bench.metrics import answer_metric_names
 from bench.runner import RunConfig, Runner
 
 
@@ -49,7 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--top-k", type=int, default=d.top_k, help="documents the reader sees (0 = closed book)")
     run.add_argument("--limit", type=int, default=d.limit, help="first N queries only")
     run.add_argument("--baseline", default=d.baseline, help="reranker the significance tests compare against")
-    run.add_argument("--primary-metric", default=d.primary_metric, choices=ANSWER_METRICS,
+    run.add_argument("--primary-metric", default=d.primary_metric, choices=answer_metric_names(),
                      help="the answer metric the claim is made on, declared before the run (default: F1, RRPO's "
                           "training metric); named in leaderboard.md")
     run.add_argument("--seed", type=int, default=d.seed)
@@ -115,6 +115,7 @@ def cmd_list() -> None:
     import pandas as pd
 
     from bench.data.base import DATASETS
+    from bench.llm import ENGINES, engine_forms
     from rerankers.registry import describe
 
     import bench.data  # noqa: F401  (registers the dataset names)
@@ -122,10 +123,12 @@ def cmd_list() -> None:
     print("Rerankers\n")
     print(pd.DataFrame(describe()).to_markdown(index=False))
     print("\nDatasets (or pass a path: BEIR folder, QA JSONL folder, HotpotQA distractor file)\n")
-    print(pd.DataFrame([{"name": n, "description": desc} for n, (_, desc) in sorted(DATASETS.items())])
-          .to_markdown(index=False))
-    print("\nReaders / judges: smollm2 (offline default) | hf:<model id or path> | openai:<model> "
-          "[--base-url URL --api-key-env VAR] | none")
+    print(pd.DataFrame([{"name": e.name, "description": DATASETS.meta(e.name).get("description", ""), "source": e.source}
+                        for e in DATASETS.entries()]).to_markdown(index=False))
+    print("\nReaders / judges (LLM engines; openai:* talk to --base-url URL with the key in --api-key-env VAR; "
+          "none = no reader)\n")
+    print(pd.DataFrame([{"spec": form, "description": ENGINES.meta(e.name).get("description", ""), "source": e.source}
+                        for form, e in zip(engine_forms(), ENGINES.entries())]).to_markdown(index=False))
 
 
 def cmd_data(args: argparse.Namespace) -> None:

@@ -72,3 +72,11 @@ def resolve_dtype(dtype: str, device: str):
         from bench.errors import UserError
 
         raise UserError(f"--dtype {dtype!r}: expected auto, float32, bfloat16 or float16") from None
+
+
+def hub_offline() -> bool:
+    """Whether Hugging Face downloads are off (HF_HUB_OFFLINE, as huggingface_hub reads it): a missing model then
+    means "not in the local cache", which error messages say."""
+    import huggingface_hub
+
+    return huggingface_hub.is_offline_mode() or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")

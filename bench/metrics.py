@@ -10,21 +10,68 @@ relevant document below rank 10 scores 0).
 
 Answers: SQuAD v2.0's official normalisation and token F1 (``evaluate-v2.0.py``), the maximum over gold aliases;
 ``accuracy`` is FlashRAG's "acc": some normalised gold answer occurs as a substring of the normalised prediction.
+
+Every metric is one registered ``Metric`` (``METRICS``, a ``bench.registry.Registry``; plugins: entry-point group
+``rerank_bench.metrics``, each a ``Metric`` instance): its kind (``answer``: scores the reader's answer; ``retrieval``:
+scores the ranking), direction, whether it is 0/1 (the report's exact McNemar test) and how it is computed. The
+runner, the report, ``--primary-metric`` and RRPO's ``--metric`` all read it. A metric with a cutoff is registered
+once as a family (``nDCG@k``) and looked up by any cutoff (``nDCG@10``) through ``metric``.
 """
 from __future__ import annotations
 
 import collections
 import re
 import string
-from typing import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
 
+from bench.registry import Registry
 from bench.types import Ranking
 
 NDCG_CUTOFFS = (1, 3, 5, 10)
 RECALL_CUTOFFS = (10, 100)
 MRR_CUTOFF = 10
 RELEVANCE_LEVEL = 1
-ANSWER_METRICS = ("EM", "F1", "accuracy")
+
+
+@dataclass(frozen=True)
+class Metric:
+    """A per-query metric. ``compute(prediction, gold_answers) -> float`` for an answer metric that is a function of
+    the answer alone (the runner applies every such one to each answer); None for the LLM judge (``bench.judges``)
+    and for the retrieval metrics, which ``retrieval_metrics`` computes together through pytrec_eval."""
+
+    name: str
+    kind: str                          # answer | retrieval
+    higher_is_better: bool
+    binary: bool                       # every value is 0 or 1
+    description: str
+    compute: Callable[[str, Sequence[str]], float] | None = None
+
+
+METRICS = Registry("metric", base=Metric)
+_CUTOFF = re.compile(r"@\d+$")
+
+
+def metric(name: str) -> Metric:
+    """The registered metric of ``name``; a name with a cutoff (``Recall@7``) is an instance of its family
+    (``Recall@k``) unless registered itself."""
+    family = _CUTOFF.sub("@k", name)
+    return METRICS.load(name if name in METRICS or family not in METRICS else family)
+
+
+def answer_metric_names() -> list[str]:
+    """The registered answer metrics (the judge's included): what ``--primary-metric`` may name."""
+    return [e.name for e in METRICS.entries() if metric(e.name).kind == "answer"]
+
+
+def is_answer_metric(name: str) -> bool:
+    """Whether ``name`` scores the reader's answer; a name no registered metric covers (a plugin since uninstalled)
+    counts as a ranking metric."""
+    return name in METRICS and metric(name).kind == "answer"
+
+
+def is_binary_metric(name: str) -> bool:
+    return (name in METRICS or _CUTOFF.sub("@k", name) in METRICS) and metric(name).binary
 
 
 def _recall_cutoffs(top_k: int | None) -> tuple[int, ...]:
@@ -97,14 +144,38 @@ def contains_answer(text: str, gold_answers: Sequence[str]) -> bool:
     return any(g and f" {g} " in norm_text for g in map(normalize_answer, gold_answers))
 
 
+def exact_match(prediction: str, gold_answers: Sequence[str]) -> float:
+    norm_pred = normalize_answer(prediction)
+    return float(any(norm_pred == normalize_answer(g) for g in gold_answers))
+
+
+def best_token_f1(prediction: str, gold_answers: Sequence[str]) -> float:
+    return max(token_f1(prediction, g) for g in gold_answers)
+
+
+def accuracy(prediction: str, gold_answers: Sequence[str]) -> float:
+    return float(contains_answer(prediction, gold_answers))
+
+
 def answer_metrics(prediction: str, gold_answers: Sequence[str]) -> dict[str, float]:
-    """EM, F1 (max over gold aliases) and accuracy (containment) of one prediction; nothing ({}) for a query
-    without gold answers, which has no answer metrics (like a query without qrels has no retrieval metrics)."""
+    """Every registered answer metric computed from the answer alone (EM, F1 as the max over gold aliases, accuracy
+    as containment, and plugins'); nothing ({}) for a query without gold answers, which has no answer metrics (like a
+    query without qrels has no retrieval metrics)."""
     if not gold_answers:
         return {}
-    norm_pred = normalize_answer(prediction)
-    return {
-        "EM": float(any(norm_pred == normalize_answer(g) for g in gold_answers)),
-        "F1": max(token_f1(prediction, g) for g in gold_answers),
-        "accuracy": float(contains_answer(prediction, gold_answers)),
-    }
+    scored = [metric(e.name) for e in METRICS.entries()]
+    return {m.name: float(m.compute(prediction, gold_answers)) for m in scored if m.kind == "answer" and m.compute}
+
+
+METRICS.add("EM", Metric("EM", "answer", True, True, "exact match after SQuAD normalisation", exact_match),
+            aliases=("em",))
+METRICS.add("F1", Metric("F1", "answer", True, False, "SQuAD token F1, max over gold aliases", best_token_f1),
+            aliases=("f1",))
+METRICS.add("accuracy", Metric("accuracy", "answer", True, True, "a gold answer occurs in the answer (FlashRAG acc)",
+                               accuracy))
+METRICS.add("judge", Metric("judge", "answer", True, True, "an LLM judge calls the answer correct (--judge)"))
+for _family, _description in (("nDCG@k", "trec_eval ndcg_cut.k, graded gains"),
+                              ("Recall@k", "trec_eval recall.k at the relevance level"),
+                              ("MRR@10", "trec_eval recip_rank on the run cut at rank 10"),
+                              ("MAP", "trec_eval map at the relevance level")):
+    METRICS.add(_family, Metric(_family, "retrieval", True, False, _description))

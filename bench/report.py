@@ -20,13 +20,12 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
+from bench.metrics import is_answer_metric, is_binary_metric
 from bench.stats import bootstrap_ci, holm, is_binary, mcnemar_exact, paired_tests
 from bench.types import QueryRecord
 
 # Column order of the Markdown leaderboard; other metrics still go into the CSV.
 HEADLINE = ("nDCG@10", "Recall@{k}", "MRR@10", "EM", "F1", "accuracy", "judge")
-# Metrics of the reader's answer; every other metric scores the ranking alone.
-ANSWER_METRICS = ("EM", "F1", "accuracy", "judge")
 ALPHA = 0.05
 RANKED = ("ok", "failed")        # statuses whose records carry a ranking (and so its retrieval metrics)
 
@@ -59,8 +58,8 @@ def leaderboard(records: Sequence[QueryRecord], opts: ReportOptions) -> pd.DataF
         groups.setdefault((r.dataset, r.reader), {}).setdefault(r.reranker, []).append(r)
     rows = []
     for (dataset, reader), by_reranker in groups.items():
-        binary = {m: is_binary([r.metrics[m] for recs in by_reranker.values() for r in recs if m in r.metrics])
-                  for m in metrics}
+        binary = {m: is_binary_metric(m) or is_binary([r.metrics[m] for recs in by_reranker.values() for r in recs
+                                                       if m in r.metrics]) for m in metrics}
         group_rows = []
         for reranker, recs in by_reranker.items():
             ok = [r for r in recs if r.status == "ok"]
@@ -69,7 +68,7 @@ def leaderboard(records: Sequence[QueryRecord], opts: ReportOptions) -> pd.DataF
                          "failed": sum(r.status == "failed" for r in recs),
                          "no_candidates": sum(r.status == "no_candidates" for r in recs)}
             for m in metrics:
-                statuses = ("ok",) if m in ANSWER_METRICS else RANKED
+                statuses = ("ok",) if is_answer_metric(m) else RANKED
                 scored = [r for r in recs if r.status in statuses and m in r.metrics]
                 base = {r.qid: r for r in by_reranker.get(opts.baseline, [])
                         if r.status in statuses and m in r.metrics}
@@ -87,11 +86,11 @@ def leaderboard(records: Sequence[QueryRecord], opts: ReportOptions) -> pd.DataF
                 row[f"{m}_p"] = row[f"{m}_p_exact"] if binary[m] else row[f"{m}_p_rand"]
             group_rows.append(row)
         for m in metrics:
-            for test in ("p_t", "p_rand", "p_exact", *(("p",) if m not in ANSWER_METRICS else ())):
+            for test in ("p_t", "p_rand", "p_exact", *(("p",) if not is_answer_metric(m) else ())):
                 adjusted = holm([row[f"{m}_{test}"] for row in group_rows])
                 for row, p in zip(group_rows, adjusted):
                     row[f"{m}_{test}_holm"] = p
-        family = [(row, m) for m in metrics if m in ANSWER_METRICS for row in group_rows]
+        family = [(row, m) for m in metrics if is_answer_metric(m) for row in group_rows]
         for (row, m), p in zip(family, holm([row[f"{m}_p"] for row, m in family])):
             row[f"{m}_p_holm"] = p
         rows.extend(group_rows)
@@ -114,8 +113,8 @@ def _cell(row: pd.Series, m: str) -> str:
 def _families(g: pd.DataFrame, cols: Sequence[str], baseline: str) -> str:
     """The Holm families behind the † marks of one table, named."""
     tested = [r for r in g["reranker"] if r != baseline]
-    answer = [m for m in cols if m in ANSWER_METRICS and g[f"{m}_p"].notna().any()]
-    other = [m for m in cols if m not in ANSWER_METRICS and g[f"{m}_p"].notna().any()]
+    answer = [m for m in cols if is_answer_metric(m) and g[f"{m}_p"].notna().any()]
+    other = [m for m in cols if not is_answer_metric(m) and g[f"{m}_p"].notna().any()]
     if not tested or not (answer or other):
         return ""
     parts = []

@@ -1,6 +1,6 @@
 """First-stage retrieval: a Dataset -> one CandidateList per query (``pool`` candidates, best first).
 
-Methods (``first_stage(dataset, method, pool, cache_dir, **params)``):
+Methods (``first_stage(dataset, method, pool, cache_dir, **params)``; the names are registered in ``FIRST_STAGES``):
 
 - ``bm25``: bm25s with Lucene scoring, k1=1.5, b=0.75, PyStemmer's English stemmer and English stopwords over
   title + text: the configuration of xhluca/bm25-benchmarks (``benchmark/on_bm25s.py``; SciFact nDCG@10 0.687).
@@ -31,14 +31,14 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from bench.data.base import Dataset
-from bench.data.loaders import read_jsonl, text_lines
+from bench.data.loaders import read_jsonl, read_requests_jsonl, text_lines
 from bench.errors import UserError
-from bench.llm.base import stable_hash
+from bench.hashing import stable_hash
+from bench.registry import Registry
 from bench.types import Candidate, CandidateList, Document, Query, Ranking
 
 log = logging.getLogger(__name__)
 
-BUILTIN_METHODS = ("bm25", "dense", "given")
 BM25_VARIANTS = ("lucene", "robertson", "atire", "bm25l", "bm25+")   # bm25s' scoring methods
 BM25_DEFAULTS: dict[str, Any] = {"k1": 1.5, "b": 0.75, "variant": "lucene", "stopwords": "en", "stemmer": "english"}
 # Dense options that do not change the results (and stay out of the cache key).
@@ -47,28 +47,49 @@ DENSE_RUNTIME: dict[str, Any] = {"device": "auto", "dtype": "float32", "batch_si
 
 def first_stage(dataset: Dataset, method: str, pool: int, cache_dir: str | os.PathLike | None = None,
                 **params: Any) -> list[CandidateList]:
-    """One CandidateList per query of ``dataset`` (same order), at most ``pool`` candidates each, best first."""
+    """One CandidateList per query of ``dataset`` (same order), at most ``pool`` candidates each, best first.
+    ``method``: a registered first stage (``FIRST_STAGES``, plugins included) or the path of a file of candidates."""
     if pool < 1:
         raise UserError(f"first-stage pool {pool}: expected a positive number of candidates")
-    if method == "bm25":
-        options = _options(method, params, BM25_DEFAULTS)
-        return _cached(dataset, method, pool, cache_dir, {**options, "bm25s": _bm25s_version()},
-                       lambda: bm25_rankings(dataset, pool, **options))
-    if method == "dense":
-        from bench.encoders import MINILM_CHECKPOINT, checkpoint_digest
-
-        runtime = {k: params.pop(k, v) for k, v in DENSE_RUNTIME.items()}
-        options = _options(method, params, {"model": MINILM_CHECKPOINT, "max_length": None})
-        return _cached(dataset, method, pool, cache_dir, {**options, "weights": checkpoint_digest(options["model"])},
-                       lambda: dense_rankings(dataset, pool, cache_dir, **options, **runtime))
-    _options(method, params, {})
-    if method == "given":
-        return given_candidates(dataset, pool)
+    if method in FIRST_STAGES:
+        return FIRST_STAGES.load(method)(dataset, pool, cache_dir, **params)
     path = Path(method)
     if path.is_file():
+        _options(method, params, {})
         return candidates_from_file(dataset, path, pool)
-    raise UserError(f"first stage {method!r}: expected one of {', '.join(BUILTIN_METHODS)} "
+    raise UserError(f"first stage {method!r}: expected one of {', '.join(FIRST_STAGES.names())} "
                     f"or the path of a TREC run / Request JSONL file")
+
+
+def bm25_first_stage(dataset: Dataset, pool: int, cache_dir: str | os.PathLike | None = None,
+                     **params: Any) -> list[CandidateList]:
+    options = _options("bm25", params, BM25_DEFAULTS)
+    return _cached(dataset, "bm25", pool, cache_dir, {**options, "bm25s": _bm25s_version()},
+                   lambda: bm25_rankings(dataset, pool, **options))
+
+
+def dense_first_stage(dataset: Dataset, pool: int, cache_dir: str | os.PathLike | None = None,
+                      **params: Any) -> list[CandidateList]:
+    from bench.encoders import MINILM_CHECKPOINT, checkpoint_digest
+
+    runtime = {k: params.pop(k, v) for k, v in DENSE_RUNTIME.items()}
+    options = _options("dense", params, {"model": MINILM_CHECKPOINT, "max_length": None})
+    return _cached(dataset, "dense", pool, cache_dir, {**options, "weights": checkpoint_digest(options["model"])},
+                   lambda: dense_rankings(dataset, pool, cache_dir, **options, **runtime))
+
+
+def given_first_stage(dataset: Dataset, pool: int, cache_dir: str | os.PathLike | None = None,
+                      **params: Any) -> list[CandidateList]:
+    _options("given", params, {})
+    return given_candidates(dataset, pool)
+
+
+# A first stage: (dataset, pool, cache_dir, **options) -> one CandidateList per query. Plugins: entry-point group
+# rerank_bench.first_stages.
+FIRST_STAGES = Registry("first stage")
+FIRST_STAGES.add("bm25", bm25_first_stage, description="bm25s, Lucene scoring (k1=1.5, b=0.75), English stemming")
+FIRST_STAGES.add("dense", dense_first_stage, description="all-MiniLM-L6-v2 bi-encoder, exhaustive cosine search")
+FIRST_STAGES.add("given", given_first_stage, description="the dataset's own per-query pools (HotpotQA distractor)")
 
 
 def _options(method: str, params: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
@@ -300,24 +321,6 @@ def read_trec_run(path: str | os.PathLike) -> dict[str, Ranking]:
 def write_requests_jsonl(path: str | os.PathLike, lists: Iterable[CandidateList]) -> None:
     """rank_llm Request JSONL, one query per line (labels are not part of the format)."""
     _write_lines(path, (json.dumps(cl.to_request_json(), ensure_ascii=False) for cl in lists))
-
-
-def read_requests_jsonl(path: str | os.PathLike) -> list[CandidateList]:
-    out = []
-    for lineno, obj in read_jsonl(Path(path), ("query", "candidates"), "a rank_llm Request"):
-        try:
-            cl = CandidateList.from_request_json(obj)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise UserError(f"{path} line {lineno}: not a rank_llm Request "
-                            f"(expected query.qid, query.text, candidates[].docid; {type(exc).__name__}: {exc})") \
-                from None
-        docids = [c.docid for c in cl.candidates]
-        if len(set(docids)) != len(docids):
-            raise UserError(f"{path} line {lineno}: query {cl.query.qid!r} lists a docid twice")
-        out.append(cl)
-    return out
-
-
 
 
 RANKGPT_EXPECTED = 'a RankGPT item {"query": text, "hits": [{"qid", "docid", "rank", "score", "content"}, ...]}'

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 
 from bench.environment import cache_dir
 from bench.errors import UserError
-from bench.llm.base import stable_hash
+from bench.hashing import stable_hash
 from bench.types import QueryRecord, Ranking
 
 log = logging.getLogger(__name__)

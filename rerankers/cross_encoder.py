@@ -8,22 +8,15 @@ two-label head, the log-probability of the last, "relevant" label).
 """
 from __future__ import annotations
 
-import os
 from abc import abstractmethod
 from typing import Any, Callable, Sequence
 
 from bench.errors import UserError
-from bench.environment import resolve_device, resolve_dtype
+from bench.environment import hub_offline, resolve_device, resolve_dtype
 from rerankers.base import PointwiseReranker, RerankerSettings
 
 # A tokenizer without a configured limit reports this huge sentinel as model_max_length.
 _NO_LIMIT = 10**6
-
-
-def hub_offline() -> bool:
-    import huggingface_hub
-
-    return huggingface_hub.is_offline_mode() or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
 
 
 def load_pretrained(load: Callable[..., Any], checkpoint: str, **kwargs: Any) -> Any:

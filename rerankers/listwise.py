@@ -31,10 +31,9 @@ from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from bench.errors import UserError, require
-from bench.llm.base import ChatRequest, ChatResponse, Engine
+from bench.llm.base import ChatRequest, Engine
 from bench.prompts import PROMPT_DIR, PromptTemplate, load_template
 from bench.types import Candidate, CandidateList, Ranking
-from bench.environment import resolve_dtype
 from rerankers.base import Reranker, RerankerSettings
 
 WINDOW_SIZE = 20
@@ -154,25 +153,6 @@ class TokenCounter:
         return self.count_text(" > ".join(f"[{i + 1}]" for i in range(n)))
 
 
-class VLLMEngine(Engine):
-    """vLLM in-process (the ``vllm`` extra, a GPU machine): chat requests through the model's chat template."""
-
-    kind = "vllm"
-
-    def __init__(self, model: str, dtype: Any = "auto", seed: int = 0, max_model_len: int | None = None):
-        vllm = require("vllm", "vllm", "the in-process vLLM engine")
-        self.model = model
-        self._vllm = vllm
-        self.llm = vllm.LLM(model=model, dtype=dtype, seed=seed, max_model_len=max_model_len)
-
-    def generate(self, requests: Sequence[ChatRequest]) -> list[ChatResponse]:
-        params = [self._vllm.SamplingParams(temperature=r.temperature, max_tokens=r.max_tokens,
-                                            stop=list(r.stop) or None) for r in requests]
-        outs = self.llm.chat([r.message_dicts() for r in requests], sampling_params=params, use_tqdm=False)
-        return [ChatResponse(o.outputs[0].text, {"prompt_tokens": len(o.prompt_token_ids),
-                                                 "completion_tokens": len(o.outputs[0].token_ids)}) for o in outs]
-
-
 class ListwiseReranker(Reranker):
     """An LLM ordering windows of passages (rank_llm's sliding window). Subclasses set the prompt and how the
     engine is chosen."""
@@ -214,18 +194,13 @@ class ListwiseReranker(Reranker):
 
     def _build_engine(self) -> Engine:
         opts = self.settings.options
-        factory = opts.get("engine") if callable(opts.get("engine")) else None
-        if self.engine_kind == "vllm":
-            dtype = self.settings.dtype if self.settings.dtype == "auto" else resolve_dtype(self.settings.dtype, "cuda")
-            engine: Engine = VLLMEngine(self.model_name, dtype=dtype, seed=self.settings.seed)
-        elif factory is not None:
-            return factory(f"{self.engine_kind}:{self.model_name}")
-        else:
-            from bench.llm import make_engine
+        spec = f"{self.engine_kind}:{self.model_name}"
+        if callable(opts.get("engine")):         # the run's shared, cached engines (bench.runner.Runner.engine)
+            return opts["engine"](spec)
+        from bench.llm import make_engine
 
-            engine = make_engine(f"{self.engine_kind}:{self.model_name}", device=self.settings.device,
-                                 dtype=self.settings.dtype, base_url=opts.get("base_url"),
-                                 api_key_env=opts.get("api_key_env") or "OPENAI_API_KEY")
+        engine = make_engine(spec, device=self.settings.device, dtype=self.settings.dtype, seed=self.settings.seed,
+                             base_url=opts.get("base_url"), api_key_env=opts.get("api_key_env") or "OPENAI_API_KEY")
         if not self.settings.cache_dir:
             return engine
         from bench.llm.cache import CachedEngine, open_cache

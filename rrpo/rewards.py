@@ -17,10 +17,8 @@ from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
 from bench.errors import UserError
-from bench.llm.base import stable_hash
+from bench.hashing import stable_hash
 from bench.types import Answer, Document, Query
-
-METRICS = {"f1": "F1", "em": "EM", "accuracy": "accuracy"}
 
 # A batched reward function: (queries, predictions) -> one score in [0, 1] per prediction. The answer metrics and
 # any LLM judge fit it.
@@ -32,17 +30,20 @@ class ReaderLike(Protocol):
 
 
 def answer_metric(name: str) -> RewardMetric:
-    """The token-F1, exact-match or containment ("accuracy") score of ``bench.metrics`` against the gold answers."""
-    if name not in METRICS:
-        raise UserError(f"--metric {name!r}: expected one of {', '.join(METRICS)} or judge")
-    from bench.metrics import answer_metrics
+    """A registered answer metric of ``bench.metrics`` computed from the answer alone (F1 or ``f1``, EM or ``em``,
+    accuracy, a plugin's) against the gold answers."""
+    from bench.metrics import METRICS, metric
 
-    key = METRICS[name]
+    rewards = [e.name for e in METRICS.entries() if metric(e.name).kind == "answer" and metric(e.name).compute]
+    if name not in METRICS or METRICS.entry(name).name not in rewards:
+        raise UserError(f"--metric {name!r}: expected one of {', '.join(rewards)} (or their aliases f1, em) or "
+                        f"judge:<engine>")
+    registered = metric(name)
 
-    def metric(queries: Sequence[Query], predictions: Sequence[str]) -> list[float]:
-        return [float(answer_metrics(p, q.answers)[key]) for q, p in zip(queries, predictions)]
+    def score(queries: Sequence[Query], predictions: Sequence[str]) -> list[float]:
+        return [float(registered.compute(p, q.answers)) for q, p in zip(queries, predictions)]
 
-    return metric
+    return score
 
 
 def judge_metric(judge) -> RewardMetric:

@@ -27,7 +27,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from bench.errors import UserError
-from bench.llm.base import stable_hash
+from bench.hashing import stable_hash
 from bench.types import CandidateList
 from rerankers.base import PointwiseReranker
 from rrpo.policy import CHECKPOINT_FORMAT, WEIGHTS_FILE, RerankPolicy, step_log_probs

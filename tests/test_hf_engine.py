@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from bench.errors import UserError
-from bench.llm import ENGINE_FORMS, make_engine
+from bench.llm import engine_forms, make_engine
 from bench.llm.base import ChatRequest
 from bench.llm.hf import HFEngine, cut_at_stop
 
@@ -137,11 +137,12 @@ def test_factory_specs(tmp_path, monkeypatch):
     remote = make_engine("openai:my-model:7b", base_url="http://127.0.0.1:9/v1", api_key_env="MY_KEY")
     assert (remote.kind, remote.model) == ("openai", "my-model:7b")     # only the first colon splits the spec
     for bad in ("smollm", "hf:", "HF:x", "openai", "gpt-4o", "smollm2:extra"):
-        with pytest.raises(UserError, match="unknown LLM engine .*smollm2, gemma3-270m, hf:<model id or path>"):
+        with pytest.raises(UserError, match="unknown LLM engine .*gemma3-270m, hf:<model id or path>, openai:<model>, "
+                                            "smollm2, vllm:<model>$"):
             make_engine(bad)
     with pytest.raises(UserError, match="unexpected keyword argument 'devices'"):
         make_engine("smollm2", devices="cpu")
-    assert ENGINE_FORMS == ("smollm2", "gemma3-270m", "hf:<model id or path>", "openai:<model>")
+    assert engine_forms() == ["gemma3-270m", "hf:<model id or path>", "openai:<model>", "smollm2", "vllm:<model>"]
 
 
 # --- the real offline SmolLM2 --------------------------------------------------------------------------------

@@ -96,3 +96,26 @@ def test_normalisation_and_edge_cases():
     assert token_f1("", "") == 1.0 and token_f1("the", "") == 1.0           # SQuAD v2: both empty -> 1
     assert answer_metrics("the", ["an"])["accuracy"] == 0.0                 # an empty gold never "occurs"
     assert answer_metrics("x", []) == {}                                    # no gold: no answer metrics
+
+
+def test_metric_registry_drives_the_report_kinds_and_rrpo_rewards():
+    """One registered object per metric: its kind and 0/1-ness are what the report reads, and RRPO's --metric names
+    (aliases f1, em included) resolve through the same registry; a ranking metric or the judge is no reward."""
+    from bench.errors import UserError
+    from bench.metrics import answer_metric_names, is_answer_metric, is_binary_metric, metric
+    from bench.types import Query
+    from rrpo.rewards import answer_metric
+
+    assert answer_metric_names() == ["EM", "F1", "accuracy", "judge"]
+    assert [is_answer_metric(m) for m in ("judge", "F1", "Recall@3", "nDCG@10", "MAP", "unregistered")] == \
+        [True, True, False, False, False, False]
+    assert [is_binary_metric(m) for m in ("EM", "accuracy", "judge", "F1", "Recall@7")] == [True, True, True, False,
+                                                                                           False]
+    assert metric("Recall@7").name == "Recall@k" and metric("f1").name == "F1"
+    q = Query(qid="q", text="?", answers=["Paris"])
+    assert answer_metric("f1")([q], ["paris france"]) == [pytest.approx(2 / 3)]
+    assert answer_metric("EM")([q, q], ["Paris", "Lyon"]) == [1.0, 0.0]
+    for bad in ("judge", "nDCG@10", "F"):
+        with pytest.raises(UserError, match=rf"^--metric '{bad}': expected one of EM, F1, accuracy \(or their aliases "
+                                            rf"f1, em\) or judge:<engine>$"):
+            answer_metric(bad)

@@ -56,3 +56,38 @@ def test_every_registered_extra_is_checked_before_loading():
     declared = tomllib.loads((Path(__file__).parent.parent / "pyproject.toml").read_text())["project"][
         "optional-dependencies"]
     assert extras <= set(EXTRA_MODULES) <= set(declared)
+
+
+def test_registry_exact_names_aliases_lazy_loading_and_base_check(tmp_path, monkeypatch):
+    """The one mechanism behind every kind: an alias resolves to its entry, a prefix or substring never does, a
+    "module:attr" entry is imported only when loaded, and what it loads must be of the kind's base."""
+    import sys
+
+    from bench.registry import Registry
+
+    (tmp_path / "rb_lazy_backend.py").write_text("class Good(int):\n    pass\n\nclass Bad:\n    pass\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    registry = Registry("widget", base=int)
+    registry.add("good", "rb_lazy_backend:Good", aliases=("fine",), colour="blue")
+    registry.add("bad", "rb_lazy_backend:Bad")
+    assert registry.names() == ["bad", "fine", "good"] and registry.meta("fine") == {"colour": "blue"}
+    assert "rb_lazy_backend" not in sys.modules                      # listed and described without importing
+    assert registry.load("fine") is registry.load("good") and "rb_lazy_backend" in sys.modules
+    with pytest.raises(UserError, match=r"^widget 'bad' \(built-in\): 'rb_lazy_backend:Bad' is not a builtins.int$"):
+        registry.load("bad")
+    for wrong in ("goo", "goods", "GOOD"):
+        with pytest.raises(UserError, match=rf"^unknown widget '{wrong}'; registered: bad, fine, good$"):
+            registry.entry(wrong)
+    with pytest.raises(ValueError, match="widget name 'fine' registered twice"):
+        registry.add("fine", "rb_lazy_backend:Good")
+    assert registry.group == "rerank_bench.widgets"
+
+
+def test_listing_rerankers_imports_no_backend():
+    import subprocess
+    import sys
+
+    code = ("import sys; from rerankers.registry import describe; describe(); "
+            "print(sorted(m for m in sys.modules if m.startswith(('torch', 'transformers', 'rerankers.'))))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "['rerankers.base', 'rerankers.registry']"

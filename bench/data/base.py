@@ -1,4 +1,5 @@
-"""The Dataset record every loader returns, and the registry of dataset names."""
+"""The Dataset record every loader returns, and the registry of dataset names (``bench.registry.Registry``, kind
+``dataset``; plugins: entry-point group ``rerank_bench.datasets``, each a loader as below)."""
 from __future__ import annotations
 
 import hashlib
@@ -6,7 +7,8 @@ from dataclasses import dataclass, field
 from typing import Callable
 
 from bench.errors import UserError
-from bench.llm.base import stable_hash
+from bench.registry import Registry
+from bench.hashing import stable_hash
 from bench.types import Document, Query
 
 
@@ -57,21 +59,15 @@ class Dataset:
 
 
 DatasetLoader = Callable[..., Dataset]
-DATASETS: dict[str, tuple[DatasetLoader, str]] = {}
+DATASETS = Registry("dataset")
 
 
 def register_dataset(name: str, description: str) -> Callable[[DatasetLoader], DatasetLoader]:
-    """Register ``loader(split=..., cache_dir=...) -> Dataset`` under a name usable as ``--datasets NAME``."""
-
-    def deco(fn: DatasetLoader) -> DatasetLoader:
-        if name in DATASETS:
-            raise ValueError(f"dataset {name!r} registered twice")
-        DATASETS[name] = (fn, description)
-        return fn
-
-    return deco
+    """Register ``loader(split=..., cache_dir=..., [data_dir=...]) -> Dataset`` under a name usable as
+    ``--datasets NAME``."""
+    return DATASETS.register(name, description=description)
 
 
 def unknown_dataset(name: str) -> UserError:
-    return UserError(f"unknown dataset {name!r}: not a registered name ({', '.join(sorted(DATASETS))}) "
+    return UserError(f"unknown dataset {name!r}: not a registered name ({', '.join(DATASETS.names())}) "
                      f"nor an existing path")

@@ -416,7 +416,8 @@ def where_is(entry: Entry, data_dir: str | None, cache_dir: str | None) -> str:
 
 def list_text(data_dir: str | None = None, cache_dir: str | None = None) -> str:
     rows = []
-    for name, (_, description) in sorted(DATASETS.items()):
+    for name in [e.name for e in DATASETS.entries()]:
+        description = DATASETS.meta(name).get("description", "")
         entry = CATALOG.get(name)
         if entry is None:
             rows.append({"name": name, "task": description, "split": "", "counts": "", "licence": "",

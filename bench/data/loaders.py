@@ -51,7 +51,7 @@ from bench.data.base import Dataset, register_dataset
 from bench.data.download import download
 from bench.environment import cache_dir as cache_dir_of
 from bench.errors import UserError
-from bench.types import Document, Query
+from bench.types import CandidateList, Document, Query
 
 BEIR_URL_ENV = "RERANK_BENCH_BEIR_URL"
 BEIR_BASE_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets"
@@ -410,3 +410,19 @@ def load_path(path: Path, split: str = "test") -> Dataset:
     raise UserError(f"{path}: unrecognised dataset file; expected a HotpotQA .json/.jsonl file (records with "
                     f"context and supporting_facts), a QA .jsonl (id, question, golden_answers) beside corpus.jsonl, "
                     f"or a release file of MuSiQue, 2WikiMultihopQA, NQ-open, TriviaQA, AmbigNQ, PopQA or DPR")
+
+
+def read_requests_jsonl(path: str | os.PathLike) -> list[CandidateList]:
+    out = []
+    for lineno, obj in read_jsonl(Path(path), ("query", "candidates"), "a rank_llm Request"):
+        try:
+            cl = CandidateList.from_request_json(obj)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UserError(f"{path} line {lineno}: not a rank_llm Request "
+                            f"(expected query.qid, query.text, candidates[].docid; {type(exc).__name__}: {exc})") \
+                from None
+        docids = [c.docid for c in cl.candidates]
+        if len(set(docids)) != len(docids):
+            raise UserError(f"{path} line {lineno}: query {cl.query.qid!r} lists a docid twice")
+        out.append(cl)
+    return out

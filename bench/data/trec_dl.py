@@ -22,6 +22,7 @@ import sys
 from pathlib import Path
 
 from bench.data.base import Dataset
+from bench.data.loaders import read_requests_jsonl
 from bench.errors import UserError
 from bench.types import Document, Query
 
@@ -72,8 +73,6 @@ def read_collection_tsv(path: Path) -> dict[str, Document]:
 
 def load_trec_dl(folder: Path, topics_file: str, qrels_file: str, candidates_file: str, name: str,
                  split: str = "test") -> Dataset:
-    from bench.retrieval import read_requests_jsonl
-
     if split != "test":
         raise UserError(f"{name}: TREC DL has one evaluation set; got split {split!r}: use --split test")
     topics = read_topics_tsv(folder / topics_file)

@@ -1,16 +1,19 @@
 """LLM engines behind one interface (``bench.llm.base.Engine``), built from a spec string by ``make_engine``.
 
-Specs: ``smollm2`` (the default reader, offline), ``gemma3-270m`` (a base model, offline), ``hf:<model id or
-path>`` (any local transformers causal LM), ``openai:<model>`` (any OpenAI-compatible server: OpenAI, vLLM, Ollama;
-``base_url`` picks the server). Engines import their heavy dependencies only when built.
+Specs: ``smollm2`` (the default reader, offline), ``gemma3-270m`` (a base model, offline), ``hf:<model id or path>``
+(any local transformers causal LM), ``openai:<model>`` (any OpenAI-compatible server: OpenAI, vLLM, Ollama;
+``base_url`` picks the server), ``vllm:<model>`` (vLLM in-process, the ``vllm`` extra). The names are registered in
+``ENGINES`` (``bench.registry.Registry``; plugins: entry-point group ``rerank_bench.engines``): each entry is a factory
+``(model, EngineOptions) -> Engine``, whose ``model`` is the part of the spec after the colon for entries registered
+with a ``model`` placeholder, else None. Engines import their heavy dependencies only when built.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
 
 from bench.errors import UserError
 from bench.llm.base import Engine
+from bench.registry import Registry
 
 
 @dataclass(frozen=True)
@@ -26,15 +29,16 @@ class EngineOptions:
     timeout: float = 60.0
     max_retries: int = 5
     cache_dir: str | None = None     # where converted offline models are kept (default: the bench cache)
+    seed: int = 0                    # engines that sample with a seed of their own (vllm)
 
 
-def _smollm2(o: EngineOptions) -> Engine:
+def _smollm2(model: None, o: EngineOptions) -> Engine:
     from bench.llm.hf import load_smollm2
 
     return load_smollm2(device=o.device, dtype=o.dtype, batch_size=o.batch_size, cache_dir=o.cache_dir)
 
 
-def _gemma3(o: EngineOptions) -> Engine:
+def _gemma3(model: None, o: EngineOptions) -> Engine:
     from bench.llm.hf import load_gemma3_270m
 
     return load_gemma3_270m(device=o.device, dtype=o.dtype, batch_size=o.batch_size, cache_dir=o.cache_dir)
@@ -53,9 +57,35 @@ def _openai(model: str, o: EngineOptions) -> Engine:
                         timeout=o.timeout, max_retries=o.max_retries)
 
 
-NAMED_ENGINES: dict[str, Callable[[EngineOptions], Engine]] = {"smollm2": _smollm2, "gemma3-270m": _gemma3}
-PREFIXED_ENGINES: dict[str, Callable[[str, EngineOptions], Engine]] = {"hf": _hf, "openai": _openai}
-ENGINE_FORMS = (*NAMED_ENGINES, "hf:<model id or path>", "openai:<model>")
+def _vllm(model: str, o: EngineOptions) -> Engine:
+    from bench.environment import resolve_dtype
+    from bench.llm.vllm_engine import VLLMEngine
+
+    return VLLMEngine(model, dtype=o.dtype if o.dtype == "auto" else resolve_dtype(o.dtype, "cuda"), seed=o.seed)
+
+
+ENGINES = Registry("engine")
+ENGINES.add("smollm2", _smollm2, description="SmolLM2-135M-Instruct, offline (the default reader)")
+ENGINES.add("gemma3-270m", _gemma3, extra="gemma", description="Gemma-3-270m base model, offline")
+ENGINES.add("hf", _hf, model="<model id or path>", description="any local transformers causal LM")
+ENGINES.add("openai", _openai, model="<model>", description="any OpenAI-compatible server (--base-url)")
+ENGINES.add("vllm", _vllm, model="<model>", extra="vllm", description="vLLM in-process (GPU)")
+
+
+def engine_forms() -> list[str]:
+    """How each registered engine is written as a spec, for messages and ``python -m bench list``."""
+    return [f"{e.name}:{ENGINES.meta(e.name)['model']}" if "model" in ENGINES.meta(e.name) else e.name
+            for e in ENGINES.entries()]
+
+
+def parse_engine_spec(spec: str) -> tuple[str, str | None]:
+    """(registered name, model or None) of a spec; an unknown spec fails in one line with the known forms."""
+    if spec in ENGINES and "model" not in ENGINES.meta(spec):
+        return spec, None
+    prefix, sep, model = spec.partition(":")
+    if sep and model and prefix in ENGINES and "model" in ENGINES.meta(prefix):
+        return prefix, model
+    raise UserError(f"unknown LLM engine {spec!r}; expected one of: {', '.join(engine_forms())}")
 
 
 def make_cached_engine(spec: str, cache, mode: str = "use", **options: object) -> Engine:
@@ -67,10 +97,6 @@ def make_cached_engine(spec: str, cache, mode: str = "use", **options: object) -
     return CachedEngine(make_engine(spec, **options), cache, mode=mode)
 
 
-# Named engines whose weights come from an optional package: checked before anything loads.
-ENGINE_EXTRAS = {"gemma3-270m": "gemma"}
-
-
 def check_engine_installed(spec: str) -> None:
     """Fail (one line, the install command) when the packages of engine ``spec`` are missing, before any model
     loads; a spec that is not an engine fails later in ``make_engine`` with the list of known ones."""
@@ -80,8 +106,11 @@ def check_engine_installed(spec: str) -> None:
         from bench.llm.hf import smollm2_gguf_folder
 
         smollm2_gguf_folder()
-    elif spec in ENGINE_EXTRAS:
-        check_extra(ENGINE_EXTRAS[spec], f"the {spec} reader")
+        return
+    name = spec if spec in ENGINES else spec.partition(":")[0]
+    extra = ENGINES.meta(name).get("extra") if name in ENGINES else None
+    if extra:
+        check_extra(extra, f"the {spec} reader")
 
 
 def make_engine(spec: str, **options: object) -> Engine:
@@ -91,9 +120,9 @@ def make_engine(spec: str, **options: object) -> Engine:
     except TypeError as exc:
         raise UserError(f"make_engine: {exc}; known options: {', '.join(EngineOptions.__dataclass_fields__)}") \
             from None
-    if spec in NAMED_ENGINES:
-        return NAMED_ENGINES[spec](opts)
-    prefix, sep, model = spec.partition(":")
-    if sep and model and prefix in PREFIXED_ENGINES:
-        return PREFIXED_ENGINES[prefix](model, opts)
-    raise UserError(f"unknown LLM engine {spec!r}; expected one of: {', '.join(ENGINE_FORMS)}")
+    name, model = parse_engine_spec(spec)
+    engine = ENGINES.load(name)(model, opts)
+    if not isinstance(engine, Engine):
+        raise UserError(f"engine {name!r} ({ENGINES.entry(name).source}) built a {type(engine).__name__}, expected a "
+                        f"bench.llm.base.Engine")
+    return engine

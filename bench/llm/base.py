@@ -6,8 +6,6 @@ the same order. Engines: ``hf`` (local transformers), ``openai`` (any OpenAI-com
 """
 from __future__ import annotations
 
-import hashlib
-import json
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -70,6 +68,3 @@ class Engine(ABC):
         secrets."""
         return {"kind": self.kind, "model": self.model}
 
-
-def stable_hash(obj: Any, n: int = 16) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, ensure_ascii=False, default=str).encode()).hexdigest()[:n]

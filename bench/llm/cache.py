@@ -17,7 +17,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from bench.errors import UserError
-from bench.llm.base import ChatRequest, ChatResponse, Engine, ResponseCallback, stable_hash
+from bench.llm.base import ChatRequest, ChatResponse, Engine, ResponseCallback
+from bench.hashing import stable_hash
 
 CACHE_MODES = ("use", "bypass", "refresh")
 _SQL_VARIABLES = 500   # keys per SELECT ... IN (...), below SQLite's variable limit of every version

