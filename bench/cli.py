@@ -9,6 +9,7 @@ from pathlib import Path
 
 from bench.errors import UserError
 from bench.metrics import answer_metric_names
+from bench.options import parse_component_args
 from bench.runner import RunConfig, Runner
 
 
@@ -38,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="retrieve, rerank, read, score; write results/<run-id>/ and print the leaderboard")
+    run.add_argument("--config", metavar="FILE", help="a JSON or YAML file of RunConfig fields (e.g. a run's "
+                     "config.json); flags given as well override it")
     run.add_argument("--datasets", nargs="+", default=d.datasets, help="registered names or paths (default: fictional)")
     run.add_argument("--split", default=d.split)
     run.add_argument("--rerankers", nargs="+", default=d.rerankers)
@@ -61,7 +64,13 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--max-tokens", type=int, default=d.max_tokens)
     run.add_argument("--device", default=d.device)
     run.add_argument("--dtype", default=d.dtype)
-    run.add_argument("--batch-size", type=int, default=d.batch_size)
+    run.add_argument("--batch-size", type=int, default=d.batch_size,
+                     help="batch of every reranker and reader (default: each one's own, e.g. 32 and 8)")
+    for role, example in (("reranker", "rankzephyr:window=20,stride=10"), ("reader", "smollm2:batch_size=4"),
+                          ("judge", "openai:gpt-4o-mini:timeout=30")):
+        run.add_argument(f"--{role}-args", action="append", default=[], metavar="NAME:KEY=VALUE,...",
+                         help=f"options of one {role} (repeatable), e.g. {example}; "
+                              f"`python -m bench list --{role} NAME` shows them")
     add_server_options(run)
     run.add_argument("--concurrency", type=int, default=d.concurrency)
     run.add_argument("--timeout", type=float, default=d.timeout)
@@ -78,7 +87,11 @@ def build_parser() -> argparse.ArgumentParser:
                      "(default: $RERANK_BENCH_DATA; see `python -m bench data`)")
     run.add_argument("--llm-cache", choices=["use", "bypass", "refresh"], default=d.llm_cache)
 
-    sub.add_parser("list", help="registered rerankers (alias -> checkpoint -> kind -> extra), datasets, readers")
+    p.run_parser = run     # type: ignore[attr-defined]  (parse_run_args sets a config file's defaults on it)
+    lst = sub.add_parser("list", help="registered rerankers (alias -> checkpoint -> kind -> extra), datasets, readers; "
+                         "with --reranker/--reader/--judge NAME: that component's options and defaults")
+    for role in ("reranker", "reader", "judge"):
+        lst.add_argument(f"--{role}", metavar="NAME", help=f"show the options of this {role}")
 
     rep = sub.add_parser("report", help="rebuild the leaderboard of a finished or interrupted run from its records")
     rep.add_argument("run_dir")
@@ -98,17 +111,79 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(args: argparse.Namespace) -> RunConfig:
+def read_config_file(path: str) -> dict:
+    """The RunConfig fields of a JSON or YAML file (a run's config.json works: its fingerprints are ignored)."""
+    import yaml
+
+    file = Path(path)
+    try:
+        text = file.read_text(encoding="utf-8")
+        values = yaml.safe_load(text) if file.suffix in (".yaml", ".yml") else json.loads(text)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise UserError(f"--config {path}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
+    if not isinstance(values, dict):
+        raise UserError(f"--config {path}: expected a mapping of RunConfig fields")
+    values.pop("fingerprints", None)
+    names = [f.name for f in fields(RunConfig)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise UserError(f"--config {path}: unknown key {unknown[0]!r}; valid: {', '.join(names)}")
+    return values
+
+
+def parse_run_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict]:
+    """Flags over ``--config``'s values over RunConfig's defaults. Mappings of the file (checkpoints, component
+    args) come back apart and are merged with the flags' in ``config_from_args``."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command != "run" or not args.config:
+        return args, {}
+    values = read_config_file(args.config)
+    mappings = {k: values.pop(k) for k in ("checkpoints", *RunConfig.COMPONENT_ARGS) if k in values}
+    parser.run_parser.set_defaults(**values)
+    return parser.parse_args(argv), mappings
+
+
+def config_from_args(args: argparse.Namespace, from_file: dict | None = None) -> RunConfig:
+    from_file = from_file or {}
     names = {f.name for f in fields(RunConfig)}
     values = {k: v for k, v in vars(args).items() if k in names}
-    values["checkpoints"] = _checkpoint_pairs(args.checkpoint)
+    values["checkpoints"] = {**from_file.get("checkpoints", {}), **_checkpoint_pairs(args.checkpoint)}
     if args.rrpo_checkpoint:
         values["checkpoints"]["rrpo"] = args.rrpo_checkpoint
+    for role in ("reranker", "reader", "judge"):
+        key = f"{role}_args"
+        values[key] = {name: dict(opts) for name, opts in from_file.get(key, {}).items()}
+        for name, opts in parse_component_args(f"--{role}-args", getattr(args, key)).items():
+            values[key].setdefault(name, {}).update(opts)
     for name in ("pool", "top_k", "chunk_size", "batch_size", "concurrency"):
-        if values[name] < (0 if name == "top_k" else 1):
+        if values[name] is not None and values[name] < (0 if name == "top_k" else 1):
             expected = "0 or a positive number" if name == "top_k" else "a positive number"
             raise UserError(f"--{name.replace('_', '-')} {values[name]}: expected {expected}")
     return RunConfig(**values)
+
+
+def cmd_list_options(args: argparse.Namespace) -> str:
+    """The options ``--reranker-args`` / ``--reader-args`` / ``--judge-args`` accept for one component."""
+    import pandas as pd
+
+    from bench.llm import EngineOptions, parse_engine_spec
+    from bench.options import option_rows
+    from rerankers.base import PER_BACKEND_SETTINGS, RerankerSettings
+    from rerankers.registry import RERANKERS, resolve
+
+    if args.reranker:
+        cls = RERANKERS.load(args.reranker)
+        settings = [r for r in option_rows(RerankerSettings) if r["option"] in PER_BACKEND_SETTINGS]
+        for row in settings:
+            row["default"] = (f"{resolve(args.reranker).checkpoint!r} (registered)" if row["option"] == "checkpoint"
+                              else row["default"])
+        rows, flag, name = settings + option_rows(cls.Options), "--reranker-args", args.reranker
+    else:
+        name, flag = (args.reader, "--reader-args") if args.reader else (args.judge, "--judge-args")
+        parse_engine_spec(name)
+        rows = option_rows(EngineOptions)
+    return f"{flag} {name}:KEY=VALUE,...\n\n{pd.DataFrame(rows).to_markdown(index=False)}"
 
 
 def cmd_list() -> None:
@@ -155,10 +230,10 @@ def cmd_report(run_dir: str) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
     try:
+        args, from_file = parse_run_args(argv)
         if args.command == "run":
-            runner = Runner(config_from_args(args))
+            runner = Runner(config_from_args(args, from_file))
             print(runner.run())
             print(f"\nresults: {runner.out_dir}")
             if not runner.status_counts.get("ok"):
@@ -166,7 +241,10 @@ def main(argv: list[str] | None = None) -> int:
                       f"); the errors are in {runner.out_dir / 'records.jsonl'}", file=sys.stderr)
                 return 1
         elif args.command == "list":
-            cmd_list()
+            if args.reranker or args.reader or args.judge:
+                print(cmd_list_options(args))
+            else:
+                cmd_list()
         elif args.command == "data":
             cmd_data(args)
         else:

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from bench.errors import UserError
+from bench.files import atomic_write
 
 MINILM_CHECKPOINT = "sentence-transformers/all-MiniLM-L6-v2"
 POOLING_MODES = ("mean", "cls")
@@ -148,8 +149,9 @@ def cached_embeddings(encoder: BiEncoder, key: str, texts: Sequence[str], batch_
         return np.load(path)
     emb = encoder.encode_all(texts, batch_size, desc)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp{os.getpid()}")
-    with tmp.open("wb") as fh:
-        np.save(fh, emb)
-    os.replace(tmp, path)
+    def save(tmp: Path) -> None:
+        with tmp.open("wb") as fh:
+            np.save(fh, emb)
+
+    atomic_write(path, save)
     return emb

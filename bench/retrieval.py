@@ -33,9 +33,10 @@ from typing import Any, Callable, Iterable
 from bench.data.base import Dataset
 from bench.data.loaders import read_jsonl, read_requests_jsonl, text_lines
 from bench.errors import UserError
+from bench.files import atomic_write
 from bench.hashing import stable_hash
 from bench.registry import Registry
-from bench.types import Candidate, CandidateList, Document, Query, Ranking
+from bench.types import Candidate, CandidateList, Document, Query, Ranking, rank_scores
 
 log = logging.getLogger(__name__)
 
@@ -262,11 +263,7 @@ def _write_lines(path: str | os.PathLike, lines: Iterable[str]) -> None:
     """Write atomically (a reader never sees half a file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with tmp.open("w") as fh:
-        for line in lines:
-            fh.write(line + "\n")
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: tmp.write_text("".join(line + "\n" for line in lines)))
 
 
 def write_trec_run(path: str | os.PathLike, rankings_or_lists: Iterable[Ranking | CandidateList], tag: str) -> None:
@@ -283,7 +280,7 @@ def write_trec_run(path: str | os.PathLike, rankings_or_lists: Iterable[Ranking 
             else:
                 qid, docids, scores = item.qid, item.docids, item.scores
             if any(b > a for a, b in zip(scores, scores[1:])):
-                scores = [float(len(docids) - i) for i in range(len(docids))]
+                scores = rank_scores(len(docids))
             for rank, (docid, score) in enumerate(zip(docids, scores), 1):
                 yield f"{qid} Q0 {docid} {rank} {float(score)!r} {tag}"
 

@@ -20,7 +20,9 @@ from typing import Any, Iterator
 
 from tqdm.auto import tqdm
 
+from bench.builder import Builder
 from bench.environment import cache_dir
+from bench.files import atomic_write
 from bench.errors import UserError
 from bench.hashing import stable_hash
 from bench.types import QueryRecord, Ranking
@@ -62,7 +64,7 @@ class RunConfig:
     checkpoints: dict[str, str] = field(default_factory=dict)    # reranker name -> checkpoint override
     device: str = "auto"
     dtype: str = "auto"
-    batch_size: int = 32
+    batch_size: int | None = None          # every reranker's and reader's batch; None: each one's own default
     base_url: str | None = None            # OpenAI-compatible server for openai:* readers/judges/rerankers
     api_key_env: str = "OPENAI_API_KEY"    # the NAME of the variable holding the key, never the key
     judge_base_url: str | None = None      # the judge's server when it is not --base-url's (e.g. OpenAI itself)
@@ -72,6 +74,10 @@ class RunConfig:
     max_retries: int = 5
     chunk_size: int = 32                   # queries per reader call; records are flushed after each chunk
     trust_remote_code: bool = False        # let checkpoints that ship model code run it (only by the user's flag)
+    # Each component's own typed options, by its name or spec: {"rankzephyr": {"window": 20}} (--reranker-args ...)
+    reranker_args: dict[str, dict[str, Any]] = field(default_factory=dict)
+    reader_args: dict[str, dict[str, Any]] = field(default_factory=dict)
+    judge_args: dict[str, dict[str, Any]] = field(default_factory=dict)
     # Not part of the run's identity: where things go and how the cache is used.
     output: str = "results"
     run_id: str | None = None
@@ -82,8 +88,12 @@ class RunConfig:
     NON_IDENTITY = ("output", "run_id", "cache_dir", "data_dir", "llm_cache", "concurrency", "timeout", "max_retries",
                     "chunk_size", "batch_size", "device", "primary_metric", "trust_remote_code")
 
+    COMPONENT_ARGS = ("reranker_args", "reader_args", "judge_args")
+
     def identity(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k not in self.NON_IDENTITY}
+        # Component options join the identity only when given, so that the ids of runs without them hold.
+        return {k: v for k, v in asdict(self).items()
+                if k not in self.NON_IDENTITY and not (k in self.COMPONENT_ARGS and not v)}
 
     def resolved_run_id(self, content: dict[str, Any]) -> str:
         """``--run-id``, or a name derived from the identity and ``content`` (fingerprints of the data and weights,
@@ -138,11 +148,9 @@ class RecordStore:
 
     def compact(self) -> None:
         """Rewrite the file with one record per key (retried failures replaced), atomically."""
-        tmp = self.path.with_suffix(".tmp")
-        with tmp.open("w", encoding="utf-8") as f:
-            for rec in self.records.values():
-                f.write(json.dumps(rec.to_json(), ensure_ascii=False) + "\n")
-        os.replace(tmp, self.path)
+        atomic_write(self.path, lambda tmp: tmp.write_text(
+            "".join(json.dumps(rec.to_json(), ensure_ascii=False) + "\n" for rec in self.records.values()),
+            encoding="utf-8"))
 
 
 def append_jsonl(path: Path, rows: list[dict]) -> None:
@@ -192,26 +200,8 @@ class Runner:
         self.config = config
         self.out_dir: Path | None = None        # results/<run-id>, known once the data are loaded
         self.stage_seconds: dict[str, float] = {}
-        self._engines: dict[str, Any] = {}
-        self._llm_cache = None
+        self.builder = Builder(config)
         self.status_counts: dict[str, int] = {}     # status -> records of the run, once it has finished
-
-    # --- shared LLM machinery -------------------------------------------------------------------------------
-    def engine(self, spec: str, base_url: str | None = None, api_key_env: str | None = None):
-        """One cached engine per spec, shared by readers, the judge and listwise rerankers of this run; OpenAI-
-        compatible engines talk to ``--base-url`` unless given their own server."""
-        if spec not in self._engines:
-            from bench.llm import make_cached_engine
-            from bench.llm.cache import open_cache
-
-            c = self.config
-            if self._llm_cache is None:
-                self._llm_cache = open_cache(c.cache_dir)
-            self._engines[spec] = make_cached_engine(
-                spec, self._llm_cache, c.llm_cache, device=c.device, dtype=c.dtype, base_url=base_url or c.base_url,
-                api_key_env=api_key_env or c.api_key_env, concurrency=c.concurrency, timeout=c.timeout,
-                max_retries=c.max_retries)
-        return self._engines[spec]
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:
@@ -245,8 +235,6 @@ class Runner:
             return self._run(datasets, content)
 
     def _run(self, datasets, content: dict[str, Any]) -> str:
-        from bench.prompts import load_template
-        from bench.readers import Reader
         from bench.report import ReportOptions, write_reports
         from bench.retrieval import first_stage
 
@@ -254,10 +242,8 @@ class Runner:
         config = {**asdict(c), "fingerprints": content}
         (self.out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         store = RecordStore(self.out_dir / "records.jsonl")
-        readers = {spec: (None if spec == "none" else
-                          Reader(self.engine(spec), load_template(c.reader_template), max_tokens=c.max_tokens))
-                   for spec in c.readers}
-        judge = self._judge() if c.judge else None
+        readers = {spec: None if spec == "none" else self.builder.reader(spec) for spec in c.readers}
+        judge = self.builder.judge() if c.judge else None
 
         for dataset in datasets:
             ds_name = dataset.name
@@ -325,24 +311,34 @@ class Runner:
                 raise unknown_dataset(ds)
         if c.baseline not in c.rerankers:
             raise UserError(f"--baseline {c.baseline!r} is not among --rerankers ({' '.join(c.rerankers)})")
+        self.validate_component_args()
+
+    def validate_component_args(self) -> None:
+        """Each ``--*-args NAME:...`` names a component of the run, and its keys and values fit that component's
+        options (checked by building the options, not the component)."""
+        c = self.config
+        for flag, args, names in (("--reranker-args", c.reranker_args, c.rerankers),
+                                  ("--reader-args", c.reader_args, [s for s in c.readers if s != "none"]),
+                                  ("--judge-args", c.judge_args, [c.judge] if c.judge else [])):
+            for name in args:
+                if name not in names:
+                    raise UserError(f"{flag} {name}: not a component of this run ({', '.join(names) or 'none'})")
+        for name in c.reranker_args:
+            self.builder.reranker_settings(name)
+        for role, args in (("reader", c.reader_args), ("judge", c.judge_args)):
+            for spec in args:
+                self.builder.engine_options(spec, role)
 
     def _rankings(self, ds_name: str, rr_name: str, pending) -> dict[str, Ranking]:
         """Rankings of the pending queries, reusing those saved by an earlier (interrupted) run."""
-        from rerankers.registry import RerankerSettings, get_reranker
-
         c = self.config
         path = self.out_dir / "rankings" / f"{Path(ds_name).name}__{rr_name}.jsonl"
         path.parent.mkdir(exist_ok=True)
         saved = {r.qid: r for r in read_jsonl_tail_tolerant(path, Ranking.from_json)}
         missing = [cl for cl in pending if cl.query.qid not in saved and cl.candidates]
         if missing:
-            settings = RerankerSettings(checkpoint=c.checkpoints.get(rr_name), device=c.device, dtype=c.dtype,
-                                        batch_size=c.batch_size, seed=c.seed, cache_dir=c.cache_dir,
-                                        options={"engine": self.engine, "base_url": c.base_url,
-                                                 "api_key_env": c.api_key_env,
-                                                 "trust_remote_code": c.trust_remote_code})
             with self.timed(f"load reranker {rr_name}"):
-                reranker = get_reranker(rr_name, settings)
+                reranker = self.builder.reranker(rr_name)
             with self.timed(f"rerank {rr_name}"):
                 new = reranker.rerank(missing)
             identity = reranker.identity()
@@ -410,13 +406,6 @@ class Runner:
                                     answer=text, metrics=metrics, status=status, error=error, info=info))
         return recs
 
-    def _judge(self):
-        from bench.judges import Judge
-        from bench.prompts import load_template
-
-        c = self.config
-        return Judge(self.engine(c.judge, c.judge_base_url, c.judge_api_key_env), load_template(c.judge_template))
-
     def _extra_sections(self, records: list[QueryRecord]) -> list[str]:
         sections = []
         judged = [r for r in records if r.status == "ok" and "judge" in r.metrics and "accuracy" in r.metrics]
@@ -434,7 +423,7 @@ class Runner:
 
     def _cost_report(self) -> str:
         llm = {}
-        for spec, eng in self._engines.items():
+        for spec, eng in self.builder.engines.items():
             # An engine that retries (openai) counts its attempts itself: calls made can be fewer than requests sent.
             retried = getattr(eng.engine, "stats", {})
             llm[spec] = {**eng.stats, **{k: retried[k] for k in RETRY_STATS if k in retried}}

@@ -107,8 +107,7 @@ class Ranking:
     def run_scores(self) -> dict[str, float]:
         """Strictly decreasing scores by rank, so that tools which re-sort by score (trec_eval sorts ties by docid)
         keep exactly this order."""
-        n = len(self.docids)
-        return {d: float(n - i) for i, d in enumerate(self.docids)}
+        return dict(zip(self.docids, rank_scores(len(self.docids))))
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -165,3 +164,8 @@ class QueryRecord:
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> "QueryRecord":
         return cls(**obj)
+
+
+def rank_scores(n: int) -> list[float]:
+    """n, n-1, ..., 1: scores that only say the order (of a listwise reranker, a file without scores)."""
+    return [float(n - i) for i in range(n)]

@@ -8,15 +8,21 @@ length-sorted batches, then each query's candidates are sorted by score (first-s
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from dataclasses import dataclass, field
-from typing import Any, Sequence
+from dataclasses import dataclass
+from typing import Any, Callable, Sequence
 
+from bench.options import typed_options
 from bench.types import CandidateList, Ranking
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """The options of a backend that has none of its own."""
 
 
 @dataclass
 class RerankerSettings:
-    """Options every backend understands; backend-specific ones go in ``options``."""
+    """What every backend understands; its own options (its ``Options`` dataclass) go in ``options``."""
 
     checkpoint: str | None = None      # overrides the registered checkpoint (local path or hub id)
     device: str = "auto"               # auto | cpu | cuda | cuda:N | mps
@@ -25,16 +31,26 @@ class RerankerSettings:
     max_length: int | None = None      # truncation; None = the model's own limit
     seed: int = 0
     cache_dir: str | None = None
-    options: dict[str, Any] = field(default_factory=dict)
+    trust_remote_code: bool = False    # let a checkpoint's own Python code run: only by the user's explicit flag
+    engine_factory: Callable[[str], Any] | None = None   # engine spec -> engine: the run's shared, cached engines
+    options: Any = None                # the backend's Options, or a mapping of its fields; None: its defaults
+
+
+# RerankerSettings fields that --reranker-args may set per backend, beside the backend's own options.
+PER_BACKEND_SETTINGS = ("checkpoint", "device", "dtype", "batch_size", "max_length")
 
 
 class Reranker(ABC):
     name: str = ""
     kind: str = "baseline"
+    Options: type = NoOptions          # the dataclass of this backend's own options (defaults, types)
 
     def __init__(self, checkpoint: str | None = None, settings: RerankerSettings | None = None):
         self.checkpoint = checkpoint
         self.settings = settings or RerankerSettings()
+        given = self.settings.options
+        self.options = given if isinstance(given, self.Options) else \
+            typed_options(self.Options, given or {}, f"reranker {type(self).__name__}")
 
     @abstractmethod
     def rerank(self, lists: Sequence[CandidateList]) -> list[Ranking]:

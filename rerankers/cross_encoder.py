@@ -44,7 +44,7 @@ class TransformersPointwise(PointwiseReranker):
             raise UserError(f"{type(self).__name__}: no checkpoint given (set --checkpoint to a local path or hub id)")
         # Only the user's explicit --trust-remote-code lets a checkpoint's own Python code run, never the backend's
         # registration nor a file inside a checkpoint (an RRPO config.json naming a remote-code backbone).
-        self.trust_remote_code = self.settings.options.get("trust_remote_code") is True
+        self.trust_remote_code = self.settings.trust_remote_code is True
         if needs_remote_code and not self.trust_remote_code:
             raise UserError(f"checkpoint {self.checkpoint!r} ships its model architecture as Python code that loading "
                             f"would run on this machine; pass --trust-remote-code if you trust its source")

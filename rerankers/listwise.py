@@ -14,10 +14,10 @@
   per passage until it fits, when a tokenizer for the model is at hand.
 
 Windows of all queries at the same step go to the engine as one batch (each query's windows are sequential, the
-queries are independent). The engine is any ``bench.llm.base.Engine``: the run's shared cached engine factory
-(``settings.options["engine"]`` callable: spec -> engine), or one built here from ``engine``/``engine_kind``
-(``hf``, ``openai``, ``vllm``; ``rankllm`` hands the whole reranking to rank-llm itself, see ``rankllm_engine``),
-``model`` (the served model name; default: the checkpoint), ``base_url`` and ``api_key_env``.
+queries are independent). The engine is any ``bench.llm.base.Engine``: from the run's shared cached engines
+(``settings.engine_factory``: spec -> engine), or built here; the options (``ListwiseOptions``) choose its kind
+(``engine``: ``hf``, ``openai``, ``vllm``; ``rankllm`` hands the whole reranking to rank-llm itself, see
+``rankllm_engine``), ``model`` (the served model name; default: the checkpoint), ``base_url`` and ``api_key_env``.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ from typing import Any, Callable, Sequence
 from bench.errors import UserError, require
 from bench.llm.base import ChatRequest, Engine
 from bench.prompts import PROMPT_DIR, PromptTemplate, load_template
-from bench.types import Candidate, CandidateList, Ranking
+from bench.types import Candidate, CandidateList, Ranking, rank_scores
 from rerankers.base import Reranker, RerankerSettings
 
 WINDOW_SIZE = 20
@@ -153,31 +153,44 @@ class TokenCounter:
         return self.count_text(" > ".join(f"[{i + 1}]" for i in range(n)))
 
 
+@dataclass(frozen=True)
+class ListwiseOptions:
+    window: int = WINDOW_SIZE                    # passages per LLM call
+    stride: int = STRIDE                         # how far the window moves up
+    max_passage_words: int = MAX_PASSAGE_WORDS
+    context_size: int = CONTEXT_SIZE             # tokens; passages are shortened until a window fits
+    prompt: str | None = None                    # a prompt id or JSON file (default: the backend's own)
+    model: str | None = None                     # the served model name (default: the checkpoint)
+    engine: str | None = None                    # hf | openai | vllm | rankllm (default: the backend's choice)
+    base_url: str | None = None                  # OpenAI-compatible server (default: the run's --base-url)
+    api_key_env: str = "OPENAI_API_KEY"          # the NAME of the variable holding the key
+    max_new_tokens: int | None = None            # reply budget per window (default: 6 per passage + 10)
+    timeout: float | None = None                 # engine rankllm: seconds for the whole reranking
+
+
 class ListwiseReranker(Reranker):
     """An LLM ordering windows of passages (rank_llm's sliding window). Subclasses set the prompt and how the
     engine is chosen."""
 
     kind = "listwise"
     prompt_id = ""
+    Options = ListwiseOptions
 
     def __init__(self, checkpoint: str | None = None, settings: RerankerSettings | None = None):
         super().__init__(checkpoint, settings)
-        opts = self.settings.options
-        self.window = int(opts.get("window_size", WINDOW_SIZE))
-        self.stride = int(opts.get("stride", STRIDE))
+        opts = self.options
+        self.window, self.stride = opts.window, opts.stride
         window_plan(self.window, self.window, self.stride)       # validates stride against the window
-        self.max_words = int(opts.get("max_passage_words", MAX_PASSAGE_WORDS))
-        self.context_size = int(opts.get("context_size", CONTEXT_SIZE))
-        self.prompt = ListwisePrompt.load(opts.get("prompt") or self.prompt_id)
-        self.model_name = opts.get("model") or self.checkpoint
+        self.max_words = opts.max_passage_words
+        self.context_size = opts.context_size
+        self.prompt = ListwisePrompt.load(opts.prompt or self.prompt_id)
+        self.model_name = opts.model or self.checkpoint
         self.engine_kind = self._engine_kind()
         self._engine: Engine | None = None
 
     # --- engine ---------------------------------------------------------------------------------------------
     def _engine_kind(self) -> str:
-        opts = self.settings.options
-        given = opts.get("engine_kind") or (opts["engine"] if isinstance(opts.get("engine"), str) else None)
-        kind = given or self.default_engine_kind()
+        kind = self.options.engine or self.default_engine_kind()
         if kind not in ENGINE_KINDS:
             raise UserError(f"{self.name or type(self).__name__}: engine {kind!r}: expected one of "
                             f"{', '.join(ENGINE_KINDS)}")
@@ -193,14 +206,13 @@ class ListwiseReranker(Reranker):
         return self._engine
 
     def _build_engine(self) -> Engine:
-        opts = self.settings.options
         spec = f"{self.engine_kind}:{self.model_name}"
-        if callable(opts.get("engine")):         # the run's shared, cached engines (bench.runner.Runner.engine)
-            return opts["engine"](spec)
+        if self.settings.engine_factory is not None:
+            return self.settings.engine_factory(spec)
         from bench.llm import make_engine
 
         engine = make_engine(spec, device=self.settings.device, dtype=self.settings.dtype, seed=self.settings.seed,
-                             base_url=opts.get("base_url"), api_key_env=opts.get("api_key_env") or "OPENAI_API_KEY")
+                             base_url=self.options.base_url, api_key_env=self.options.api_key_env)
         if not self.settings.cache_dir:
             return engine
         from bench.llm.cache import CachedEngine, open_cache
@@ -238,7 +250,7 @@ class ListwiseReranker(Reranker):
 
     def max_new_tokens(self, n: int) -> int:
         # "[12] > " is at most 6 tokens in the tokenizers of these models; a closing token or two on top.
-        return int(self.settings.options.get("max_new_tokens") or 6 * n + 10)
+        return self.options.max_new_tokens or 6 * n + 10
 
     def window_request(self, query: str, window: Sequence[Candidate]) -> ChatRequest:
         return ChatRequest.chat(self.window_messages(query, window), max_tokens=self.max_new_tokens(len(window)),
@@ -278,7 +290,7 @@ def ranking_from_order(qid: str, order: Sequence[Candidate], counts: Counter | d
     (zeros included, so that runs sum them without missing keys)."""
     keys = ("windows", "malformed_windows", *(f"malformed_{k}" for k in MALFORMED_KINDS), "engine_errors")
     n = len(order)
-    return Ranking(qid=qid, docids=[c.docid for c in order], scores=[float(n - i) for i in range(n)],
+    return Ranking(qid=qid, docids=[c.docid for c in order], scores=rank_scores(n),
                    info={k: int(counts.get(k, 0)) for k in keys})
 
 

@@ -11,6 +11,7 @@ the log-probability is the better quantity to train).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Sequence
 
 from bench.errors import UserError
@@ -24,11 +25,17 @@ DEFAULT_INSTRUCTION = "Given a web search query, retrieve relevant passages that
 CARD_MAX_LENGTH = 8192
 
 
+@dataclass(frozen=True)
+class Qwen3Options:
+    instruction: str = DEFAULT_INSTRUCTION     # the task instruction of the judging prompt
+
+
 class Qwen3Reranker(TransformersPointwise):
-    """Qwen3-Reranker: P(yes) of a causal LM under the model card's judging prompt. ``options["instruction"]``
-    replaces the default task instruction."""
+    """Qwen3-Reranker: P(yes) of a causal LM under the model card's judging prompt. The ``instruction``
+    option replaces the default task instruction."""
 
     padding_side = "left"   # the last position is then the next-token position of every row
+    Options = Qwen3Options
 
     def __init__(self, *args: Any, **kwargs: Any):
         super().__init__(*args, **kwargs)
@@ -38,7 +45,7 @@ class Qwen3Reranker(TransformersPointwise):
             raise UserError(f"checkpoint {self.checkpoint!r}: its tokenizer has no {' or '.join(missing)} token; "
                             "Qwen3-Reranker scores the 'yes'/'no' tokens")
         self.label_ids = [vocab["no"], vocab["yes"]]
-        self.instruction = self.settings.options.get("instruction") or DEFAULT_INSTRUCTION
+        self.instruction = self.options.instruction
         self.prefix_ids = self.tokenizer.encode(PREFIX, add_special_tokens=False)
         self.suffix_ids = self.tokenizer.encode(SUFFIX, add_special_tokens=False)
         if self.tokenizer.pad_token_id is None:

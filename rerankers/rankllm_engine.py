@@ -97,25 +97,25 @@ def rerank_with_rankllm(reranker: Any, lists: Sequence[Any]) -> list[Any]:
     """Rerank ``lists`` (CandidateLists) with rank-llm in its own interpreter, with ``reranker``'s prompt, window,
     stride, passage length, context size, model and server."""
     from bench.errors import UserError
-    from bench.types import Ranking
+    from bench.types import Ranking, rank_scores
 
-    opts = reranker.settings.options
+    opts = reranker.options
     if reranker.prompt.template.id not in TEMPLATES:
         raise UserError(f"engine rankllm: rank-llm has no template for the prompt {reranker.prompt.template.id!r}; "
                         f"known: {', '.join(TEMPLATES)}")
-    if not opts.get("base_url"):
+    if not opts.base_url:
         raise UserError("engine rankllm: set the base_url option to an OpenAI-compatible server (rank-llm's "
                         "SafeOpenai calls its Responses API)")
     if not lists:
         return []
     python = rankllm_python()
-    api_key_env = opts.get("api_key_env") or "OPENAI_API_KEY"
-    timeout = float(opts.get("timeout") or DEFAULT_TIMEOUT_S)
+    api_key_env = opts.api_key_env
+    timeout = opts.timeout or DEFAULT_TIMEOUT_S
     with tempfile.TemporaryDirectory() as tmp:
         requests, results, config = Path(tmp) / "requests.jsonl", Path(tmp) / "results.jsonl", Path(tmp) / "c.json"
         requests.write_text("".join(json.dumps(cl.to_request_json()) + "\n" for cl in lists))
         config.write_text(json.dumps({
-            "model": reranker.model_name, "base_url": opts["base_url"],
+            "model": reranker.model_name, "base_url": opts.base_url,
             "template": TEMPLATES[reranker.prompt.template.id],
             "context_size": reranker.context_size, "window_size": reranker.window, "stride": reranker.stride,
             "max_passage_words": reranker.max_words, "requests": str(requests), "results": str(results),
@@ -128,7 +128,7 @@ def rerank_with_rankllm(reranker: Any, lists: Sequence[Any]) -> list[Any]:
                                   cwd=tmp, capture_output=True, text=True, timeout=timeout)
         except subprocess.TimeoutExpired:
             raise UserError(f"engine rankllm: rank-llm did not finish within {timeout:.0f} s (it retries forever when "
-                            f"the server is down): is {opts['base_url']} up?") from None
+                            f"the server is down): is {opts.base_url} up?") from None
         if done.returncode != 0:
             last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
             raise UserError(f"engine rankllm: rank-llm failed (exit {done.returncode}): {last}")
@@ -136,7 +136,7 @@ def rerank_with_rankllm(reranker: Any, lists: Sequence[Any]) -> list[Any]:
     out = []
     for cl in lists:
         docids = reranked[cl.query.qid]
-        out.append(Ranking(qid=cl.query.qid, docids=docids, scores=[float(len(docids) - i) for i in range(len(docids))],
+        out.append(Ranking(qid=cl.query.qid, docids=docids, scores=rank_scores(len(docids)),
                            info={"engine": "rankllm"}))
     return out
 

@@ -10,16 +10,24 @@ from __future__ import annotations
 
 import warnings
 
-from rerankers.listwise import ListwiseReranker, TokenCounter, hf_token_counter, vllm_available
+from dataclasses import dataclass
+
+from rerankers.listwise import ListwiseOptions, ListwiseReranker, TokenCounter, hf_token_counter, vllm_available
+
+
+@dataclass(frozen=True)
+class RankZephyrOptions(ListwiseOptions):
+    tokenizer: str | None = None       # counts the context in this tokenizer (default: the checkpoint's)
 
 
 class RankZephyr(ListwiseReranker):
     """RankZephyr 7B listwise reranker."""
 
     prompt_id = "rank-zephyr"
+    Options = RankZephyrOptions
 
     def default_engine_kind(self) -> str:
-        if self.settings.options.get("base_url"):
+        if self.options.base_url:
             return "openai"
         return "vllm" if vllm_available() else "hf"
 
@@ -28,7 +36,7 @@ class RankZephyr(ListwiseReranker):
 
         from rerankers.cross_encoder import load_pretrained
 
-        source = self.settings.options.get("tokenizer") or self.checkpoint
+        source = self.options.tokenizer or self.checkpoint
         if self.engine_kind == "hf":   # the model is loaded from here anyway: its tokenizer must load too
             return hf_token_counter(load_pretrained(AutoTokenizer.from_pretrained, source), chat_template=True)
         try:

@@ -19,6 +19,7 @@ from typing import Sequence
 from bench.cli import add_server_options
 from bench.environment import cache_dir as bench_cache_dir
 from bench.errors import UserError
+from bench.runner import RunConfig
 from rrpo.trainer import RRPOConfig
 
 _PARSERS = {"int": int, "float": float, "str": str, "int | None": int, "float | None": float, "str | None": str}
@@ -42,28 +43,15 @@ class Servers:
                 "api_key_env": self.judge_api_key_env or self.api_key_env}
 
 
-def make_reader(spec: str, template: str, max_tokens: int, cache_dir: str, batch_size: int, servers: Servers):
-    """The benchmark's reader (same engine, template and cache as ``python -m bench run``), so answers computed
-    during training are cache hits at evaluation and vice versa."""
-    from bench.llm import make_cached_engine
-    from bench.llm.cache import open_cache
-    from bench.prompts import load_template
-    from bench.readers import Reader
-
-    engine = make_cached_engine(spec, open_cache(cache_dir), batch_size=batch_size, **servers.reader())
-    return Reader(engine, load_template(template), max_tokens=max_tokens)
-
-
-def make_metric(name: str, cache_dir: str, servers: Servers):
-    from rrpo.rewards import answer_metric, judge_metric
-
-    if name.startswith("judge:"):
-        from bench.judges import Judge
-        from bench.llm import make_cached_engine
-        from bench.llm.cache import open_cache
-
-        return judge_metric(Judge(make_cached_engine(name[len("judge:"):], open_cache(cache_dir), **servers.judge())))
-    return answer_metric(name)
+def component_config(cfg: RRPOConfig, servers: Servers, cache_dir: str) -> RunConfig:
+    """The benchmark's configuration of the components RRPO trains with, so that bench's one builder makes them as
+    ``python -m bench run`` does (same engines, templates and cache: answers computed during training are cache hits
+    at evaluation and vice versa)."""
+    judge = cfg.metric[len("judge:"):] if cfg.metric.startswith("judge:") else None
+    return RunConfig(rerankers=[cfg.backbone], readers=[cfg.reader], judge=judge, reader_template=cfg.reader_template,
+                     max_tokens=cfg.max_tokens, seed=cfg.seed, cache_dir=cache_dir,
+                     checkpoints={cfg.backbone: cfg.backbone_checkpoint} if cfg.backbone_checkpoint else {},
+                     reader_args={cfg.reader: {"batch_size": cfg.reader_batch_size}}, **asdict(servers))
 
 
 def candidate_lists(dataset: str, split: str, first_stage_method: str, pool: int, limit: int | None, cache_dir: str):
@@ -77,7 +65,8 @@ def candidate_lists(dataset: str, split: str, first_stage_method: str, pool: int
 def build_trainer(cfg: RRPOConfig, out: Path, servers: Servers):
     import torch
 
-    from rerankers.registry import RerankerSettings, get_reranker
+    from bench.builder import Builder
+    from rrpo.rewards import answer_metric, judge_metric
     from rrpo.trainer import Dist, assemble_trainer
 
     cfg.validate()
@@ -85,10 +74,9 @@ def build_trainer(cfg: RRPOConfig, out: Path, servers: Servers):
     cache_dir = str(bench_cache_dir(cfg.cache_dir))
     lists = candidate_lists(cfg.dataset, cfg.split, cfg.first_stage, cfg.pool, cfg.limit, cache_dir)
     torch.manual_seed(cfg.seed)
-    reranker = get_reranker(cfg.backbone, RerankerSettings(checkpoint=cfg.backbone_checkpoint, seed=cfg.seed,
-                                                           cache_dir=cache_dir))
-    reader = make_reader(cfg.reader, cfg.reader_template, cfg.max_tokens, cache_dir, cfg.reader_batch_size, servers)
-    return assemble_trainer(cfg, reranker, reader, make_metric(cfg.metric, cache_dir, servers), lists, out, dist)
+    builder = Builder(component_config(cfg, servers, cache_dir))
+    metric = judge_metric(builder.judge()) if builder.config.judge else answer_metric(cfg.metric)
+    return assemble_trainer(cfg, builder.reranker(cfg.backbone), builder.reader(cfg.reader), metric, lists, out, dist)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -158,7 +158,8 @@ def load_policy(folder: Path, settings: RerankerSettings | None = None) -> Reran
     if config.get("format") != CHECKPOINT_FORMAT:
         raise UserError(f"{config_path}: format {config.get('format')!r}, expected {CHECKPOINT_FORMAT!r}")
     settings = settings or RerankerSettings()
-    backbone_settings = dataclasses.replace(settings, checkpoint=config.get("backbone_checkpoint"))
+    # the backbone has options of its own (its defaults), not those of the rrpo reranker
+    backbone_settings = dataclasses.replace(settings, checkpoint=config.get("backbone_checkpoint"), options=None)
     policy = RerankPolicy(get_reranker(config["backbone"], backbone_settings), float(config["temperature"]),
                           trainable="none")
     params = dict(policy.named_parameters())

@@ -27,6 +27,7 @@ from torch import Tensor
 from tqdm.auto import tqdm
 
 from bench.errors import UserError
+from bench.files import atomic_write
 from bench.hashing import stable_hash
 from bench.types import CandidateList
 from rerankers.base import PointwiseReranker
@@ -391,18 +392,18 @@ class RRPOTrainer:
         delta = {n: (p.detach() - self.initial[n]).to(torch.float16).contiguous()
                  for n, p in self.policy.trainable_parameters().items() if n != "log_temperature"}
         delta = {n: d for n, d in delta.items() if d.any()}     # untouched tensors (e.g. an unused pooler) stay out
-        _atomic(out / WEIGHTS_FILE, lambda tmp: save_file(delta, str(tmp), metadata={"format": CHECKPOINT_FORMAT}))
+        atomic_write(out / WEIGHTS_FILE, lambda tmp: save_file(delta, str(tmp), metadata={"format": CHECKPOINT_FORMAT}))
         config = {"format": CHECKPOINT_FORMAT, "backbone": self.cfg.backbone,
                   "backbone_checkpoint": self.cfg.backbone_checkpoint, "temperature": self.policy.temperature,
                   "weights": WEIGHTS_FILE, "weights_kind": "delta (trained minus backbone), float16",
                   "step": self.step, "training_data": self.training_data, "hyperparameters": asdict(self.cfg)}
-        _atomic(out / "config.json", lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"))
+        atomic_write(out / "config.json", lambda tmp: tmp.write_text(json.dumps(config, indent=2) + "\n"))
         state = {"step": self.step, "seconds": self.seconds,
                  "params": {n: p.detach().clone() for n, p in self.policy.trainable_parameters().items()},
                  "optimizer": self.optimizer.state_dict(), "generators": generator_states,
                  "window": list(self.window.history), "config": asdict(self.cfg)}
         (out / "resume").mkdir(exist_ok=True)
-        _atomic(out / "resume" / "state.pt", lambda tmp: torch.save(state, tmp))
+        atomic_write(out / "resume" / "state.pt", lambda tmp: torch.save(state, tmp))
         plot_training_curves(out / "train_log.jsonl", out / "training_curves.png")
 
     def _load_resume_state(self) -> None:
@@ -424,7 +425,7 @@ class RRPOTrainer:
         log = self.out / "train_log.jsonl"
         if self.dist.main and log.exists():   # drop rows logged after the checkpoint: they will be redone
             rows = [r for r in log.read_text().splitlines() if r and json.loads(r)["step"] <= self.step]
-            _atomic(log, lambda tmp: tmp.write_text("".join(r + "\n" for r in rows)))
+            atomic_write(log, lambda tmp: tmp.write_text("".join(r + "\n" for r in rows)))
 
 
 def assemble_trainer(cfg: RRPOConfig, reranker: PointwiseReranker, reader: ReaderLike, metric: RewardMetric,
@@ -456,12 +457,6 @@ def _mean(values: Sequence[float]) -> float:
     return float(sum(values) / len(values)) if values else 0.0
 
 
-def _atomic(path: Path, write) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def plot_training_curves(log_path: Path, png_path: Path) -> None:
     import matplotlib
 
@@ -485,5 +480,5 @@ def plot_training_curves(log_path: Path, png_path: Path) -> None:
         ax.set_xlabel("step")
         ax.legend(fontsize=7)
     fig.tight_layout()
-    _atomic(png_path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
+    atomic_write(png_path, lambda tmp: fig.savefig(tmp, dpi=90, format="png"))
     plt.close(fig)

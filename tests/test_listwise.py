@@ -45,7 +45,7 @@ class ScriptedEngine(Engine):
 
 
 def rankgpt_with(engine: Engine, **options):
-    return get_reranker("rankgpt", RerankerSettings(options={"engine": lambda spec: engine, **options}))
+    return get_reranker("rankgpt", RerankerSettings(engine_factory=lambda spec: engine, options=options))
 
 
 # --- the window plan and the parser ----------------------------------------------------------------------------
@@ -211,7 +211,7 @@ def test_passages_shrink_until_the_window_fits_the_context(chat_lm):
     seen = []
     engine = ScriptedEngine(lambda messages: seen.append(messages) or "[1]")
     settings = RerankerSettings(checkpoint="castorini/rank_zephyr_7b_v1_full",
-                                options={"engine": lambda spec: engine, "engine_kind": "hf", "tokenizer": chat_lm,
+                                engine_factory=lambda spec: engine, options={"engine": "hf", "tokenizer": chat_lm,
                                          "context_size": 700})
     reranker = get_reranker("rankzephyr", settings)
     reranker.rerank([make_list(5, text=lambda i: f"passage number {i} " + "more words here " * 100)])

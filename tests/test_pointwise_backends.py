@@ -137,7 +137,7 @@ def test_remote_code_checkpoints_are_loaded_with_trust_remote_code(checkpoints, 
         return real(path, **kw)
 
     monkeypatch.setattr(transformers.AutoModelForSequenceClassification, "from_pretrained", spy)
-    make_reranker("jina-reranker-v2", checkpoints["minilm-cross-encoder"], options={"trust_remote_code": True})
+    make_reranker("jina-reranker-v2", checkpoints["minilm-cross-encoder"], trust_remote_code=True)
     make_reranker("bge-reranker-base", checkpoints["minilm-cross-encoder"])
     assert seen == [True, False]
 

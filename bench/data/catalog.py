@@ -27,6 +27,7 @@ from bench.data.base import DATASETS, Dataset, register_dataset, unknown_dataset
 from bench.data.download import download, file_digest
 from bench.environment import cache_dir as cache_dir_of
 from bench.errors import UserError
+from bench.files import atomic_write
 
 DATA_DIR_ENV = "RERANK_BENCH_DATA"
 MANIFEST = "SHA256SUMS"
@@ -119,9 +120,8 @@ def write_manifest(entry: Entry, folder: Path) -> None:
     for f in entry.files:
         if (folder / f.path).is_file():
             recorded[f.path] = file_digest(folder / f.path)
-    tmp = folder / f".{MANIFEST}.tmp"
-    tmp.write_text("".join(f"{d}  {p}\n" for p, d in sorted(recorded.items())), encoding="utf-8")
-    tmp.replace(folder / MANIFEST)
+    atomic_write(folder / MANIFEST, lambda tmp: tmp.write_text(
+        "".join(f"{d}  {p}\n" for p, d in sorted(recorded.items())), encoding="utf-8"))
 
 
 def check_file(entry: Entry, folder: Path, f: DataFile, recorded: dict[str, str]) -> tuple[str, str]:

@@ -1,0 +1,91 @@
+"""Typed options of components: each component declares a dataclass of its options (defaults, types), and values
+from the command line (``--reranker-args NAME:key=value,key=value``) or a config file are checked and converted
+against it, with one-line errors naming the valid keys."""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from typing import Any, Mapping
+
+from bench.errors import UserError
+
+_TRUE, _FALSE = ("true", "yes", "1", "on"), ("false", "no", "0", "off")
+
+
+def parse_component_args(flag: str, values: list[str]) -> dict[str, dict[str, str]]:
+    """``["rankzephyr:window=20,stride=10", ...]`` -> ``{"rankzephyr": {"window": "20", "stride": "10"}}``. The
+    component's name is everything before the last colon ahead of the first ``=`` (engine specs such as
+    ``openai:model:7b`` hold colons); a name given twice merges its keys."""
+    out: dict[str, dict[str, str]] = {}
+    for value in values:
+        head = value[:value.find("=")] if "=" in value else value
+        name, sep, _ = head.rpartition(":")
+        pairs = value[len(name) + 1:].split(",") if sep and name else []
+        if not pairs or any("=" not in p or not p.partition("=")[0] for p in pairs):
+            raise UserError(f"{flag} {value!r}: expected NAME:key=value[,key=value...], e.g. rankzephyr:window=20,"
+                            f"stride=10")
+        out.setdefault(name, {}).update(p.split("=", 1) for p in pairs)
+    return out
+
+
+def option_rows(cls: type) -> list[dict[str, str]]:
+    """One row per option of a dataclass: key, type, default (what ``python -m bench list --reranker`` prints)."""
+    hints = typing.get_type_hints(cls)
+    rows = []
+    for f in dataclasses.fields(cls):
+        default = f.default if f.default is not dataclasses.MISSING else f.default_factory()  # type: ignore[misc]
+        rows.append({"option": f.name, "type": _type_name(hints[f.name]), "default": repr(default)})
+    return rows
+
+
+def typed_options(cls: type, values: Mapping[str, Any], where: str, base: Any = None) -> Any:
+    """An instance of dataclass ``cls`` from ``base`` (an instance, default ``cls()``) with ``values`` replaced; string
+    values are converted to the field's type. Unknown keys and unconvertible values fail in one line."""
+    hints = typing.get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(set(values) - set(names))
+    if unknown:
+        raise UserError(f"{where}: unknown option {unknown[0]!r}; valid: {', '.join(names) or 'none'}")
+    converted = {k: convert(v, hints[k], f"{where}: {k}") for k, v in values.items()}
+    return dataclasses.replace(base if base is not None else cls(), **converted)
+
+
+def convert(value: Any, annotation: Any, where: str) -> Any:
+    """``value`` as ``annotation`` (int, float, str, bool, or an optional one of them; "none" for None). A value that
+    is not a string (from a config file or code) must already be of the type (an int does for a float)."""
+    options = [a for a in typing.get_args(annotation)] if _is_union(annotation) else [annotation]
+    if not isinstance(value, str):
+        if any(_is_instance(value, kind) for kind in options):
+            return value
+        raise UserError(f"{where}={value!r}: expected {_type_name(annotation)}")
+    if type(None) in options and value.lower() in ("none", "null"):
+        return None
+    for kind in (a for a in options if a is not type(None)):
+        if kind is bool:
+            if value.lower() in _TRUE + _FALSE:
+                return value.lower() in _TRUE
+            continue
+        try:
+            return kind(value)
+        except (TypeError, ValueError):
+            continue
+    raise UserError(f"{where}={value!r}: expected {_type_name(annotation)}")
+
+
+def _is_instance(value: Any, kind: Any) -> bool:
+    if kind is Any or not isinstance(kind, type):
+        return True                      # Callable, Any: not checked here
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, kind) and not (kind is int and isinstance(value, bool))
+
+
+def _is_union(annotation: Any) -> bool:
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
+
+
+def _type_name(annotation: Any) -> str:
+    if _is_union(annotation):
+        return " | ".join(_type_name(a) for a in typing.get_args(annotation))
+    return "None" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
