@@ -238,7 +238,7 @@ def given_candidates(dataset: Dataset, pool: int) -> list[CandidateList]:
         raise UserError(f"first stage 'given': dataset {dataset.name!r} has no per-query candidate pools; "
                         f"use bm25, dense or a run file")
     origin = f"given pools of dataset {dataset.name!r}"
-    rankings = {q: Ranking(q, list(ds), [float(len(ds) - i) for i in range(len(ds))])
+    rankings = {q: Ranking(q, list(ds), rank_scores(len(ds)))
                 for q, ds in dataset.candidates.items()}
     return _assemble(dataset, {q: _corpus_candidates(dataset, r, origin) for q, r in rankings.items()}, pool, origin)
 

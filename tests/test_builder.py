@@ -106,3 +106,30 @@ def test_bad_config_files_fail_in_one_line(tmp_path, text, message):
         runner = Runner(config_from_args(*parse_run_args(["run", "--config", str(path)])))
         runner.validate()
     assert str(err.value).startswith(message.format(path))
+
+
+def test_component_args_parsing_and_typing():
+    from dataclasses import dataclass
+
+    from bench.options import convert, parse_component_args, typed_options
+
+    assert parse_component_args("--reader-args", ["openai:org/m:7b:timeout=3,max_retries=0", "smollm2:batch_size=2",
+                                                  "smollm2:device=cpu"]) == {
+        "openai:org/m:7b": {"timeout": "3", "max_retries": "0"}, "smollm2": {"batch_size": "2", "device": "cpu"}}
+    for bad in ("smollm2", "smollm2:", ":batch_size=2", "smollm2:batch_size=2,", "smollm2:=2"):
+        with pytest.raises(UserError, match="expected NAME:key=value"):
+            parse_component_args("--reader-args", [bad])
+
+    @dataclass(frozen=True)
+    class Options:
+        flag: bool = False
+        limit: int | None = 3
+        scale: float = 1.0
+
+    assert typed_options(Options, {"flag": "true", "limit": "none", "scale": "2"}, "x") == Options(True, None, 2.0)
+    assert typed_options(Options, {"flag": "0", "limit": 5, "scale": 3}, "x") == Options(False, 5, 3)
+    for key, value, expected in (("flag", "maybe", "bool"), ("limit", "2.5", "int | None"), ("scale", True, "float"),
+                                 ("limit", False, "int | None")):
+        with pytest.raises(UserError, match=rf"^x: {key}={value!r}: expected {expected}$".replace("|", r"\|")):
+            typed_options(Options, {key: value}, "x")
+    assert convert("None", str | None, "x") is None and convert("None", str, "x") == "None"

@@ -1,7 +1,7 @@
 """Components added from OUTSIDE the package, through real entry points: a tiny installed-looking distribution (a
 module plus ``*.dist-info/{METADATA,entry_points.txt}`` in a folder on the path, which importlib.metadata finds
-like any installed package) adds a pointwise reranker, a dataset format, an LLM engine and an answer metric, and a
-``bench run`` uses all four end to end. A broken plugin breaks only itself."""
+like any installed package) adds a pointwise reranker, a dataset format, a first stage, an LLM engine and an answer
+metric, and a ``bench run`` uses all five end to end. A broken plugin breaks only itself."""
 from __future__ import annotations
 
 import json
@@ -23,7 +23,8 @@ import torch
 from bench.data import Dataset
 from bench.llm.base import ChatResponse, Engine
 from bench.metrics import Metric
-from bench.types import Document, Query
+from bench.retrieval import given_candidates
+from bench.types import CandidateList, Document, Query
 from rerankers.base import PointwiseReranker
 
 
@@ -57,6 +58,11 @@ def pipe_table(split="test", cache_dir=None):
 pipe_table.registry_meta = {"description": "pipe-separated QA lines (plugin)"}
 
 
+def reversed_pools(dataset, pool, cache_dir=None):
+    """The dataset's own pools, last passage first."""
+    return [CandidateList(cl.query, cl.candidates[::-1]) for cl in given_candidates(dataset, pool)]
+
+
 class ParrotEngine(Engine):
     """Answers every request with its model name (``parrot:<word>``)."""
 
@@ -87,6 +93,9 @@ not-a-reranker = rb_plugin:ParrotEngine
 
 [rerank_bench.datasets]
 pipe-table = rb_plugin:pipe_table
+
+[rerank_bench.first_stages]
+reversed-pools = rb_plugin:reversed_pools
 
 [rerank_bench.engines]
 parrot = rb_plugin:parrot
@@ -124,7 +133,7 @@ def bench(site: Path, *args: str) -> subprocess.CompletedProcess:
 def test_plugin_components_run_end_to_end(plugin_path, tmp_path):
     out = tmp_path / "out"
     proc = bench(plugin_path, "run", "--datasets", "pipe-table", "--rerankers", "none", "shortest-first",
-                 "--reader", "parrot:Paris", "--first-stage", "given", "--pool", "3", "--top-k", "1", "--output", str(out), "--run-id", "p",
+                 "--reader", "parrot:Paris", "--first-stage", "reversed-pools", "--pool", "3", "--top-k", "1", "--output", str(out), "--run-id", "p",
                  "--cache-dir", str(tmp_path / "cache"))
     assert proc.returncode == 0, proc.stderr
     records = {(r["reranker"], r["qid"]): r for r in map(json.loads, (out / "p" / "records.jsonl").open())}
@@ -133,10 +142,12 @@ def test_plugin_components_run_end_to_end(plugin_path, tmp_path):
     assert {r["answer"] for r in records.values()} == {"Paris"}
     assert all(r["metrics"]["answer_words"] == 1.0 for r in records.values())
     assert records[("none", "q1")]["metrics"]["EM"] == 1.0 and records[("none", "q2")]["metrics"]["EM"] == 0.0
-    # the plugin reranker ordered by passage length
-    assert records[("shortest-first", "q1")]["ranking"][0] == "d2"
-    assert records[("none", "q1")]["ranking"][0] == "d1"
-    assert records[("shortest-first", "q1")]["metrics"]["nDCG@1"] == 0.0
+    # the plugin first stage reversed each pool; the plugin reranker ordered by passage length
+    assert records[("none", "q1")]["ranking"] == ["d3", "d2", "d1"]
+    assert records[("shortest-first", "q1")]["ranking"] == ["d2", "d3", "d1"]
+    assert records[("shortest-first", "q2")]["ranking"] == ["d4", "d5"]
+    assert records[("none", "q2")]["metrics"]["nDCG@1"] == 0.0 and records[("shortest-first", "q2")]["metrics"][
+        "nDCG@1"] == 1.0
     assert "answer_words" in (out / "p" / "leaderboard.csv").read_text().splitlines()[0]
 
 
