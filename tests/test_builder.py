@@ -133,3 +133,21 @@ def test_component_args_parsing_and_typing():
         with pytest.raises(UserError, match=rf"^x: {key}={value!r}: expected {expected}$".replace("|", r"\|")):
             typed_options(Options, {key: value}, "x")
     assert convert("None", str | None, "x") is None and convert("None", str, "x") == "None"
+
+
+def test_list_shows_a_components_options_with_defaults(capsys):
+    from bench.cli import main
+
+    import re
+
+    assert main(["list", "--reranker", "rank-zephyr"]) == 0
+    out = capsys.readouterr().out
+    rows = {m.group(1): (m.group(2), m.group(3)) for m in re.finditer(r"^\| (\w+) +\| ([^|]+?(?: \| None)?) +\| (.+?) +\|$",
+                                                                    out, re.M)}
+    assert rows["window"] == ("int", "20") and rows["stride"] == ("int", "10")
+    assert rows["tokenizer"] == ("str | None", "None") and rows["timeout"] == ("float | None", "None")
+    assert rows["checkpoint"] == ("str | None", "'castorini/rank_zephyr_7b_v1_full' (registered)")
+    assert main(["list", "--reader", "smollm2"]) == 0
+    assert "| batch_size  | int        | 8 " in capsys.readouterr().out
+    assert main(["list", "--reranker", "monot6"]) == 2
+    assert capsys.readouterr().err.startswith("error: unknown reranker 'monot6'; registered: ")
