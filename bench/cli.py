@@ -198,8 +198,8 @@ def cmd_list() -> None:
     print("Rerankers\n")
     print(pd.DataFrame(describe()).to_markdown(index=False))
     print("\nDatasets (or pass a path: BEIR folder, QA JSONL folder, HotpotQA distractor file)\n")
-    print(pd.DataFrame([{"name": e.name, "description": DATASETS.meta(e.name).get("description", ""), "source": e.source}
-                        for e in DATASETS.entries()]).to_markdown(index=False))
+    print(pd.DataFrame([{"name": e.name, "description": DATASETS.meta(e.name).get("description", ""),
+                         "source": e.source} for e in DATASETS.entries()]).to_markdown(index=False))
     print("\nReaders / judges (LLM engines; openai:* talk to --base-url URL with the key in --api-key-env VAR; "
           "none = no reader)\n")
     print(pd.DataFrame([{"spec": form, "description": ENGINES.meta(e.name).get("description", ""), "source": e.source}

@@ -53,7 +53,7 @@ class RRPOConfig:
     reader_template: str = "reader-qa"
     max_tokens: int = 32                # the benchmark reader's default, so training answers are cache hits there
     reader_batch_size: int = 16         # prompts per generate batch (does not change the answers)
-    metric: str = "f1"                  # f1 | em | accuracy | judge:<engine spec>
+    metric: str = "f1"                  # a registered answer metric (F1/f1, EM/em, accuracy, plugins') | judge:<engine>
     # policy
     k: int = 3                          # training horizon (paper: k_train = 3 was best)
     temperature: float | None = None    # PL logits = score / τ; None: 0.05 for cosine backbones, else 1

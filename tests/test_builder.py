@@ -57,8 +57,8 @@ def test_bad_component_args_fail_in_one_line_naming_the_valid_keys(flags, messag
 
 
 def test_judge_args_reach_the_judges_engine_only():
-    runner = runner_for("--reader", "openai:m", "--judge", "openai:j", "--judge-args", "openai:j:timeout=7,max_retries=1",
-                        "--timeout", "30", "--base-url", "http://127.0.0.1:9/v1")
+    runner = runner_for("--reader", "openai:m", "--judge", "openai:j", "--timeout", "30",
+                        "--judge-args", "openai:j:timeout=7,max_retries=1", "--base-url", "http://127.0.0.1:9/v1")
     judge_engine, reader_engine = runner.builder.judge().engine.engine, runner.builder.reader("openai:m").engine.engine
     assert (judge_engine.timeout, judge_engine.max_retries) == (7.0, 1)
     assert (reader_engine.timeout, reader_engine.max_retries) == (30.0, 5)
@@ -142,8 +142,8 @@ def test_list_shows_a_components_options_with_defaults(capsys):
 
     assert main(["list", "--reranker", "rank-zephyr"]) == 0
     out = capsys.readouterr().out
-    rows = {m.group(1): (m.group(2), m.group(3)) for m in re.finditer(r"^\| (\w+) +\| ([^|]+?(?: \| None)?) +\| (.+?) +\|$",
-                                                                    out, re.M)}
+    row = re.compile(r"^\| (\w+) +\| ([^|]+?(?: \| None)?) +\| (.+?) +\|$", re.M)
+    rows = {m.group(1): (m.group(2), m.group(3)) for m in row.finditer(out)}
     assert rows["window"] == ("int", "20") and rows["stride"] == ("int", "10")
     assert rows["tokenizer"] == ("str | None", "None") and rows["timeout"] == ("float | None", "None")
     assert rows["checkpoint"] == ("str | None", "'castorini/rank_zephyr_7b_v1_full' (registered)")

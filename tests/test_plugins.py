@@ -133,8 +133,8 @@ def bench(site: Path, *args: str) -> subprocess.CompletedProcess:
 def test_plugin_components_run_end_to_end(plugin_path, tmp_path):
     out = tmp_path / "out"
     proc = bench(plugin_path, "run", "--datasets", "pipe-table", "--rerankers", "none", "shortest-first",
-                 "--reader", "parrot:Paris", "--first-stage", "reversed-pools", "--pool", "3", "--top-k", "1", "--output", str(out), "--run-id", "p",
-                 "--cache-dir", str(tmp_path / "cache"))
+                 "--reader", "parrot:Paris", "--first-stage", "reversed-pools", "--pool", "3", "--top-k", "1",
+                 "--output", str(out), "--run-id", "p", "--cache-dir", str(tmp_path / "cache"))
     assert proc.returncode == 0, proc.stderr
     records = {(r["reranker"], r["qid"]): r for r in map(json.loads, (out / "p" / "records.jsonl").open())}
     assert len(records) == 4 and {r["status"] for r in records.values()} == {"ok"}
