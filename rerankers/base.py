@@ -66,13 +66,16 @@ class PointwiseReranker(Reranker):
 
         bs = batch_size or self.settings.batch_size
         order = sorted(range(len(queries)), key=lambda i: self.pair_length(queries[i], passages[i]))
-        out = [0.0] * len(order)
         batches = [order[i:i + bs] for i in range(0, len(order), bs)]
+        scores = []
         with torch.inference_mode():
             for idx in tqdm(batches, desc=f"rerank {self.name}", unit="batch", disable=not progress, leave=False):
-                s = self.score([queries[i] for i in idx], [passages[i] for i in idx]).float().cpu().tolist()
-                for i, v in zip(idx, s):
-                    out[i] = v
+                # Scores stay on the device until all batches are queued: no host sync per batch, so on a GPU the
+                # next batch is tokenised while this one computes.
+                scores.append(self.score([queries[i] for i in idx], [passages[i] for i in idx]).float())
+        out = [0.0] * len(order)
+        for i, v in zip(order, torch.cat(scores).cpu().tolist() if scores else []):
+            out[i] = v
         return out
 
     def rerank(self, lists: Sequence[CandidateList]) -> list[Ranking]:
