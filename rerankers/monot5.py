@@ -61,5 +61,6 @@ class MonoT5(TransformersPointwise):
                              return_tensors="pt").to(self.device)
         start = self._model.config.decoder_start_token_id
         decoder_input_ids = torch.full((len(texts), 1), start, dtype=torch.long, device=self.device)
-        logits = self._model(**enc, decoder_input_ids=decoder_input_ids).logits[:, 0, self.label_ids]
+        # use_cache=False: one decoder step only, a KV cache would be wasted work.
+        logits = self._model(**enc, decoder_input_ids=decoder_input_ids, use_cache=False).logits[:, 0, self.label_ids]
         return torch.log_softmax(logits.float(), dim=-1)[:, 1]

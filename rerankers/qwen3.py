@@ -77,7 +77,8 @@ class Qwen3Reranker(TransformersPointwise):
                                  padding=True, return_tensors="pt").to(self.device)
         # Positions count real tokens only, so a row's logits do not depend on how much padding its batch needs.
         position_ids = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+        # use_cache=False: scoring never decodes further, so building a KV cache is wasted work.
         out = self._model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                          position_ids=position_ids, logits_to_keep=1)
+                          position_ids=position_ids, logits_to_keep=1, use_cache=False)
         logits = out.logits[:, -1, self.label_ids]
         return torch.log_softmax(logits.float(), dim=-1)[:, 1]
