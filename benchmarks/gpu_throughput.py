@@ -57,7 +57,7 @@ os.environ.setdefault("TQDM_DISABLE", "1")
 PEAK_BF16_TFLOPS = (("H100 NVL", 835.0), ("H200 NVL", 835.0), ("H100 PCIe", 756.0), ("H100", 989.0),
                     ("H200", 989.0), ("B200", 2250.0), ("A100", 312.0), ("L40S", 362.0), ("L4", 121.0))
 COLUMNS = ["model", "implementation", "params_m", "attention", "dtype", "batch_size", "pairs", "mean_tokens",
-           "seconds", "pairs_per_s", "tflops", "mfu", "ours_speedup", "same_top10"]
+           "padding", "seconds", "pairs_per_s", "tflops", "mfu", "ours_speedup", "same_top10"]
 REALISTIC_LOG_MEDIAN_WORDS = 4.6          # median ~100 words, like MS MARCO / Wikipedia passages
 FULL_LOG_MEDIAN_WORDS = 20.0              # every passage is capped at max_words: all pairs are truncated
 
@@ -101,16 +101,19 @@ ARCHITECTURES = {
                   initializer_range=0.5)),
 }
 
-# Runs in a clean interpreter that imports the pip `rerankers` package; prints {"seconds", "lengths", "rankings",
-# "attention"}. Token counts come from the attention masks its model is called with (kept without a host sync).
+# Runs in a clean interpreter that imports the pip `rerankers` package; prints {"seconds", "lengths", "padded",
+# "rankings", "attention", "dtype"}. Token counts come from the attention masks its model is called with (kept
+# without a host sync).
 THEIR_SIDE = r"""
-import json, sys, time
+import functools, json, sys, time
 import torch
 from rerankers import Reranker
 cfg = json.load(open(sys.argv[1]))
 dtype = getattr(torch, cfg["dtype"])
 ranker = Reranker(cfg["model"], model_type=cfg["model_type"], device=cfg["device"], dtype=dtype, verbose=0,
                   batch_size=cfg["batch_size"], model_kwargs={"attn_implementation": "sdpa"})
+if cfg["model_type"] == "t5":   # T5Ranker truncates at a fixed 512 tokens, not at the tokenizer's limit
+    ranker._get_scores = functools.partial(ranker._get_scores, max_length=cfg["max_length"])
 masks, forward = [], ranker.model.forward
 def recording_forward(*args, **kwargs):
     masks.append(kwargs["attention_mask"])
@@ -126,6 +129,7 @@ rankings = [[r.doc_id for r in ranker.rank(l["query"], l["docs"], doc_ids=l["doc
 sync()
 seconds = time.perf_counter() - t0
 print(json.dumps({"seconds": seconds, "lengths": [n for m in masks for n in m.sum(-1).tolist()],
+                  "padded": sum(m.numel() for m in masks),
                   "rankings": rankings, "attention": ranker.model.config._attn_implementation,
                   "dtype": str(ranker.model.dtype).removeprefix("torch.")}))
 """
@@ -249,6 +253,10 @@ class MaskRecorder:
     def lengths(self) -> list[int]:
         return [int(n) for m in self.masks for n in m.sum(-1).tolist()]
 
+    def padded(self) -> int:
+        """Token positions computed, padding included."""
+        return sum(m.numel() for m in self.masks)
+
     def remove(self) -> None:
         del self.model.forward
 
@@ -301,7 +309,8 @@ def time_ours(arch: Architecture, folder: Path, lists, args) -> list[tuple[dict,
         rankings, seconds = timed(args.device, lambda: reranker.rerank(lists))
         runs.append(({"implementation": "ours +compile" if compiled else "ours",
                       "attention": model.config._attn_implementation, "dtype": model_dtype(model),
-                      "seconds": seconds, "lengths": recorder.lengths()}, [r.docids for r in rankings]))
+                      "seconds": seconds, "lengths": recorder.lengths(), "padded": recorder.padded()},
+                     [r.docids for r in rankings]))
     recorder.remove()
     return runs
 
@@ -325,7 +334,7 @@ def time_sentence_transformers(folder: Path, lists, args) -> tuple[dict, list[li
         start += len(cl.candidates)
     row = {"implementation": "sentence-transformers CrossEncoder.predict",
            "attention": model.model.config._attn_implementation, "dtype": model_dtype(model.model),
-           "seconds": seconds, "lengths": recorder.lengths()}
+           "seconds": seconds, "lengths": recorder.lengths(), "padded": recorder.padded()}
     return row, rankings
 
 
@@ -334,6 +343,7 @@ def time_rerankers(arch: Architecture, folder: Path, lists, args, tmp: Path) -> 
     cfg.write_text(json.dumps({
         "model": str(folder), "model_type": arch.rerankers_type, "device": args.device,
         "dtype": str(resolve_dtype(args)).removeprefix("torch."), "batch_size": args.batch_size,
+        "max_length": args.max_length,
         "lists": [{"query": cl.query.text, "docs": [c.doc.as_passage() for c in cl.candidates],
                    "docids": [c.docid for c in cl.candidates]} for cl in lists]}))
     env = {**os.environ, "PYTHONPATH": str(args.rerankers_dir)}
@@ -343,7 +353,8 @@ def time_rerankers(arch: Architecture, folder: Path, lists, args, tmp: Path) -> 
         sys.exit(f"error: the rerankers side failed on {folder.name}:\n{done.stderr[-3000:]}")
     theirs = json.loads(done.stdout.strip().splitlines()[-1])
     row = {"implementation": f"rerankers {arch.rerankers_type}", "attention": theirs["attention"],
-           "dtype": theirs["dtype"], "seconds": theirs["seconds"], "lengths": theirs["lengths"]}
+           "dtype": theirs["dtype"], "seconds": theirs["seconds"], "lengths": theirs["lengths"],
+           "padded": theirs["padded"]}
     return row, theirs["rankings"]
 
 
@@ -359,9 +370,10 @@ def resolve_dtype(args):
 
 def table_row(row: dict, name: str, config, args, peak: float | None) -> dict:
     """The table row of one timed run: throughput, achieved TFLOPS and MFU from its own token counts."""
-    lengths = row.pop("lengths")
+    lengths, padded = row.pop("lengths"), row.pop("padded")
     tflops = sum(pair_flops(config, n) for n in lengths) / row["seconds"] / 1e12
-    return {"model": name, **row, "batch_size": args.batch_size, "pairs": len(lengths), "mean_tokens": sum(lengths) / len(lengths),
+    return {"model": name, **row, "batch_size": args.batch_size, "pairs": len(lengths),
+            "mean_tokens": sum(lengths) / len(lengths), "padding": 1 - sum(lengths) / padded,
             "pairs_per_s": len(lengths) / row["seconds"], "tflops": tflops, "mfu": tflops / peak if peak else None}
 
 
@@ -413,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dtype", default="auto", help="auto (bf16 on a GPU, fp32 on a CPU) | bfloat16 | float32 "
                                                        "| float16")
     parser.add_argument("--models", nargs="+", choices=list(ARCHITECTURES), default=list(ARCHITECTURES))
-    parser.add_argument("--pairs", type=int, default=4000, help="pairs per model (queries x --candidates)")
+    parser.add_argument("--pairs", type=int, default=10000, help="pairs per model (queries x --candidates)")
     parser.add_argument("--candidates", type=int, default=100, help="candidates per query")
     parser.add_argument("--lengths", choices=("realistic", "full"), default="realistic")
     parser.add_argument("--max-length", type=int, default=512, help="truncation, in tokens, on every side")

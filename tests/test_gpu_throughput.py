@@ -57,6 +57,19 @@ def test_pair_flops_equal_hand_computed_values_and_torch_flop_counter(family):
     assert pair_flops(config, 37) == counted_flops(family, 37)
 
 
+def test_mask_recorder_counts_real_and_padded_tokens_then_unwraps():
+    model_class, config, _ = CONFIGS["xlm-roberta"]
+    model = model_class(config).eval()
+    recorder = gpu_throughput.MaskRecorder(model)
+    ids = torch.full((2, 5), 7)
+    with torch.no_grad():
+        model(input_ids=ids, attention_mask=torch.tensor([[1, 1, 1, 1, 1], [1, 1, 0, 0, 0]]))
+        model(input_ids=ids[:1, :3], attention_mask=torch.ones(1, 3, dtype=torch.long))
+    assert recorder.lengths() == [5, 2, 3] and recorder.padded() == 13
+    recorder.remove()
+    assert "forward" not in vars(model)
+
+
 def test_peak_table_prefers_the_specific_name():
     assert gpu_throughput.peak_tflops("cpu", None) == (None, "cpu")
     assert gpu_throughput.peak_tflops("cpu", 2.5) == (2.5, "cpu")
@@ -84,14 +97,15 @@ def test_tiny_run_on_cpu_writes_the_table(tmp_path, capsys):
         ("xlmr-large", "ours"), ("xlmr-large", "sentence-transformers CrossEncoder.predict"),
         ("t5-base", "ours"), ("t5-large", "ours"), ("qwen3-0.6b", "ours")]
     assert (table.pairs == 20).all() and (table.dtype == "float32").all() and (table.attention == "sdpa").all()
-    # --lengths full: every pair is truncated to --max-length on every side
-    assert (table.mean_tokens == 48).all()
+    # --lengths full: every pair is truncated to --max-length on every side, so no batch is padded
+    assert (table.mean_tokens == 48).all() and (table.padding == 0).all()
     assert table.pairs_per_s.tolist() == pytest.approx((table.pairs / table.seconds).tolist())
     assert table.mfu.tolist() == pytest.approx((table.tflops / 0.5).tolist())
     # the same checkpoint on both sides: the same rankings (fp32), and the speed ratio is ours over theirs
     st = table.iloc[1]
     assert st.same_top10 == "2/2" and st.params_m == table.iloc[0].params_m
     assert st.ours_speedup == pytest.approx(table.iloc[0].pairs_per_s / st.pairs_per_s)
+    assert table.iloc[0].ours_speedup == 1.0 and table.iloc[0].same_top10 == ""
     # FLOPs follow from the token counts: 20 pairs of 48 tokens
     xlmr = table.iloc[0]
     config = XLMRobertaConfig.from_dict({**gpu_throughput.ARCHITECTURES["xlmr-large"].tiny, "num_labels": 1})
