@@ -27,10 +27,13 @@ Qwen3 is timed on our path alone; monoT5 is compared with ``rerankers``' T5Ranke
     python benchmarks/gpu_throughput.py --device cuda --models xlmr-large --lengths full --out xlmr_512.md
     python benchmarks/gpu_throughput.py --device cpu --tiny --pairs 60      # a dry run of the whole script on a CPU
 
-``--compile`` then also times our path with each transformer block compiled by ``torch.compile(dynamic=True)``
-(regional compilation: masks, embeddings and heads stay eager), after a warm-up pass that compiles every shape; off
-by default. In the table, ``ours_speedup`` is our fastest row's pairs/s over the row's, ``same_top10`` the queries
-whose top 10 equals our eager path's (random weights in bf16 make near-ties, so a few may differ).
+Our path always keeps scores on the device until the last batch (no host sync per batch: a GPU computes one batch
+while the next is tokenised). Two opt-in speed-ups add rows, each on top of the previous one: ``--prefetch``
+tokenises the next batch in a worker thread (the reranker option ``prefetch``), ``--compile`` compiles each
+transformer block with ``torch.compile(dynamic=True)`` (regional compilation: masks, embeddings and heads stay
+eager) after a warm-up pass that compiles every shape. In the table, ``ours_speedup`` is our fastest row's pairs/s
+over the row's, ``padding`` the share of computed token positions that are padding, ``same_top10`` the queries whose
+top 10 equals our plain path's (random weights in bf16 make near-ties, so a few may differ).
 """
 from __future__ import annotations
 
@@ -291,8 +294,17 @@ def timed(device: str, run):
     return result, time.perf_counter() - t0
 
 
+def our_variants(args) -> list[tuple[str, ...]]:
+    """Our path as is, then with each requested speed-up added to the previous row's: prefetch, compile."""
+    variants = [()]
+    for flag in ("prefetch", "compile"):
+        if getattr(args, flag):
+            variants.append(variants[-1] + (flag,))
+    return variants
+
+
 def time_ours(arch: Architecture, folder: Path, lists, args) -> list[tuple[dict, list[list[str]]]]:
-    """Our path, eager; with ``--compile`` then compiled too (the same model, its blocks compiled in place)."""
+    """One timed run of our path per variant, on the same model (compiled in place when a variant asks)."""
     from rerankers.registry import RerankerSettings, get_reranker
 
     reranker = get_reranker(arch.reranker, RerankerSettings(
@@ -301,13 +313,15 @@ def time_ours(arch: Architecture, folder: Path, lists, args) -> list[tuple[dict,
     model = reranker.model
     recorder = MaskRecorder(model)
     runs = []
-    for compiled in (False, True) if args.compile else (False,):
+    for variant in our_variants(args):
+        reranker.settings.options["prefetch"] = "prefetch" in variant
+        compiled = "compile" in variant
         if compiled:
             compile_blocks(model)
         reranker.rerank(lists if compiled else lists[:1])   # warm-up; compiled: every shape before timing
         recorder.masks.clear()
         rankings, seconds = timed(args.device, lambda: reranker.rerank(lists))
-        runs.append(({"implementation": "ours +compile" if compiled else "ours",
+        runs.append(({"implementation": " +".join(("ours",) + variant),
                       "attention": model.config._attn_implementation, "dtype": model_dtype(model),
                       "seconds": seconds, "lengths": recorder.lengths(), "padded": recorder.padded()},
                      [r.docids for r in rankings]))
@@ -378,8 +392,8 @@ def table_row(row: dict, name: str, config, args, peak: float | None) -> dict:
 
 
 def benchmark_model(name: str, args, peak: float | None, lists, tmp: Path) -> list[dict]:
-    """Rows of ``name``: ours (eager, and compiled with --compile), then each baseline; ``ours_speedup`` is our
-    fastest row's pairs/s over the row's, ``same_top10`` the queries whose top 10 equals eager ours'."""
+    """Rows of ``name``: ours (plain, then each variant asked for), then each baseline; ``ours_speedup`` is our
+    fastest row's pairs/s over the row's, ``same_top10`` the queries whose top 10 equals plain ours'."""
     import torch
     from transformers import AutoConfig
 
@@ -433,7 +447,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--baselines", nargs="*", choices=("sentence-transformers", "rerankers"),
                         default=["sentence-transformers", "rerankers"])
     parser.add_argument("--tiny", action="store_true", help="tiny shapes (a dry run on a CPU)")
-    parser.add_argument("--compile", action="store_true", help="torch.compile our model's transformer blocks")
+    parser.add_argument("--prefetch", action="store_true", help="also time ours tokenising the next batch in a "
+                                                                   "worker thread")
+    parser.add_argument("--compile", action="store_true", help="also time ours with its transformer blocks compiled")
     parser.add_argument("--peak-tflops", type=float, help="the device's dense peak for MFU, instead of the table")
     parser.add_argument("--rerankers-dir", type=Path, help="folder holding the pip rerankers package "
                                                             "(default: the one --setup installs into)")
