@@ -53,7 +53,6 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-os.environ.setdefault("TQDM_DISABLE", "1")
 
 # Dense (no sparsity) bf16 tensor-core peaks in TFLOPS from NVIDIA's data sheets; the first name contained in the
 # device name wins, so the more specific names come first.
@@ -272,15 +271,17 @@ def synchronize(device: str) -> None:
 
 
 def compile_blocks(model) -> int:
-    """torch.compile every transformer block of ``model`` in place (the classes its ``_no_split_modules`` names);
-    returns how many. All transformers blocks run through one shared wrapper function, whose variants (T5's first
-    block, its decoder blocks, the last, smaller batch) exceed dynamo's default limit of 8 recompilations, past which
-    it silently runs eagerly: the limit is raised and the previous model's compilations dropped."""
+    """torch.compile every transformer block of ``model`` in place (transformers' ``GradientCheckpointingLayer``s:
+    XLM-R layers, T5 blocks, Qwen3 decoder layers); returns how many. They all run through one shared wrapper
+    function, whose variants (T5's first block, its decoder blocks, the last, smaller batch) exceed dynamo's default
+    limit of 8 recompilations, past which it silently runs eagerly: the limit is raised and the previous model's
+    compilations dropped."""
     import torch
+    from transformers.modeling_layers import GradientCheckpointingLayer
 
     torch._dynamo.reset()
     torch._dynamo.config.recompile_limit = 64
-    blocks = [m for m in model.modules() if type(m).__name__ in set(model._no_split_modules or ())]
+    blocks = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
     for block in blocks:
         block.compile(dynamic=True)
     return len(blocks)

@@ -70,6 +70,13 @@ def test_mask_recorder_counts_real_and_padded_tokens_then_unwraps():
     assert "forward" not in vars(model)
 
 
+@pytest.mark.parametrize("family, blocks", [("xlm-roberta", 2), ("t5", 4), ("qwen3", 2)])
+def test_compile_blocks_finds_every_transformer_block(family, blocks):
+    model_class, config, _ = CONFIGS[family]
+    model = model_class(config)
+    assert gpu_throughput.compile_blocks(model) == blocks     # T5: 2 encoder + 2 decoder blocks
+
+
 def test_peak_table_prefers_the_specific_name():
     assert gpu_throughput.peak_tflops("cpu", None) == (None, "cpu")
     assert gpu_throughput.peak_tflops("cpu", 2.5) == (2.5, "cpu")
