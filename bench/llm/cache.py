@@ -13,6 +13,7 @@ import os
 import sqlite3
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -187,7 +188,10 @@ class CachedEngine(Engine):
                     out.append(first)
                     answered[k] = ChatResponse(first.text, dict(first.usage), cached=True, error=first.error)
         self._count(len(requests), fresh, [r for r in out if r.cached])
-        return out
+        # Each response names its key in the cache (a record links to the exact request and response by it); one
+        # that is not stored there (failed, or ``bypass``) names none.
+        stored = self.mode != "bypass"
+        return [replace(r, cache_key=k if stored and r.error is None else None) for k, r in zip(keys, out)]
 
     def _count(self, n_requests: int, fresh: list[ChatResponse], served: list[ChatResponse]) -> None:
         with self._lock:
