@@ -4,6 +4,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -229,9 +230,14 @@ def test_records_link_the_llm_calls_behind_their_answer(two_readers):
     recs = records(two_readers["run_dir"])
     calls = [r["info"]["llm_calls"] for r in recs]
     assert all(set(c) == {"reader", "judge"} for c in calls)
-    stored = open_cache(two_readers["cache"]).get_many([key for c in calls for key in c.values()])
+    cache = open_cache(two_readers["cache"])
+    stored = cache.get_many([key for c in calls for key in c.values()])
+    db = sqlite3.connect(cache.path)
     for rec, call in zip(recs, calls):
         assert stored[call["reader"]].text == rec["answer"]
+        # the request is there too, as the README's query shows it: the reader's prompt asks the record's question
+        (request,) = db.execute("SELECT request FROM responses WHERE key = ?", (call["reader"],)).fetchone()
+        assert rec["question"] in json.loads(request)["messages"][-1][1]
         verdict = parse_verdict(stored[call["judge"]].text)
         assert float(verdict.correct) == rec["metrics"]["judge"] and verdict.reason == rec["info"]["judge"]["reason"]
     by_reader = {reader: {c["reader"] for r, c in zip(recs, calls) if r["reader"] == reader}
