@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -139,16 +138,9 @@ def cmd_data(args: argparse.Namespace) -> None:
 
 
 def cmd_report(run_dir: str) -> None:
-    from bench.report import ReportOptions, write_reports
-    from bench.runner import RecordStore
+    from bench.runner import report_run_folder
 
-    path = Path(run_dir)
-    if not (path / "records.jsonl").is_file():
-        raise UserError(f"{path}: no records.jsonl (expected a results/<run-id>/ folder)")
-    cfg = json.loads((path / "config.json").read_text())
-    opts = ReportOptions(baseline=cfg.get("baseline", "none"), top_k=cfg.get("top_k", 3), seed=cfg.get("seed", 0),
-                         primary_metric=cfg.get("primary_metric", "F1"))
-    print(write_reports(list(RecordStore(path / "records.jsonl").records.values()), path, opts))
+    print(report_run_folder(Path(run_dir)))
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 from bench.llm.base import Engine
@@ -27,6 +27,7 @@ class Verdict:
     valid: bool
     raw: str                  # the judge's reply as received ("" when the engine failed)
     error: str | None = None  # set when the judge's engine failed: no verdict was given (not an invalid one)
+    cache_key: str | None = None  # the LLM cache's key of the judge call (when its reply is stored there)
 
 
 def parse_verdict(raw: str) -> Verdict:
@@ -64,7 +65,7 @@ class Judge:
                     for question, gold, prediction in items]
         responses = self.engine.generate(requests)
         verdicts = [Verdict(None, f"engine error: {r.error}", False, "", error=r.error) if r.error is not None
-                    else parse_verdict(r.text) for r in responses]
+                    else replace(parse_verdict(r.text), cache_key=r.cache_key) for r in responses]
         self.stats["judged"] += len(verdicts)
         self.stats["invalid"] += sum(not v.valid and v.error is None for v in verdicts)
         self.stats["engine_errors"] += sum(r.error is not None for r in responses)
