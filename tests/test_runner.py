@@ -198,14 +198,18 @@ def test_judge_on_its_own_server(uninterrupted, tmp_path):
 
 def test_two_servers_share_the_run_and_one_killed_mid_run_loses_nothing(uninterrupted, tmp_path):
     with ScriptedLLMServer(reply=scripted_reply) as a, ScriptedLLMServer(reply=scripted_reply) as b:
+        replies, lock = [0], threading.Lock()
+
         def reply_then_die(body: dict) -> str:
-            if a.count == 4:
-                a.stop()   # this request gets no answer, and a takes no new connection
+            with lock:
+                replies[0] += 1
+                if replies[0] == 4:
+                    a.stop()   # this request gets no answer, and a takes no new connection
             return scripted_reply(body)
 
         a.reply = reply_then_die
         run(bench_cmd(uninterrupted["dataset"], [a.base_url, b.base_url], tmp_path / "out", tmp_path / "cache"))
-        assert a.stopped and a.count == 4 and b.count > 0
+        assert a.stopped and a.count >= 4 and b.count > 0
     run_dir = only_dir(tmp_path / "out")
     recs = records(run_dir)
     assert len(recs) == 2 * N_QUESTIONS and all(r["status"] == "ok" for r in recs)
