@@ -21,12 +21,22 @@ def _checkpoint_pairs(values: list[str]) -> dict[str, str]:
     return out
 
 
+class _ServerURLs(argparse.Action):
+    """One URL stays a string (as before several were allowed: same run ids), several become a list."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values[0] if len(values) == 1 else list(values))
+
+
 def add_server_options(parser: argparse.ArgumentParser) -> None:
     """Where ``openai:*`` readers and judges are served: ``bench run``'s options, which ``rrpo train`` shares."""
     d = RunConfig()
-    parser.add_argument("--base-url", default=d.base_url, help="OpenAI-compatible server (vLLM, Ollama, ...)")
+    parser.add_argument("--base-url", nargs="+", action=_ServerURLs, default=d.base_url, metavar="URL",
+                        help="OpenAI-compatible server (vLLM, Ollama, ...), or several serving the same model (one "
+                             "vLLM server per GPU): requests are spread over them, --concurrency per server")
     parser.add_argument("--api-key-env", default=d.api_key_env, help="NAME of the environment variable with the key")
-    parser.add_argument("--judge-base-url", default=d.judge_base_url, help="the judge's server, if not --base-url's")
+    parser.add_argument("--judge-base-url", nargs="+", action=_ServerURLs, default=d.judge_base_url, metavar="URL",
+                        help="the judge's server(s), if not --base-url's")
     parser.add_argument("--judge-api-key-env", default=d.judge_api_key_env, help="the judge's key variable, if not "
                         "--api-key-env's")
 
@@ -62,7 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--dtype", default=d.dtype)
     run.add_argument("--batch-size", type=int, default=d.batch_size)
     add_server_options(run)
-    run.add_argument("--concurrency", type=int, default=d.concurrency)
+    run.add_argument("--concurrency", type=int, default=d.concurrency, help="requests in flight per server")
     run.add_argument("--timeout", type=float, default=d.timeout)
     run.add_argument("--max-retries", type=int, default=d.max_retries)
     run.add_argument("--chunk-size", type=int, default=d.chunk_size)

@@ -31,7 +31,7 @@ log = logging.getLogger(__name__)
 # nothing to rank, so no reader was asked and the query is counted apart from the answered ones.
 FINAL_STATUSES = ("ok", "no_candidates")
 LOCK_FILE = ".lock"
-RETRY_STATS = ("attempts", "retries", "failed_attempts")
+RETRY_STATS = ("attempts", "retries", "failed_attempts", "servers")
 ENV_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Prefixes of API keys (OpenAI, Hugging Face, Groq, Google, Anthropic, xAI): a value starting so is a key pasted
 # where the NAME of its variable belongs.
@@ -63,9 +63,9 @@ class RunConfig:
     device: str = "auto"
     dtype: str = "auto"
     batch_size: int = 32
-    base_url: str | None = None            # OpenAI-compatible server for openai:* readers/judges/rerankers
+    base_url: str | list[str] | None = None   # OpenAI-compatible server(s) for openai:* readers/judges/rerankers
     api_key_env: str = "OPENAI_API_KEY"    # the NAME of the variable holding the key, never the key
-    judge_base_url: str | None = None      # the judge's server when it is not --base-url's (e.g. OpenAI itself)
+    judge_base_url: str | list[str] | None = None   # the judge's server(s) when not --base-url's (e.g. OpenAI)
     judge_api_key_env: str | None = None   # likewise for its key variable
     concurrency: int = 8
     timeout: float = 60.0

@@ -47,9 +47,10 @@ def scripted_reply(body: dict) -> str:
     return codes[0] if codes else "unknown"
 
 
-def bench_cmd(dataset: Path, base_url: str, out: Path, cache: Path, *extra: str) -> list[str]:
+def bench_cmd(dataset: Path, base_url: str | list[str], out: Path, cache: Path, *extra: str) -> list[str]:
+    urls = [base_url] if isinstance(base_url, str) else base_url
     return [sys.executable, "-m", "bench", "run", "--datasets", str(dataset), "--rerankers", "none", "random",
-            "--reader", "openai:toy-reader", "--judge", "openai:toy-judge", "--base-url", base_url,
+            "--reader", "openai:toy-reader", "--judge", "openai:toy-judge", "--base-url", *urls,
             "--api-key-env", "TOY_KEY", "--pool", "2", "--top-k", "1", "--chunk-size", "3", "--concurrency", "1",
             "--max-retries", "1", "--output", str(out), "--cache-dir", str(cache), *extra]
 
@@ -259,6 +260,33 @@ def test_judge_on_its_own_server(uninterrupted, tmp_path):
         assert reader_srv.count > 0 and judge_srv.count > 0
         assert all("Predicted answer:" not in prompt_text(b) for b in reader_srv.requests)
         assert all("Predicted answer:" in prompt_text(b) for b in judge_srv.requests)
+
+
+def test_two_servers_share_the_run_and_one_killed_mid_run_loses_nothing(uninterrupted, tmp_path):
+    with ScriptedLLMServer(reply=scripted_reply) as a, ScriptedLLMServer(reply=scripted_reply) as b:
+        replies, lock = [0], threading.Lock()
+
+        def reply_then_die(body: dict) -> str:
+            with lock:
+                replies[0] += 1
+                if replies[0] == 4:
+                    a.stop()   # this request gets no answer, and a takes no new connection
+            return scripted_reply(body)
+
+        a.reply = reply_then_die
+        run(bench_cmd(uninterrupted["dataset"], [a.base_url, b.base_url], tmp_path / "out", tmp_path / "cache"))
+        assert a.stopped and a.count >= 4 and b.count > 0
+    run_dir = only_dir(tmp_path / "out")
+    recs = records(run_dir)
+    assert len(recs) == 2 * N_QUESTIONS and all(r["status"] == "ok" for r in recs)
+    assert (run_dir / "leaderboard.csv").read_text() == \
+        (uninterrupted["run_dir"] / "leaderboard.csv").read_text()
+    assert json.loads((run_dir / "config.json").read_text())["base_url"] == [a.base_url, b.base_url]
+    llm = json.loads((run_dir / "costs.json").read_text())["llm"]
+    # the dead server is out of rotation for the reader (it died under it) and for the judge (which found it dead)
+    assert [llm[spec]["servers"][a.base_url]["removals"] for spec in ("openai:toy-reader", "openai:toy-judge")] == \
+        [1, 1]
+    assert sum(s["servers"][b.base_url]["requests"] for s in llm.values()) == b.count
 
 
 def test_changed_data_start_a_new_run_and_keep_the_old_one(tmp_path):

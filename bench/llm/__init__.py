@@ -7,7 +7,7 @@ path>`` (any local transformers causal LM), ``openai:<model>`` (any OpenAI-compa
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, Sequence
 
 from bench.errors import UserError
 from bench.llm.base import Engine
@@ -20,7 +20,7 @@ class EngineOptions:
     device: str = "auto"
     dtype: str = "auto"
     batch_size: int = 8
-    base_url: str | None = None
+    base_url: str | Sequence[str] | None = None    # one server, or several serving the same model
     api_key_env: str = "OPENAI_API_KEY"
     concurrency: int = 8
     timeout: float = 60.0
