@@ -4,7 +4,6 @@ the server."""
 from __future__ import annotations
 
 import dataclasses
-
 import threading
 import time
 
