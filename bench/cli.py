@@ -23,12 +23,22 @@ def _checkpoint_pairs(values: list[str]) -> dict[str, str]:
     return out
 
 
+class _ServerURLs(argparse.Action):
+    """One URL stays a string (as before several were allowed: same run ids), several become a list."""
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        setattr(namespace, self.dest, values[0] if len(values) == 1 else list(values))
+
+
 def add_server_options(parser: argparse.ArgumentParser) -> None:
     """Where ``openai:*`` readers and judges are served: ``bench run``'s options, which ``rrpo train`` shares."""
     d = RunConfig()
-    parser.add_argument("--base-url", default=d.base_url, help="OpenAI-compatible server (vLLM, Ollama, ...)")
+    parser.add_argument("--base-url", nargs="+", action=_ServerURLs, default=d.base_url, metavar="URL",
+                        help="OpenAI-compatible server (vLLM, Ollama, ...), or several serving the same model (one "
+                             "vLLM server per GPU): requests are spread over them, --concurrency per server")
     parser.add_argument("--api-key-env", default=d.api_key_env, help="NAME of the environment variable with the key")
-    parser.add_argument("--judge-base-url", default=d.judge_base_url, help="the judge's server, if not --base-url's")
+    parser.add_argument("--judge-base-url", nargs="+", action=_ServerURLs, default=d.judge_base_url, metavar="URL",
+                        help="the judge's server(s), if not --base-url's")
     parser.add_argument("--judge-api-key-env", default=d.judge_api_key_env, help="the judge's key variable, if not "
                         "--api-key-env's")
 
@@ -72,7 +82,7 @@ def build_parser() -> argparse.ArgumentParser:
                          help=f"options of one {role} (repeatable), e.g. {example}; "
                               f"`python -m bench list --{role} NAME` shows them")
     add_server_options(run)
-    run.add_argument("--concurrency", type=int, default=d.concurrency)
+    run.add_argument("--concurrency", type=int, default=d.concurrency, help="requests in flight per server")
     run.add_argument("--timeout", type=float, default=d.timeout)
     run.add_argument("--max-retries", type=int, default=d.max_retries)
     run.add_argument("--chunk-size", type=int, default=d.chunk_size)
@@ -217,16 +227,9 @@ def cmd_data(args: argparse.Namespace) -> None:
 
 
 def cmd_report(run_dir: str) -> None:
-    from bench.report import ReportOptions, write_reports
-    from bench.runner import RecordStore
+    from bench.runner import report_run_folder
 
-    path = Path(run_dir)
-    if not (path / "records.jsonl").is_file():
-        raise UserError(f"{path}: no records.jsonl (expected a results/<run-id>/ folder)")
-    cfg = json.loads((path / "config.json").read_text())
-    opts = ReportOptions(baseline=cfg.get("baseline", "none"), top_k=cfg.get("top_k", 3), seed=cfg.get("seed", 0),
-                         primary_metric=cfg.get("primary_metric", "F1"))
-    print(write_reports(list(RecordStore(path / "records.jsonl").records.values()), path, opts))
+    print(report_run_folder(Path(run_dir)))
 
 
 def main(argv: list[str] | None = None) -> int:

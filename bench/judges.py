@@ -4,13 +4,13 @@ The judge model replies in the strict format of ``bench/prompts/judge-reference.
 ``{"verdict": "correct" | "incorrect", "reason": "..."}`` with exactly those two keys. Only whitespace and one
 surrounding Markdown code fence are tolerated; any other reply is an invalid verdict (``correct=None``), counted in
 ``Judge.stats`` and never guessed. A failure of the judge's engine is no verdict at all (``Verdict.error``): the
-runner records the query as failed, to be judged again on the next run. ``cohens_kappa`` measures how far the judge agrees with lexical accuracy.
+runner records the query as failed, to be judged again on the next run. ``bench.stats.cohens_kappa`` measures how far the judge agrees with lexical accuracy.
 """
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 from bench.llm.base import Engine
@@ -27,6 +27,7 @@ class Verdict:
     valid: bool
     raw: str                  # the judge's reply as received ("" when the engine failed)
     error: str | None = None  # set when the judge's engine failed: no verdict was given (not an invalid one)
+    cache_key: str | None = None  # the LLM cache's key of the judge call (when its reply is stored there)
 
 
 def parse_verdict(raw: str) -> Verdict:
@@ -64,22 +65,8 @@ class Judge:
                     for question, gold, prediction in items]
         responses = self.engine.generate(requests)
         verdicts = [Verdict(None, f"engine error: {r.error}", False, "", error=r.error) if r.error is not None
-                    else parse_verdict(r.text) for r in responses]
+                    else replace(parse_verdict(r.text), cache_key=r.cache_key) for r in responses]
         self.stats["judged"] += len(verdicts)
         self.stats["invalid"] += sum(not v.valid and v.error is None for v in verdicts)
         self.stats["engine_errors"] += sum(r.error is not None for r in responses)
         return verdicts
-
-
-def cohens_kappa(a: Sequence[bool], b: Sequence[bool]) -> float:
-    """Cohen's kappa of two binary raters: (p_o - p_e) / (1 - p_e). NaN when chance agreement is 1 (both raters
-    gave one and the same label to every item), as in ``sklearn.metrics.cohen_kappa_score``."""
-    if len(a) != len(b) or not a:
-        raise ValueError(f"cohens_kappa needs two non-empty label lists of equal length (got {len(a)} and {len(b)})")
-    n = len(a)
-    observed = sum(x == y for x, y in zip(a, b)) / n
-    pa, pb = sum(map(bool, a)) / n, sum(map(bool, b)) / n
-    expected = pa * pb + (1 - pa) * (1 - pb)
-    if expected == 1:
-        return float("nan")
-    return (observed - expected) / (1 - expected)

@@ -74,6 +74,9 @@ def convert(value: Any, annotation: Any, where: str) -> Any:
 
 
 def _is_instance(value: Any, kind: Any) -> bool:
+    origin = typing.get_origin(kind)
+    if origin is not None:               # list[str], Sequence[str]: the container's type, not its items'
+        return isinstance(origin, type) and isinstance(value, origin)
     if kind is Any or not isinstance(kind, type):
         return True                      # Callable, Any: not checked here
     if kind is float:

@@ -72,5 +72,6 @@ class Reader:
         requests = self.requests(questions, docs)
         responses = self.engine.generate(requests)
         return [Answer(qid=q.qid, text="" if resp.error else first_line(resp.text), docids=[d.docid for d in ds],
-                       prompt_hash=req.template, usage=dict(resp.usage), cached=resp.cached, error=resp.error)
+                       prompt_hash=req.template, usage=dict(resp.usage), cached=resp.cached, error=resp.error,
+                       cache_key=resp.cache_key)
                 for q, ds, req, resp in zip(questions, docs, requests, responses)]

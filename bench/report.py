@@ -14,14 +14,14 @@ queries failed for them.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
-from typing import Iterable, Sequence
+from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import pandas as pd
 
 from bench.metrics import is_answer_metric, is_binary_metric
-from bench.stats import bootstrap_ci, holm, is_binary, mcnemar_exact, paired_tests
+from bench.stats import bootstrap_ci, cohens_kappa, holm, is_binary, mcnemar_exact, paired_tests
 from bench.types import QueryRecord
 
 # Column order of the Markdown leaderboard; other metrics still go into the CSV.
@@ -38,6 +38,11 @@ class ReportOptions:
     n_resamples: int = 10_000
     primary_metric: str = "F1"      # declared before the run: RRPO's training metric
 
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> "ReportOptions":
+        """The options a run folder's ``config.json`` fixed (so ``bench report`` rebuilds what the run wrote)."""
+        return cls(**{f.name: config[f.name] for f in fields(cls) if f.name in config})
+
 
 def metric_names(records: Iterable[QueryRecord]) -> list[str]:
     seen: dict[str, None] = {}
@@ -47,19 +52,42 @@ def metric_names(records: Iterable[QueryRecord]) -> list[str]:
     return list(seen)
 
 
+def scored_values(recs: Iterable[QueryRecord], metric: str) -> dict[str, float]:
+    """qid -> value of ``metric`` over the records that count for it: answered ones for an answer metric, every
+    ranked one (failed included) for a retrieval metric."""
+    statuses = ("ok",) if is_answer_metric(metric) else RANKED
+    return {r.qid: r.metrics[metric] for r in recs if r.status in statuses and metric in r.metrics}
+
+
+def paired_values(system: Mapping[str, float], other: Mapping[str, float]) -> tuple[list[float], list[float]]:
+    """The two systems' values on the queries both have, in ``system``'s order."""
+    shared = [q for q in system if q in other]
+    return [system[q] for q in shared], [other[q] for q in shared]
+
+
+def _groups(records: Iterable[QueryRecord]) -> dict[tuple[str, str], dict[str, list[QueryRecord]]]:
+    """(dataset, reader) -> reranker -> records, in first-seen order."""
+    groups: dict[tuple[str, str], dict[str, list[QueryRecord]]] = {}
+    for r in records:
+        groups.setdefault((r.dataset, r.reader), {}).setdefault(r.reranker, []).append(r)
+    return groups
+
+
+def _binary_metrics(by_reranker: Mapping[str, list[QueryRecord]], metrics: Sequence[str]) -> dict[str, bool]:
+    """Which metrics are 0/1 across the group (tested with exact McNemar, the others with randomization)."""
+    return {m: is_binary_metric(m) or is_binary([r.metrics[m] for recs in by_reranker.values() for r in recs
+                                                  if m in r.metrics]) for m in metrics}
+
+
 def leaderboard(records: Sequence[QueryRecord], opts: ReportOptions) -> pd.DataFrame:
     """One row per (dataset, reader, reranker), in first-seen order; columns ``<m>``, ``<m>_ci_lo``, ``<m>_ci_hi``,
     ``<m>_p_t``, ``<m>_p_rand``, ``<m>_p_exact`` (McNemar, 0/1 metrics only) raw and ``_holm`` across rerankers;
     ``<m>_p`` (exact for 0/1 metrics, else randomization) and ``<m>_p_holm``: over the answer-metric family of the
     group for answer metrics, across rerankers for the others."""
     metrics = metric_names(records)
-    groups: dict[tuple[str, str], dict[str, list[QueryRecord]]] = {}
-    for r in records:
-        groups.setdefault((r.dataset, r.reader), {}).setdefault(r.reranker, []).append(r)
     rows = []
-    for (dataset, reader), by_reranker in groups.items():
-        binary = {m: is_binary_metric(m) or is_binary([r.metrics[m] for recs in by_reranker.values() for r in recs
-                                                       if m in r.metrics]) for m in metrics}
+    for (dataset, reader), by_reranker in _groups(records).items():
+        binary = _binary_metrics(by_reranker, metrics)
         group_rows = []
         for reranker, recs in by_reranker.items():
             ok = [r for r in recs if r.status == "ok"]
@@ -68,16 +96,13 @@ def leaderboard(records: Sequence[QueryRecord], opts: ReportOptions) -> pd.DataF
                          "failed": sum(r.status == "failed" for r in recs),
                          "no_candidates": sum(r.status == "no_candidates" for r in recs)}
             for m in metrics:
-                statuses = ("ok",) if is_answer_metric(m) else RANKED
-                scored = [r for r in recs if r.status in statuses and m in r.metrics]
-                base = {r.qid: r for r in by_reranker.get(opts.baseline, [])
-                        if r.status in statuses and m in r.metrics}
-                vals = [r.metrics[m] for r in scored]
+                scored = scored_values(recs, m)
+                base = scored_values(by_reranker.get(opts.baseline, []), m)
+                vals = list(scored.values())
                 row[m] = sum(vals) / len(vals) if vals else math.nan
                 row[f"{m}_ci_lo"], row[f"{m}_ci_hi"] = bootstrap_ci(vals, seed=opts.seed)
-                pairs = [(r.metrics[m], base[r.qid].metrics[m]) for r in scored if r.qid in base]
-                if reranker != opts.baseline and pairs:
-                    system, baseline = [a for a, _ in pairs], [b for _, b in pairs]
+                system, baseline = paired_values(scored, base)
+                if reranker != opts.baseline and system:
                     test = paired_tests(system, baseline, opts.n_resamples, opts.seed)
                     row[f"{m}_p_t"], row[f"{m}_p_rand"] = test.p_ttest, test.p_randomization
                     row[f"{m}_p_exact"] = mcnemar_exact(system, baseline) if binary[m] else math.nan
@@ -102,11 +127,11 @@ def _headline_columns(df: pd.DataFrame, top_k: int) -> list[str]:
     return [c for c in wanted if c in df.columns and df[c].notna().any()]
 
 
-def _cell(row: pd.Series, m: str) -> str:
+def _cell(row: pd.Series, m: str, dagger: str = "†", missing: str = "–") -> str:
     v = row[m]
     if pd.isna(v):
-        return "–"
-    mark = "†" if row.get(f"{m}_p_holm", math.nan) < ALPHA else ""
+        return missing
+    mark = dagger if row.get(f"{m}_p_holm", math.nan) < ALPHA else ""
     return f"{v:.3f}{mark} [{row[f'{m}_ci_lo']:.3f}, {row[f'{m}_ci_hi']:.3f}]"
 
 
@@ -126,15 +151,23 @@ def _families(g: pd.DataFrame, cols: Sequence[str], baseline: str) -> str:
     return "Holm families: " + "; ".join(parts) + ".\n"
 
 
-def to_markdown(df: pd.DataFrame, opts: ReportOptions) -> str:
+def _tables(df: pd.DataFrame, opts: ReportOptions, dagger: str = "†",
+            missing: str = "–") -> Iterator[tuple[str, str, pd.DataFrame, pd.DataFrame]]:
+    """Per (dataset, reader): its rows of ``df`` and the table shown for them (reranker, counts, formatted cells)."""
     cols = _headline_columns(df, opts.top_k)
     counts = ["n", *(["judged"] if "judge" in cols else []), "failed",
               *(["no_candidates"] if df["no_candidates"].any() else [])]
-    parts = []
     for (dataset, reader), g in df.groupby(["dataset", "reader"], sort=False):
-        table = pd.DataFrame({"reranker": g["reranker"], **{c: g[c] for c in counts},
-                              **{f"{m} (primary)" if m == opts.primary_metric else m:
-                                 [_cell(r, m) for _, r in g.iterrows()] for m in cols}})
+        yield dataset, reader, g, pd.DataFrame(
+            {"reranker": g["reranker"], **{c: g[c] for c in counts},
+             **{f"{m} (primary)" if m == opts.primary_metric else m:
+                [_cell(r, m, dagger, missing) for _, r in g.iterrows()] for m in cols}})
+
+
+def to_markdown(df: pd.DataFrame, opts: ReportOptions) -> str:
+    cols = _headline_columns(df, opts.top_k)
+    parts = []
+    for dataset, reader, g, table in _tables(df, opts):
         parts.append(f"### {dataset} · reader {reader}\n\n{table.to_markdown(index=False)}\n\n"
                      f"{_families(g, cols, opts.baseline)}")
     parts.append(f"Cells: mean [95% bootstrap CI]. Answer metrics are over the answered queries (`n`; `judge` over "
@@ -147,6 +180,126 @@ def to_markdown(df: pd.DataFrame, opts: ReportOptions) -> str:
                  f"Primary metric, declared before the run: {opts.primary_metric}. The CSV also has the paired t-test "
                  f"and every p-value raw and Holm-corrected across rerankers.")
     return "\n".join(parts)
+
+
+# --- all pairs of rerankers (as ranx's Report) -----------------------------------------------------------------------
+
+def pairwise(records: Sequence[QueryRecord], opts: ReportOptions) -> pd.DataFrame:
+    """One row per (dataset, reader, metric, pair of rerankers in first-seen order): over the queries both have, the
+    queries on which ``reranker`` scores higher than ``other`` (``wins``), the same (``ties``) or lower
+    (``losses``), the mean difference, and the p-value of the test a † rests on (exact McNemar for 0/1 metrics,
+    paired randomization for graded ones), raw and Holm-corrected over the pairs of that metric."""
+    from itertools import combinations
+
+    metrics = metric_names(records)
+    rows = []
+    for (dataset, reader), by_reranker in _groups(records).items():
+        binary = _binary_metrics(by_reranker, metrics)
+        for m in metrics:
+            values = {name: scored_values(recs, m) for name, recs in by_reranker.items()}
+            metric_rows = []
+            for a, b in combinations(by_reranker, 2):
+                x, y = paired_values(values[a], values[b])
+                if not x:
+                    continue
+                test = "mcnemar" if binary[m] else "randomization"
+                p = (mcnemar_exact(x, y) if binary[m]
+                     else paired_tests(x, y, opts.n_resamples, opts.seed).p_randomization)
+                metric_rows.append({"dataset": dataset, "reader": reader, "metric": m, "reranker": a, "other": b,
+                                    "n": len(x), "wins": sum(u > v for u, v in zip(x, y)),
+                                    "ties": sum(u == v for u, v in zip(x, y)),
+                                    "losses": sum(u < v for u, v in zip(x, y)),
+                                    "mean_diff": (sum(x) - sum(y)) / len(x), "test": test, "p": p})
+            for row, p_holm in zip(metric_rows, holm([row["p"] for row in metric_rows])):
+                row["p_holm"] = p_holm
+            rows.extend(metric_rows)
+    return pd.DataFrame(rows, columns=["dataset", "reader", "metric", "reranker", "other", "n", "wins", "ties",
+                                       "losses", "mean_diff", "test", "p", "p_holm"])
+
+
+def pairs_markdown(pairs: pd.DataFrame, metrics: Sequence[str]) -> str:
+    """Per (dataset, reader): one row per pair, ``wins/ties/losses (Holm p)`` per headline metric."""
+    parts = []
+    for (dataset, reader), g in pairs[pairs["metric"].isin(metrics)].groupby(["dataset", "reader"], sort=False):
+        cells: dict[str, dict[str, str]] = {}
+        for _, r in g.iterrows():
+            mark = "†" if r["p_holm"] < ALPHA else ""
+            cells.setdefault(f"{r['reranker']} vs {r['other']}", {})[r["metric"]] = \
+                f"{r['wins']}/{r['ties']}/{r['losses']} ({r['p_holm']:.3f}{mark})"
+        shown = [m for m in metrics if m in set(g["metric"])]
+        table = pd.DataFrame([{"pair": pair, **{m: row.get(m, "–") for m in shown}} for pair, row in cells.items()])
+        parts.append(f"### Pairwise: {dataset} · reader {reader}\n\n{table.to_markdown(index=False)}\n")
+    if not parts:
+        return ""
+    n_pairs = pairs.groupby(["dataset", "reader", "metric"]).size().max()
+    parts.append(f"Pairwise cells: wins/ties/losses of the pair's first reranker against the second over the queries "
+                 f"both have (the same queries as the leaderboard's means), and in parentheses the p-value of the "
+                 f"exact McNemar test (0/1 metrics) or the paired randomization test (graded ones), Holm-corrected "
+                 f"over the pairs of each metric (up to {n_pairs}); † = p < {ALPHA}. `pairs.csv` has every metric, "
+                 f"the mean difference and the raw p-values.")
+    return "\n".join(parts)
+
+
+# --- LaTeX ------------------------------------------------------------------------------------------------------------
+
+LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
+                  "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
+
+
+def latex_escape(text: str) -> str:
+    return "".join(LATEX_SPECIALS.get(ch, ch) for ch in str(text))
+
+
+def to_latex(df: pd.DataFrame, opts: ReportOptions) -> str:
+    """The Markdown leaderboard's tables as LaTeX tables in booktabs rules: the same cells, † marks and CIs; names
+    escaped."""
+    parts = [f"% leaderboard.tex: needs \\usepackage{{booktabs}}. Cells: mean [95% bootstrap CI]; "
+             f"$^\\dagger$: differs from {opts.baseline} at p < {ALPHA} after Holm correction (see leaderboard.md)."]
+    for dataset, reader, _, table in _tables(df, opts, dagger=r"$^\dagger$", missing="--"):
+        header = " & ".join(latex_escape(c) for c in table.columns)
+        body = [" & ".join(latex_escape(v) if j == 0 else str(v) for j, v in enumerate(row)) + r" \\"
+                for row in table.itertuples(index=False)]
+        caption = (f"{latex_escape(dataset)}, reader {latex_escape(reader)}: mean [95\\% bootstrap CI]; "
+                   f"$^\\dagger$ differs from {latex_escape(opts.baseline)} at $p < {ALPHA}$ (Holm).")
+        parts.append("\n".join([r"\begin{table}[t]", r"\centering", f"\\caption{{{caption}}}",
+                                f"\\begin{{tabular}}{{l{'r' * (len(table.columns) - 1)}}}", r"\toprule",
+                                header + r" \\", r"\midrule", *body, r"\bottomrule", r"\end{tabular}",
+                                r"\end{table}"]))
+    return "\n\n".join(parts) + "\n"
+
+
+# --- sections from what the run persisted: judge agreement, costs ---------------------------------------------------
+
+def judge_agreement(records: Sequence[QueryRecord], judge: str) -> str | None:
+    """Cohen's κ of the judge's verdicts with lexical accuracy over the judged answers, and the unparseable verdicts;
+    None when nothing was judged."""
+    judged = [r for r in records if r.status == "ok" and "judge" in r.metrics and "accuracy" in r.metrics]
+    invalid = sum(1 for r in records if r.info.get("judge", {}).get("valid") is False)
+    if not (judged or invalid):
+        return None
+    kappa = cohens_kappa([r.metrics["judge"] == 1.0 for r in judged],
+                         [r.metrics["accuracy"] == 1.0 for r in judged]) if judged else float("nan")
+    return (f"Judge `{judge}`: Cohen's κ with lexical accuracy = {kappa:.3f} over {len(judged)} judged answers; "
+            f"{invalid} unparseable verdicts (recorded as invalid, not scored).")
+
+
+def cost_report(costs: Mapping[str, Any]) -> str:
+    """The cost section from ``costs.json``, which each invocation of ``bench run`` rewrites with its own calls."""
+    llm = costs.get("llm", {})
+    lines = ["### Cost of the last invocation", "",
+             "From `costs.json`: what the last `bench run` of this folder did (an earlier, interrupted invocation's "
+             "calls are not in it; its answers count as cache hits here).", ""]
+    if llm:
+        lines += ["| LLM | calls made | attempts sent | retries | failed attempts | failed calls | cache hits | "
+                  "tokens in | tokens out |", "|---|---|---|---|---|---|---|---|---|"]
+        for spec, s in llm.items():
+            lines.append(f"| {spec} | {s['calls']} | {s.get('attempts', s['calls'])} | {s.get('retries', 0)} | "
+                         f"{s.get('failed_attempts', s['errors'])} | {s['errors']} | {s['hits']} | "
+                         f"{s['prompt_tokens']} | {s['completion_tokens']} |")
+        lines.append("")
+    lines += ["| stage | seconds |", "|---|---|"]
+    lines += [f"| {k} | {v:.1f} |" for k, v in costs.get("stage_seconds", {}).items()]
+    return "\n".join(lines)
 
 
 def cross_reader_matrix(df: pd.DataFrame, metric: str) -> pd.DataFrame:
@@ -177,11 +330,15 @@ def plot_matrix(matrix: pd.DataFrame, metric: str, path: Path) -> None:
     plt.close(fig)
 
 
-def write_reports(records: Sequence[QueryRecord], out_dir: Path, opts: ReportOptions,
-                  extra_sections: Sequence[str] = ()) -> str:
-    """Write leaderboard.csv, leaderboard.md and, with several readers, cross-reader matrices; return the Markdown."""
+def write_reports(records: Sequence[QueryRecord], out_dir: Path, opts: ReportOptions, judge: str | None = None,
+                  costs: Mapping[str, Any] | None = None) -> str:
+    """Write leaderboard.csv, leaderboard.md, leaderboard.tex, pairs.csv and, with several readers, cross-reader
+    matrices; return the Markdown. ``judge`` (its engine spec) adds the judge-agreement section, ``costs`` (the run's
+    costs.json) the cost section: everything comes from the records and files the run folder keeps, so ``bench
+    report`` rewrites what the run wrote."""
     df = leaderboard(records, opts)
     df.to_csv(out_dir / "leaderboard.csv", index=False)
+    (out_dir / "leaderboard.tex").write_text(to_latex(df, opts))
     md = to_markdown(df, opts)
     if df["reader"].nunique() > 1:
         for m in [c for c in ("F1", "accuracy", "judge") if c in df.columns]:
@@ -190,6 +347,10 @@ def write_reports(records: Sequence[QueryRecord], out_dir: Path, opts: ReportOpt
             plot_matrix(matrix, m, out_dir / f"matrix_{m}.png")
             shown = matrix.set_axis(row_labels(matrix), axis=0)
             md += f"\n\n### {m}: reranker × reader\n\n{shown.to_markdown(floatfmt='.3f')}\n"
-    md = "\n\n".join([md, *extra_sections])
+    pairs = pairwise(records, opts)
+    pairs.to_csv(out_dir / "pairs.csv", index=False)
+    sections = [pairs_markdown(pairs, _headline_columns(df, opts.top_k)),
+                judge_agreement(records, judge) if judge else None, cost_report(costs) if costs else None]
+    md = "\n\n".join([md, *(s for s in sections if s)])
     (out_dir / "leaderboard.md").write_text(md + "\n")
     return md

@@ -267,8 +267,9 @@ def _write_lines(path: str | os.PathLike, lines: Iterable[str]) -> None:
 
 
 def write_trec_run(path: str | os.PathLike, rankings_or_lists: Iterable[Ranking | CandidateList], tag: str) -> None:
-    """``qid Q0 docid rank score tag`` lines. Scores are the real ones when they never increase down a list;
-    otherwise rank-derived (n, n-1, ...) so that any reader that sorts by score restores the list's order."""
+    """``qid Q0 docid rank score tag`` lines. Scores are the real ones when they strictly decrease down a list;
+    otherwise rank-derived (n, n-1, ...), so that trec_eval, which sorts by score and breaks ties by docid (not by
+    the rank column), reads every list in its order."""
     if not tag or any(ch.isspace() for ch in tag):
         raise UserError(f"TREC run tag {tag!r}: expected one word without spaces")
 
@@ -279,7 +280,7 @@ def write_trec_run(path: str | os.PathLike, rankings_or_lists: Iterable[Ranking 
                     [c.score for c in item.candidates]
             else:
                 qid, docids, scores = item.qid, item.docids, item.scores
-            if any(b > a for a, b in zip(scores, scores[1:])):
+            if not all(a > b for a, b in zip(scores, scores[1:])):
                 scores = rank_scores(len(docids))
             for rank, (docid, score) in enumerate(zip(docids, scores), 1):
                 yield f"{qid} Q0 {docid} {rank} {float(score)!r} {tag}"

@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 # nothing to rank, so no reader was asked and the query is counted apart from the answered ones.
 FINAL_STATUSES = ("ok", "no_candidates")
 LOCK_FILE = ".lock"
-RETRY_STATS = ("attempts", "retries", "failed_attempts")
+RETRY_STATS = ("attempts", "retries", "failed_attempts", "servers")
 ENV_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Prefixes of API keys (OpenAI, Hugging Face, Groq, Google, Anthropic, xAI): a value starting so is a key pasted
 # where the NAME of its variable belongs.
@@ -65,9 +65,9 @@ class RunConfig:
     device: str = "auto"
     dtype: str = "auto"
     batch_size: int | None = None          # every reranker's and reader's batch; None: each one's own default
-    base_url: str | None = None            # OpenAI-compatible server for openai:* readers/judges/rerankers
+    base_url: str | list[str] | None = None   # OpenAI-compatible server(s) for openai:* readers/judges/rerankers
     api_key_env: str = "OPENAI_API_KEY"    # the NAME of the variable holding the key, never the key
-    judge_base_url: str | None = None      # the judge's server when it is not --base-url's (e.g. OpenAI itself)
+    judge_base_url: str | list[str] | None = None   # the judge's server(s) when not --base-url's (e.g. OpenAI)
     judge_api_key_env: str | None = None   # likewise for its key variable
     concurrency: int = 8
     timeout: float = 60.0
@@ -235,7 +235,6 @@ class Runner:
             return self._run(datasets, content)
 
     def _run(self, datasets, content: dict[str, Any]) -> str:
-        from bench.report import ReportOptions, write_reports
         from bench.retrieval import first_stage
 
         c = self.config
@@ -258,9 +257,12 @@ class Runner:
             for rr_name in c.rerankers:
                 pending = [cl for cl in lists
                            if not all(store.done(ds_name, rr_name, rd, cl.query.qid) for rd in c.readers)]
+                rankings = self._rankings(ds_name, rr_name, pending)
+                # written whole each time (also when nothing was pending), so a resumed run's file has every query
+                self._write_trec_run(ds_name, rr_name, [rankings[cl.query.qid] for cl in lists
+                                                        if cl.query.qid in rankings])
                 if not pending:
                     continue
-                rankings = self._rankings(ds_name, rr_name, pending)
                 for reader_spec, reader in readers.items():
                     todo = [cl for cl in pending if not store.done(ds_name, rr_name, reader_spec, cl.query.qid)]
                     bar = tqdm(total=len(todo), desc=f"{ds_name} · {rr_name} · {reader_spec}", unit="q")
@@ -271,12 +273,10 @@ class Runner:
                         bar.update(len(chunk))
                     bar.close()
         store.compact()
-        records = list(store.records.values())
-        for rec in records:
+        for rec in store.records.values():
             self.status_counts[rec.status] = self.status_counts.get(rec.status, 0) + 1
-        opts = ReportOptions(baseline=c.baseline, top_k=c.top_k, seed=c.seed, primary_metric=c.primary_metric)
-        md = write_reports(records, self.out_dir, opts, extra_sections=self._extra_sections(records))
-        return md
+        self._write_costs()
+        return report_run_folder(self.out_dir)
 
     def validate(self) -> None:
         """Fail on a bad name, number or missing package before any model loads, any query runs or the run folder
@@ -348,6 +348,12 @@ class Runner:
             saved.update({r.qid: r for r in new})
         return saved
 
+    def _write_trec_run(self, ds_name: str, rr_name: str, rankings: list[Ranking]) -> None:
+        """``runs/<dataset>__<reranker>.trec`` for trec_eval and ranx (tag: the reranker's name)."""
+        from bench.retrieval import write_trec_run
+
+        write_trec_run(self.out_dir / "runs" / f"{Path(ds_name).name}__{rr_name}.trec", rankings, tag=rr_name)
+
     def _records(self, ds_name, rr_name, reader_spec, reader, judge, chunk, rankings, by_qid, corpus,
                  relevance_level=1):
         from bench.metrics import answer_metrics, retrieval_metrics
@@ -390,6 +396,10 @@ class Runner:
                 text = a.text
                 info.update(prompt=a.prompt_hash, usage=a.usage, cached=a.cached)
                 v = verdicts.get(q.qid)
+                # the LLM cache's keys of the calls behind this answer: look the exact request's response up there
+                calls = {"reader": a.cache_key, "judge": v.cache_key if v is not None else None}
+                if any(calls.values()):
+                    info["llm_calls"] = {role: key for role, key in calls.items() if key}
                 if a.error:
                     status, error = "failed", a.error
                 elif v is not None and v.error is not None:
@@ -406,22 +416,8 @@ class Runner:
                                     answer=text, metrics=metrics, status=status, error=error, info=info))
         return recs
 
-    def _extra_sections(self, records: list[QueryRecord]) -> list[str]:
-        sections = []
-        judged = [r for r in records if r.status == "ok" and "judge" in r.metrics and "accuracy" in r.metrics]
-        invalid = sum(1 for r in records if r.info.get("judge", {}).get("valid") is False)
-        if judged or invalid:
-            from bench.judges import cohens_kappa
-
-            kappa = cohens_kappa([r.metrics["judge"] == 1.0 for r in judged],
-                                 [r.metrics["accuracy"] == 1.0 for r in judged]) if judged else float("nan")
-            sections.append(f"Judge `{self.config.judge}`: Cohen's κ with lexical accuracy = {kappa:.3f} over "
-                            f"{len(judged)} judged answers; {invalid} unparseable verdicts (recorded as invalid, "
-                            f"not scored).")
-        sections.append(self._cost_report())
-        return sections
-
-    def _cost_report(self) -> str:
+    def _write_costs(self) -> None:
+        """``costs.json``: this invocation's LLM calls (made vs served from the cache, tokens) and stage times."""
         llm = {}
         for spec, eng in self.builder.engines.items():
             # An engine that retries (openai) counts its attempts itself: calls made can be fewer than requests sent.
@@ -429,15 +425,18 @@ class Runner:
             llm[spec] = {**eng.stats, **{k: retried[k] for k in RETRY_STATS if k in retried}}
         costs = {"stage_seconds": {k: round(v, 2) for k, v in self.stage_seconds.items()}, "llm": llm}
         (self.out_dir / "costs.json").write_text(json.dumps(costs, indent=2) + "\n")
-        lines = ["### Cost of this invocation", ""]
-        if llm:
-            lines += ["| LLM | calls made | attempts sent | retries | failed attempts | failed calls | cache hits | "
-                      "tokens in | tokens out |", "|---|---|---|---|---|---|---|---|---|"]
-            for spec, s in llm.items():
-                lines.append(f"| {spec} | {s['calls']} | {s.get('attempts', s['calls'])} | {s.get('retries', 0)} | "
-                             f"{s.get('failed_attempts', s['errors'])} | {s['errors']} | {s['hits']} | "
-                             f"{s['prompt_tokens']} | {s['completion_tokens']} |")
-            lines.append("")
-        lines += ["| stage | seconds |", "|---|---|"]
-        lines += [f"| {k} | {v:.1f} |" for k, v in costs["stage_seconds"].items()]
-        return "\n".join(lines)
+
+
+def report_run_folder(out_dir: Path) -> str:
+    """Write every report of a run folder from what it keeps (config.json, records.jsonl, costs.json) and return the
+    Markdown: what ``bench run`` writes at its end and ``bench report`` rewrites, byte for byte."""
+    from bench.report import ReportOptions, write_reports
+
+    if not (out_dir / "records.jsonl").is_file():
+        raise UserError(f"{out_dir}: no records.jsonl (expected a results/<run-id>/ folder)")
+    config_path, costs_path = out_dir / "config.json", out_dir / "costs.json"
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    costs = json.loads(costs_path.read_text()) if costs_path.is_file() else None
+    records = list(RecordStore(out_dir / "records.jsonl").records.values())
+    return write_reports(records, out_dir, ReportOptions.from_config(config), judge=config.get("judge"),
+                         costs=costs)

@@ -102,3 +102,17 @@ def bootstrap_ci(values: Sequence[float], confidence: float = 0.95, n_resamples:
     alpha = (1 - confidence) / 2
     lo, hi = np.quantile(means, [alpha, 1 - alpha])
     return float(lo), float(hi)
+
+
+def cohens_kappa(a: Sequence[bool], b: Sequence[bool]) -> float:
+    """Cohen's kappa of two binary raters: (p_o - p_e) / (1 - p_e). NaN when chance agreement is 1 (both raters
+    gave one and the same label to every item), as in ``sklearn.metrics.cohen_kappa_score``."""
+    if len(a) != len(b) or not a:
+        raise ValueError(f"cohens_kappa needs two non-empty label lists of equal length (got {len(a)} and {len(b)})")
+    n = len(a)
+    observed = sum(x == y for x, y in zip(a, b)) / n
+    pa, pb = sum(map(bool, a)) / n, sum(map(bool, b)) / n
+    expected = pa * pb + (1 - pa) * (1 - pb)
+    if expected == 1:
+        return float("nan")
+    return (observed - expected) / (1 - expected)

@@ -129,6 +129,7 @@ class Answer:
     usage: dict[str, int] = field(default_factory=dict)
     cached: bool = False
     error: str | None = None   # set when the reader's LLM call failed; the runner records the query as failed
+    cache_key: str | None = None   # the LLM cache's key of the reader call (when its response is stored there)
 
     def to_json(self) -> dict[str, Any]:
         return asdict(self)
@@ -137,7 +138,7 @@ class Answer:
     def from_json(cls, obj: dict[str, Any]) -> "Answer":
         return cls(qid=str(obj["qid"]), text=obj["text"], docids=list(obj.get("docids", [])),
                    prompt_hash=obj.get("prompt_hash", ""), usage=dict(obj.get("usage", {})),
-                   cached=bool(obj.get("cached", False)), error=obj.get("error"))
+                   cached=bool(obj.get("cached", False)), error=obj.get("error"), cache_key=obj.get("cache_key"))
 
 
 @dataclass

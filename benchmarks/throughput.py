@@ -64,7 +64,10 @@ def setup_rerankers() -> None:
                     str(rerankers_folder()), RERANKERS_REQUIREMENT], check=True)
 
 
-def synthetic_lists(n_queries: int, n_candidates: int, seed: int):
+def synthetic_lists(n_queries: int, n_candidates: int, seed: int, log_median_words: float = 4.3,
+                    max_words: int = 300):
+    """Seeded queries of 4-14 words and passages of log-normally distributed length (median e^log_median_words
+    words, default ~75, with a long tail like web and Wikipedia passages) between 15 and ``max_words`` words."""
     from bench.types import Candidate, CandidateList, Document, Query
 
     rng = random.Random(seed)
@@ -73,7 +76,7 @@ def synthetic_lists(n_queries: int, n_candidates: int, seed: int):
         query = " ".join(rng.choices(WORDS, k=rng.randint(4, 14)))
         cands = []
         for i in range(n_candidates):
-            n_words = min(300, max(15, int(rng.lognormvariate(4.3, 0.6))))   # median ~75 words, long tail
+            n_words = min(max_words, max(15, int(rng.lognormvariate(log_median_words, 0.6))))
             text = " ".join(rng.choices(WORDS, k=n_words))
             cands.append(Candidate(f"q{q}d{i}", 0.0, Document(f"q{q}d{i}", text)))
         lists.append(CandidateList(Query(f"q{q}", query), cands))

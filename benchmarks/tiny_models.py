@@ -56,20 +56,10 @@ def cross_encoder(folder: str | Path, seed: int = 0, num_labels: int = 1) -> Pat
 
 def monot5(folder: str | Path, seed: int = 0, with_labels: bool = True) -> Path:
     """``with_labels=False`` leaves ``▁true``/``▁false`` out of the vocabulary (a T5 that is not a monoT5)."""
-    import sentencepiece as spm
     from transformers import T5Config, T5ForConditionalGeneration
 
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    model = io.BytesIO()
-    spm.SentencePieceTrainer.train(
-        sentence_iterator=iter(CORPUS + ["Query: Document: Relevant:"] * 20), model_writer=model, vocab_size=120,
-        model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1, hard_vocab_limit=False,
-        user_defined_symbols=["▁true", "▁false"] if with_labels else [], minloglevel=2)
-    (folder / "spiece.model").write_bytes(model.getvalue())
-    (folder / "tokenizer_config.json").write_text(json.dumps(
-        {"tokenizer_class": "T5Tokenizer", "model_max_length": 512, "extra_ids": 0}))
-    vocab_size = spm.SentencePieceProcessor(model_proto=model.getvalue()).get_piece_size()
+    vocab_size = t5_tokenizer(folder, CORPUS, with_labels)
     _seeded(seed)
     config = T5Config(vocab_size=vocab_size, d_model=32, d_ff=64, d_kv=16, num_layers=2, num_heads=2,
                       decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
@@ -77,17 +67,51 @@ def monot5(folder: str | Path, seed: int = 0, with_labels: bool = True) -> Path:
     return folder
 
 
-def _chatml_tokenizer(chat_template: str | None):
+def t5_tokenizer(folder: Path, corpus: list[str], with_labels: bool = True, vocab_size: int = 120,
+                 model_max_length: int = 512) -> int:
+    """A SentencePiece unigram model trained on ``corpus`` (plus monoT5's template words), saved as a T5 tokenizer in
+    ``folder``; returns its vocabulary size."""
+    import sentencepiece as spm
+
+    folder.mkdir(parents=True, exist_ok=True)
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(corpus + ["Query: Document: Relevant:"] * 20), model_writer=model,
+        vocab_size=vocab_size, model_type="unigram", pad_id=0, eos_id=1, unk_id=2, bos_id=-1, hard_vocab_limit=False,
+        user_defined_symbols=["▁true", "▁false"] if with_labels else [], minloglevel=2)
+    (folder / "spiece.model").write_bytes(model.getvalue())
+    (folder / "tokenizer_config.json").write_text(json.dumps(
+        {"tokenizer_class": "T5Tokenizer", "model_max_length": model_max_length, "extra_ids": 0}))
+    return spm.SentencePieceProcessor(model_proto=model.getvalue()).get_piece_size()
+
+
+def xlmr_tokenizer(corpus: list[str], vocab_size: int = 300):
+    """An XLM-R tokenizer (SentencePiece unigram, ``<s> q </s></s> p </s>`` pairs, no token types) trained on
+    ``corpus``, with XLM-R's special-token ids (``<s>`` 0, ``<pad>`` 1, ``</s>`` 2, ``<unk>`` 3)."""
+    import sentencepiece as spm
+    from transformers import XLMRobertaTokenizer
+
+    model = io.BytesIO()
+    spm.SentencePieceTrainer.train(sentence_iterator=iter(corpus), model_writer=model, vocab_size=vocab_size,
+                                   model_type="unigram", hard_vocab_limit=False, minloglevel=2)
+    sp = spm.SentencePieceProcessor(model_proto=model.getvalue())
+    specials = ["<s>", "<pad>", "</s>", "<unk>"]
+    pieces = [(sp.id_to_piece(i), sp.get_score(i)) for i in range(sp.get_piece_size())]
+    vocab = [(t, 0.0) for t in specials] + [p for p in pieces if p[0] not in specials] + [("<mask>", 0.0)]
+    return XLMRobertaTokenizer(vocab=vocab)
+
+
+def chatml_tokenizer(chat_template: str | None, corpus: list[str] = CORPUS, vocab_size: int = 400):
     from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(vocab_size=400, special_tokens=CHATML_SPECIALS,
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=CHATML_SPECIALS,
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
     # "yes" and "no" alone on a line become whole tokens (no leading-space marker), as in Qwen's vocabulary.
-    tok.train_from_iterator(CORPUS + ["yes", "no"] * 50 + ["[1] > [2] > [3]"] * 20, trainer=trainer)
+    tok.train_from_iterator(corpus + ["yes", "no"] * 50 + ["[1] > [2] > [3]"] * 20, trainer=trainer)
     return PreTrainedTokenizerFast(tokenizer_object=tok, eos_token="<|im_end|>", pad_token="<|endoftext|>",
                                    chat_template=chat_template, model_max_length=4096)
 
@@ -96,7 +120,7 @@ def _qwen3(folder: Path, seed: int, chat_template: str | None) -> Path:
     from transformers import Qwen3Config, Qwen3ForCausalLM
 
     folder.mkdir(parents=True, exist_ok=True)
-    tokenizer = _chatml_tokenizer(chat_template)
+    tokenizer = chatml_tokenizer(chat_template)
     tokenizer.save_pretrained(folder)
     _seeded(seed)
     config = Qwen3Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,

@@ -32,12 +32,13 @@ class RerankerSettings:
     seed: int = 0
     cache_dir: str | None = None
     trust_remote_code: bool = False    # let a checkpoint's own Python code run: only by the user's explicit flag
+    prefetch: bool = False             # pointwise: tokenise the next batch in a worker thread (a GPU's idle time)
     engine_factory: Callable[[str], Any] | None = None   # engine spec -> engine: the run's shared, cached engines
     options: Any = None                # the backend's Options, or a mapping of its fields; None: its defaults
 
 
 # RerankerSettings fields that --reranker-args may set per backend, beside the backend's own options.
-PER_BACKEND_SETTINGS = ("checkpoint", "device", "dtype", "batch_size", "max_length")
+PER_BACKEND_SETTINGS = ("checkpoint", "device", "dtype", "batch_size", "max_length", "prefetch")
 
 
 class Reranker(ABC):
@@ -84,6 +85,16 @@ class PointwiseReranker(Reranker):
         """Scores (1-D float tensor, on the model's device) for the pairs (queries[i], passages[i]). Runs with
         gradients when they are enabled, so RRPO can back-propagate through it."""
 
+    def encode(self, queries: Sequence[str], passages: Sequence[str]) -> Any:
+        """The CPU-side work of ``score`` (tokenisation), whose result ``score_encoded`` takes: with
+        the ``prefetch`` setting, ``score_pairs`` runs it for the next batch in a worker thread while the current batch
+        computes. By default the pairs as given."""
+        return queries, passages
+
+    def score_encoded(self, inputs: Any):
+        """``score`` of the pairs ``encode`` returned ``inputs`` for."""
+        return self.score(*inputs)
+
     def pair_length(self, query: str, passage: str) -> int:
         """A cheap proxy of the tokenised length of a pair, used to sort pairs into batches."""
         return len(query) + len(passage)
@@ -91,18 +102,37 @@ class PointwiseReranker(Reranker):
     def score_pairs(self, queries: Sequence[str], passages: Sequence[str], batch_size: int | None = None,
                     progress: bool = False) -> list[float]:
         """Score many pairs without gradients, in length-sorted batches; results are in input order."""
+        from concurrent.futures import ThreadPoolExecutor
+
         import torch
         from tqdm.auto import tqdm
 
         bs = batch_size or self.settings.batch_size
         order = sorted(range(len(queries)), key=lambda i: self.pair_length(queries[i], passages[i]))
-        out = [0.0] * len(order)
         batches = [order[i:i + bs] for i in range(0, len(order), bs)]
-        with torch.inference_mode():
-            for idx in tqdm(batches, desc=f"rerank {self.name}", unit="batch", disable=not progress, leave=False):
-                s = self.score([queries[i] for i in idx], [passages[i] for i in idx]).float().cpu().tolist()
-                for i, v in zip(idx, s):
-                    out[i] = v
+
+        def encoded(k: int) -> Any:
+            return self.encode([queries[i] for i in batches[k]], [passages[i] for i in batches[k]])
+
+        # Scores stay on the device until every batch is queued: no host sync per batch, so a GPU computes one batch
+        # while the next is tokenised. The prefetch setting also tokenises the next batch in a worker thread
+        # (tokenizers release the GIL) while this one is launched; off by default: on a busy CPU the two threads
+        # only compete for cores.
+        prefetch = self.settings.prefetch
+        scores = []
+        with torch.inference_mode(), ThreadPoolExecutor(max_workers=1) as worker:
+            upcoming = worker.submit(encoded, 0) if prefetch and batches else None
+            for k in tqdm(range(len(batches)), desc=f"rerank {self.name}", unit="batch", disable=not progress,
+                          leave=False):
+                if not prefetch:
+                    inputs = encoded(k)
+                else:
+                    inputs = upcoming.result()
+                    upcoming = worker.submit(encoded, k + 1) if k + 1 < len(batches) else None
+                scores.append(self.score_encoded(inputs).float())
+        out = [0.0] * len(order)
+        for i, v in zip(order, torch.cat(scores).cpu().tolist() if scores else []):
+            out[i] = v
         return out
 
     def rerank(self, lists: Sequence[CandidateList]) -> list[Ranking]:

@@ -63,6 +63,17 @@ class TransformersPointwise(PointwiseReranker):
     def load_model(self) -> Any:
         """The checkpoint's torch module (loaded with ``load_pretrained``)."""
 
+    @abstractmethod
+    def encode(self, queries: Sequence[str], passages: Sequence[str]) -> Any:
+        """The pairs tokenised, on the CPU."""
+
+    @abstractmethod
+    def score_encoded(self, inputs: Any):
+        """Scores from ``encode``'s output: to the device, forward pass."""
+
+    def score(self, queries: Sequence[str], passages: Sequence[str]):
+        return self.score_encoded(self.encode(queries, passages))
+
     @property
     def model(self):
         return self._model
@@ -87,12 +98,14 @@ class CrossEncoder(TransformersPointwise):
         return load_pretrained(AutoModelForSequenceClassification.from_pretrained, self.checkpoint,
                                dtype=self.dtype, trust_remote_code=self.trust_remote_code)
 
-    def score(self, queries: Sequence[str], passages: Sequence[str]):
+    def encode(self, queries: Sequence[str], passages: Sequence[str]) -> Any:
+        return self.tokenizer(list(queries), list(passages), padding=True, truncation=True,
+                              max_length=self.max_length, return_tensors="pt")
+
+    def score_encoded(self, inputs: Any):
         import torch
 
-        enc = self.tokenizer(list(queries), list(passages), padding=True, truncation=True,
-                             max_length=self.max_length, return_tensors="pt").to(self.device)
-        logits = self._model(**enc).logits
+        logits = self._model(**inputs.to(self.device)).logits
         if logits.shape[-1] == 1:
             return logits[:, 0]
         return torch.log_softmax(logits.float(), dim=-1)[:, -1]

@@ -162,7 +162,7 @@ class ListwiseOptions:
     prompt: str | None = None                    # a prompt id or JSON file (default: the backend's own)
     model: str | None = None                     # the served model name (default: the checkpoint)
     engine: str | None = None                    # hf | openai | vllm | rankllm (default: the backend's choice)
-    base_url: str | None = None                  # OpenAI-compatible server (default: the run's --base-url)
+    base_url: str | list[str] | None = None      # OpenAI-compatible server(s) (default: the run's --base-url)
     api_key_env: str = "OPENAI_API_KEY"          # the NAME of the variable holding the key
     max_new_tokens: int | None = None            # reply budget per window (default: 6 per passage + 10)
     timeout: float | None = None                 # engine rankllm: seconds for the whole reranking

@@ -40,13 +40,16 @@ class MonoT5(TransformersPointwise):
         limit = self.tokenizer.model_max_length
         return int(limit) if limit and limit < 10**6 else 512
 
-    def score(self, queries: Sequence[str], passages: Sequence[str]):
+    def encode(self, queries: Sequence[str], passages: Sequence[str]) -> Any:
+        texts = [MONOT5_INPUT.format(query=q, document=d) for q, d in zip(queries, passages)]
+        return self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
+
+    def score_encoded(self, inputs: Any):
         import torch
 
-        texts = [MONOT5_INPUT.format(query=q, document=d) for q, d in zip(queries, passages)]
-        enc = self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length,
-                             return_tensors="pt").to(self.device)
+        enc = inputs.to(self.device)
         start = self._model.config.decoder_start_token_id
-        decoder_input_ids = torch.full((len(texts), 1), start, dtype=torch.long, device=self.device)
-        logits = self._model(**enc, decoder_input_ids=decoder_input_ids).logits[:, 0, self.label_ids]
+        decoder_input_ids = torch.full((enc["input_ids"].shape[0], 1), start, dtype=torch.long, device=self.device)
+        # use_cache=False: one decoder step only, a KV cache would be wasted work.
+        logits = self._model(**enc, decoder_input_ids=decoder_input_ids, use_cache=False).logits[:, 0, self.label_ids]
         return torch.log_softmax(logits.float(), dim=-1)[:, 1]

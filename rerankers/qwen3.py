@@ -63,9 +63,7 @@ class Qwen3Reranker(TransformersPointwise):
     def identity(self) -> dict:
         return {**super().identity(), "instruction": self.instruction}
 
-    def score(self, queries: Sequence[str], passages: Sequence[str]):
-        import torch
-
+    def encode(self, queries: Sequence[str], passages: Sequence[str]) -> Any:
         pairs = [PAIR.format(instruction=self.instruction, query=q, doc=d) for q, d in zip(queries, passages)]
         budget = self.max_length - len(self.prefix_ids) - len(self.suffix_ids)
         if budget < 1:
@@ -73,11 +71,17 @@ class Qwen3Reranker(TransformersPointwise):
                             f"{len(self.prefix_ids) + len(self.suffix_ids)} tokens")
         body = self.tokenizer(pairs, padding=False, truncation="longest_first", return_attention_mask=False,
                               max_length=budget)["input_ids"]
-        enc = self.tokenizer.pad({"input_ids": [self.prefix_ids + ids + self.suffix_ids for ids in body]},
-                                 padding=True, return_tensors="pt").to(self.device)
+        return self.tokenizer.pad({"input_ids": [self.prefix_ids + ids + self.suffix_ids for ids in body]},
+                                  padding=True, return_tensors="pt")
+
+    def score_encoded(self, inputs: Any):
+        import torch
+
+        enc = inputs.to(self.device)
         # Positions count real tokens only, so a row's logits do not depend on how much padding its batch needs.
         position_ids = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+        # use_cache=False: scoring never decodes further, so building a KV cache is wasted work.
         out = self._model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                          position_ids=position_ids, logits_to_keep=1)
+                          position_ids=position_ids, logits_to_keep=1, use_cache=False)
         logits = out.logits[:, -1, self.label_ids]
         return torch.log_softmax(logits.float(), dim=-1)[:, 1]

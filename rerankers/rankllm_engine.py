@@ -106,6 +106,9 @@ def rerank_with_rankllm(reranker: Any, lists: Sequence[Any]) -> list[Any]:
     if not opts.base_url:
         raise UserError("engine rankllm: set the base_url option to an OpenAI-compatible server (rank-llm's "
                         "SafeOpenai calls its Responses API)")
+    if not isinstance(opts.base_url, str):
+        raise UserError(f"engine rankllm: rank-llm talks to one server, got {len(opts.base_url)} base URLs; "
+                        f"use the openai engine (the default) for several")
     if not lists:
         return []
     python = rankllm_python()

@@ -30,15 +30,15 @@ class Servers:
     """Where ``openai:*`` readers and judges are served: ``bench run``'s ``--base-url``, ``--api-key-env`` and the
     judge's own pair. Not training options (not in ``RRPOConfig``): a run may resume against another server."""
 
-    base_url: str | None
+    base_url: str | list[str] | None
     api_key_env: str
-    judge_base_url: str | None
+    judge_base_url: str | list[str] | None
     judge_api_key_env: str | None
 
-    def reader(self) -> dict[str, str | None]:
+    def reader(self) -> dict[str, str | list[str] | None]:
         return {"base_url": self.base_url, "api_key_env": self.api_key_env}
 
-    def judge(self) -> dict[str, str | None]:
+    def judge(self) -> dict[str, str | list[str] | None]:
         return {"base_url": self.judge_base_url or self.base_url,
                 "api_key_env": self.judge_api_key_env or self.api_key_env}
 

@@ -18,6 +18,9 @@ JSON), ``"drop"`` (close the connection without any response), ``"401"`` (invali
 bearer key, as OpenAI's does partly masked), ``"ok"`` (answer normally). ``GET /v1/models`` is neither recorded nor
 faulted. ``headers`` holds each recorded request's HTTP headers (lower-case names), parallel to ``requests``.
 
+``stop()`` plays a killed server (callable from ``reply``, i.e. mid-request): it stops listening, and every request
+still in flight or arriving on an open connection is dropped without a response (and not recorded).
+
 Usage::
 
     with ScriptedLLMServer(reply=lambda body: "Paris", faults=["429"]) as srv:
@@ -114,6 +117,9 @@ class _Handler(BaseHTTPRequestHandler):
         except json.JSONDecodeError:
             self._error(400, "request body is not JSON", "invalid_request_error")
             return
+        if self.server.scripted.stopped:
+            self.close_connection = True
+            return
         headers = {name.lower(): value for name, value in self.headers.items()}
         fault = self.server.scripted.record(dict(body, _path=path), headers)
         if path not in {"/v1/chat/completions", "/v1/responses"}:
@@ -138,6 +144,9 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _answer(self, path: str, body: dict) -> None:
         text = self.server.scripted.reply(body)
+        if self.server.scripted.stopped:   # killed while answering
+            self.close_connection = True
+            return
         prompt_tokens = len(prompt_text(body).split())
         completion_tokens = len(text.split())
         n = self.server.scripted.count
@@ -181,6 +190,7 @@ class ScriptedLLMServer:
         self.requests: list[dict] = []
         self.headers: list[dict[str, str]] = []
         self._faults: deque[str] = deque()
+        self.stopped = False
         self._lock = threading.Lock()
         self.add_faults(*faults)
         self._httpd = _Server(self)
@@ -205,6 +215,12 @@ class ScriptedLLMServer:
             self.requests.append(body)
             self.headers.append(headers)
             return self._faults.popleft() if self._faults else "ok"
+
+    def stop(self) -> None:
+        """See the module docstring; ``__exit__`` still cleans up afterwards."""
+        self.stopped = True
+        self._httpd.shutdown()
+        self._httpd.server_close()
 
     def __enter__(self) -> "ScriptedLLMServer":
         self._thread.start()

@@ -43,7 +43,7 @@ def test_runs_without_component_args_keep_their_identity():
 
 @pytest.mark.parametrize("flags, message", [
     (["--reranker-args", "rankgpt:windw=3"], "--reranker-args rankgpt: unknown option 'windw'; valid: checkpoint, "
-                                             "device, dtype, batch_size, max_length, api_key_env, base_url, "),
+                                             "device, dtype, batch_size, max_length, prefetch, api_key_env, base_url, "),
     (["--reranker-args", "rankgpt:window=big"], "--reranker-args rankgpt: window='big': expected int"),
     (["--reranker-args", "monot5:window=3"], "--reranker-args monot5: not a component of this run (none, rankgpt)"),
     (["--reader-args", "smollm2:batch_sise=3"], "--reader-args smollm2: unknown option 'batch_sise'; valid: device, "
@@ -148,6 +148,6 @@ def test_list_shows_a_components_options_with_defaults(capsys):
     assert rows["tokenizer"] == ("str | None", "None") and rows["timeout"] == ("float | None", "None")
     assert rows["checkpoint"] == ("str | None", "'castorini/rank_zephyr_7b_v1_full' (registered)")
     assert main(["list", "--reader", "smollm2"]) == 0
-    assert "| batch_size  | int        | 8 " in capsys.readouterr().out
+    assert {m.group(1): m.group(3) for m in row.finditer(capsys.readouterr().out)}["batch_size"] == "8"
     assert main(["list", "--reranker", "monot6"]) == 2
     assert capsys.readouterr().err.startswith("error: unknown reranker 'monot6'; registered: ")

@@ -1,6 +1,7 @@
 """LLMCache and CachedEngine: hits, misses, modes, errors, persistence, concurrent writers (real SQLite)."""
 from __future__ import annotations
 
+import json
 import multiprocessing
 import sqlite3
 import threading
@@ -169,3 +170,34 @@ def test_concurrent_processes_and_threads(tmp_path):
     found = cache.get_many(keys + shared)
     assert len(found) == 600 + 40 == len(cache)
     assert found[keys[250]].text == "echo:1-50"
+
+
+def test_responses_name_their_cache_key_where_the_request_and_reply_are_stored(cache):
+    engine = CountingEngine()
+    out = CachedEngine(engine, cache).generate([req("a"), req("fail"), req("a")])
+    key = cache_key(engine.identity(), req("a"))
+    assert [r.cache_key for r in out] == [key, None, key]          # a failed call is not stored: no key
+    request, text = sqlite3.connect(cache.path).execute(
+        "SELECT request, text FROM responses WHERE key = ?", (key,)).fetchone()
+    assert json.loads(request) == {"messages": [["user", "a"]], "max_tokens": 32, "temperature": 0.0, "stop": [],
+                                   "template": "t@v1:aaa"}
+    assert text == "echo:a"
+    again = CachedEngine(engine, cache).generate([req("a")])
+    assert again[0].cached and again[0].cache_key == key
+    bypassed = CachedEngine(engine, cache, mode="bypass").generate([req("a")])
+    assert bypassed[0].cache_key is None                            # bypass stores nothing
+
+
+def test_cache_file_from_before_requests_were_kept_gets_the_column(tmp_path):
+    path = tmp_path / "old.sqlite"
+    with sqlite3.connect(path) as db:
+        db.execute("CREATE TABLE responses (key TEXT PRIMARY KEY, text TEXT NOT NULL, usage TEXT NOT NULL, "
+                   "template TEXT NOT NULL, created REAL NOT NULL)")
+        db.execute("INSERT INTO responses VALUES ('k-old', 'old reply', '{}', 't', 0)")
+    cache = LLMCache(path)
+    assert cache.get_many(["k-old"])["k-old"].text == "old reply"
+    CachedEngine(CountingEngine(), cache).generate([req("b")])
+    rows = dict(sqlite3.connect(path).execute("SELECT text, request FROM responses").fetchall())
+    assert rows["old reply"] is None and json.loads(rows["echo:b"])["messages"] == [["user", "b"]]
+    cache.close()
+    LLMCache(path).close()                                          # reopening an upgraded file: no second column

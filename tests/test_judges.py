@@ -6,7 +6,8 @@ import random
 
 import pytest
 
-from bench.judges import Judge, Verdict, cohens_kappa, parse_verdict
+from bench.judges import Judge, Verdict, parse_verdict
+from bench.stats import cohens_kappa
 from bench.llm.openai_engine import OpenAIEngine
 from bench.prompts import load_template
 from tests.llm_server import llm_server, prompt_text  # noqa: F401 - llm_server is a fixture

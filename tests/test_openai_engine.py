@@ -119,7 +119,7 @@ def test_api_key_comes_from_the_named_variable_and_never_leaks(llm_server, monke
     assert accepted.text == "ok"
     visible = [repr(engine), json.dumps(engine.identity()), str(engine.__dict__), rejected.error]
     assert not any(secret in s for s in visible)
-    assert engine.identity() == {"kind": "openai", "model": "scripted", "base_url": llm_server.base_url}
+    assert engine.identity() == {"kind": "openai", "model": "scripted"}
 
 
 def test_missing_key_variable_is_a_user_error_for_remote_servers_only(llm_server, monkeypatch):

@@ -84,6 +84,14 @@ def test_batch_size_does_not_change_scores(name, checkpoints):
 
 
 @pytest.mark.parametrize("name", list(BACKENDS))
+def test_prefetching_batches_in_a_thread_gives_the_same_scores(name, checkpoints):
+    lists = candidate_lists(n_queries=3)
+    serial = make_reranker(name, checkpoints[name], batch_size=4).rerank(lists)
+    prefetched = make_reranker(name, checkpoints[name], batch_size=4, prefetch=True).rerank(lists)
+    assert [(r.docids, r.scores) for r in prefetched] == [(r.docids, r.scores) for r in serial]
+
+
+@pytest.mark.parametrize("name", list(BACKENDS))
 def test_score_is_differentiable_through_model(name, checkpoints):
     reranker = make_reranker(name, checkpoints[name])
     scores = reranker.score(["capital of france", "river"], ["paris is the capital", "the city"])

@@ -194,3 +194,15 @@ def test_release_file_runs_end_to_end_and_oracle_puts_support_first(tmp_path, fi
     assert set(recs["oracle", qid]["ranking"][:2]) == support
     assert recs["oracle", qid]["metrics"]["Recall@10"] == 1.0 and recs["oracle", qid]["metrics"]["nDCG@1"] == 1.0
     assert set(recs["none", qid]["ranking"][:2]) != support
+
+
+@pytest.mark.parametrize("name, content", [
+    ("musique_ans_v1.0_dev.json", b'[\n{"id": "2hop_1", "question": "caf\xe9?"}\n]\n'),
+    ("popqa.tsv", b"id\tquestion\tpossible_answers\n1\tcaf\xe9?\t[\"a\"]\n"),
+])
+def test_release_files_that_are_not_utf8_name_the_line(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_bytes(content)
+    with pytest.raises(UserError) as err:
+        load_dataset(str(path))
+    assert str(err.value) == f"{path} line 2: not UTF-8 text (byte 0xe9); expected a UTF-8 file"

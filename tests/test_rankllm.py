@@ -113,6 +113,10 @@ def test_rankllm_engine_needs_a_server_and_an_interpreter(monkeypatch, tmp_path)
     reranker = get_reranker("rankgpt", RerankerSettings(options={"engine": "rankllm"}))
     with pytest.raises(UserError, match="set the base_url option"):
         reranker.rerank(make_lists())
+    reranker = get_reranker("rankgpt", RerankerSettings(options={"engine": "rankllm",
+                                                                 "base_url": ["http://x/v1", "http://y/v1"]}))
+    with pytest.raises(UserError, match="rank-llm talks to one server, got 2 base URLs"):
+        reranker.rerank(make_lists())
     monkeypatch.setenv(rankllm_engine.PYTHON_ENV, str(tmp_path / "nope" / "python"))
     reranker = get_reranker("rankgpt", RerankerSettings(options={"engine": "rankllm", "base_url": "http://x/v1"}))
     with pytest.raises(UserError, match="no rank-llm interpreter at .*nope/python .*--setup"):

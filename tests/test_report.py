@@ -3,7 +3,7 @@ import math
 import pandas as pd
 import pytest
 
-from bench.report import ReportOptions, leaderboard, to_markdown, write_reports
+from bench.report import ReportOptions, leaderboard, pairs_markdown, pairwise, to_markdown, write_reports
 from bench.stats import paired_tests
 from bench.types import QueryRecord
 
@@ -145,3 +145,67 @@ def test_rows_show_judged_verdicts_and_queries_without_candidates():
     row = [c.strip() for c in next(l for l in lines if l.startswith("| none")).split("|")[1:6]]
     assert header == ["reranker", "n", "judged", "failed", "no_candidates"]
     assert row == ["none", "4", "2", "0", "1"]
+
+
+# --- all pairs, LaTeX ---------------------------------------------------------------------------------------------
+
+PAIR_ACCURACY = {"A": [1, 1, 1, 1, 1, 1, 1, 1, 1],
+                 "B": [0, 0, 0, 0, 0, 0, 0, 1, 1],
+                 "C": [1, 1, 1, 1, 0, 0, 0, 1, None]}      # C's reader failed on q8: not in C's pairs
+
+
+def pair_records():
+    out = []
+    for reranker, accs in PAIR_ACCURACY.items():
+        for i, acc in enumerate(accs):
+            failed = acc is None
+            out.append(QueryRecord(dataset="d", reranker=reranker, reader="r", qid=f"q{i}", question="q",
+                                   gold_answers=["a"], ranking=[], answer=None if failed else "a",
+                                   metrics={} if failed else {"accuracy": float(acc), "F1": 0.25 + 0.5 * acc},
+                                   status="failed" if failed else "ok"))
+    return out
+
+
+def test_pairwise_wins_ties_losses_and_holm_corrected_p_by_hand():
+    pairs = pairwise(pair_records(), ReportOptions(baseline="B")).set_index(["metric", "reranker", "other"])
+    acc = pairs.loc["accuracy"]
+    # A vs B over 9 queries: 7 wins, 2 ties; exact McNemar 2 / 2^7. A vs C over C's 8: 3 wins -> 2 / 2^3.
+    # B vs C: 4 losses -> 2 / 2^4.
+    assert [tuple(acc.loc[p, ["n", "wins", "ties", "losses"]]) for p in [("A", "B"), ("A", "C"), ("B", "C")]] == \
+        [(9, 7, 2, 0), (8, 3, 5, 0), (8, 0, 4, 4)]
+    assert list(acc["test"]) == ["mcnemar"] * 3
+    assert list(acc["p"]) == pytest.approx([1 / 64, 1 / 4, 1 / 8], abs=1e-12)
+    # Holm over the 3 pairs: 3 * 1/64, then 2 * 1/8 = 1/4, then max(1/4, 1 * 1/4)
+    assert list(acc["p_holm"]) == pytest.approx([3 / 64, 1 / 4, 1 / 4], abs=1e-12)
+    assert acc.loc[("A", "B"), "mean_diff"] == pytest.approx(7 / 9)
+    # F1 (0.25 / 0.75: graded): the exact randomization test, the same sign-flip count as McNemar here
+    f1 = pairs.loc["F1"]
+    assert list(f1["test"]) == ["randomization"] * 3
+    assert list(f1["p"]) == pytest.approx([1 / 64, 1 / 4, 1 / 8], abs=1e-12)
+    md = pairs_markdown(pairwise(pair_records(), ReportOptions(baseline="B")), ["F1", "accuracy"])
+    assert "| A vs B | 7/2/0 (0.047†) | 7/2/0 (0.047†) |" in md
+    assert "| B vs C | 0/4/4 (0.250)  | 0/4/4 (0.250)  |" in md
+    assert "### Pairwise: d · reader r" in md and "Holm-corrected over the pairs of each metric (up to 3)" in md
+
+
+def test_latex_table_has_the_markdown_cells_with_escaped_names(tmp_path):
+    import dataclasses
+
+    names = {"none": "none", "good": "go_od&50%", "flaky": "fl#ky~{x}"}
+    recs = [dataclasses.replace(r, reranker=names[r.reranker], dataset="d$") for r in records()]
+    opts = ReportOptions(baseline="none", n_resamples=1000)
+    write_reports(recs, tmp_path, opts)
+    tex = (tmp_path / "leaderboard.tex").read_text()
+    md = (tmp_path / "leaderboard.md").read_text()
+    assert [l for l in tex.splitlines() if l.startswith("\\")][:5] == [
+        r"\begin{table}[t]", r"\centering", r"\caption{d\$, reader r1: mean [95\% bootstrap CI]; $^\dagger$ differs "
+        r"from none at $p < 0.05$ (Holm).}", r"\begin{tabular}{lrrrrr}", r"\toprule"]
+    assert r"reranker & n & failed & nDCG@10 & F1 (primary) & accuracy \\" in tex
+    assert r"\midrule" in tex and r"\bottomrule" in tex
+    escaped = {"none": "none", "go_od&50%": r"go\_od\&50\%", "fl#ky~{x}": r"fl\#ky\textasciitilde{}\{x\}"}
+    for shown, latex in escaped.items():
+        md_cells = [c.strip() for c in next(l for l in md.splitlines() if l.startswith(f"| {shown} ")).split("|")[2:-1]]
+        row = next(l for l in tex.splitlines() if l.startswith(latex + " & "))
+        assert row == " & ".join([latex, *(c.replace("†", r"$^\dagger$") for c in md_cells)]) + r" \\"
+    good_row = next(l for l in tex.splitlines() if l.startswith(r"go\_od"))
+    assert r"$^\dagger$ [" in good_row                  # F1 of good vs none: significant, with its CI

@@ -136,16 +136,24 @@ def test_given_pools_keep_their_order():
 # --- files ----------------------------------------------------------------------------------------------------------
 
 def test_trec_run_round_trip(tmp_path):
-    rankings = [Ranking("q1", ["d3", "d1", "d2"], [2.5, 1.0, 1.0]),       # tie: order kept by the rank column
-                Ranking("q2", ["d2", "d4"], [0.125, 7.0])]               # increasing: written rank-derived
+    import pytrec_eval
+
+    rankings = [Ranking("q1", ["d3", "d1", "d2"], [2.5, 1.0, 1.0]),       # tie: written rank-derived
+                Ranking("q2", ["d2", "d4"], [0.125, 7.0]),               # increasing: written rank-derived
+                Ranking("q3", ["d1", "d5"], [0.5, 0.25])]                # strictly decreasing: the real scores
     path = tmp_path / "run.txt"
     write_trec_run(path, rankings, tag="test")
     lines = path.read_text().splitlines()
-    assert lines[0] == "q1 Q0 d3 1 2.5 test" and lines[3] == "q2 Q0 d2 1 2.0 test"
+    assert lines[0] == "q1 Q0 d3 1 3.0 test" and lines[3] == "q2 Q0 d2 1 2.0 test"
+    assert lines[5:] == ["q3 Q0 d1 1 0.5 test", "q3 Q0 d5 2 0.25 test"]
     back = read_trec_run(path)
-    assert list(back) == ["q1", "q2"]
-    assert back["q1"].docids == ["d3", "d1", "d2"] and back["q1"].scores == [2.5, 1.0, 1.0]
+    assert list(back) == ["q1", "q2", "q3"]
+    assert back["q1"].docids == ["d3", "d1", "d2"] and back["q1"].scores == [3.0, 2.0, 1.0]
     assert back["q2"].docids == ["d2", "d4"]
+    # trec_eval breaks score ties by docid (it would read d3, d2, d1 from tied scores): d1 must stay second
+    with path.open() as f:
+        run = pytrec_eval.parse_run(f)
+    assert pytrec_eval.RelevanceEvaluator({"q1": {"d1": 1}}, {"recip_rank"}).evaluate(run)["q1"]["recip_rank"] == 0.5
     lists = first_stage(dataset(), "bm25", pool=10)
     write_trec_run(path, lists, tag="bm25")
     again = read_trec_run(path)

@@ -4,6 +4,7 @@ import json
 import os
 import re
 import signal
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -12,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.llm_server import ScriptedLLMServer, prompt_text
+from tests.trec_check import assert_trec_runs_reproduce_leaderboard
 
 ITEMS = ["amber", "basil", "cedar", "delta", "ember", "fjord", "grove", "heron"]
 N_QUESTIONS = len(ITEMS)
@@ -45,9 +47,10 @@ def scripted_reply(body: dict) -> str:
     return codes[0] if codes else "unknown"
 
 
-def bench_cmd(dataset: Path, base_url: str, out: Path, cache: Path, *extra: str) -> list[str]:
+def bench_cmd(dataset: Path, base_url: str | list[str], out: Path, cache: Path, *extra: str) -> list[str]:
+    urls = [base_url] if isinstance(base_url, str) else base_url
     return [sys.executable, "-m", "bench", "run", "--datasets", str(dataset), "--rerankers", "none", "random",
-            "--reader", "openai:toy-reader", "--judge", "openai:toy-judge", "--base-url", base_url,
+            "--reader", "openai:toy-reader", "--judge", "openai:toy-judge", "--base-url", *urls,
             "--api-key-env", "TOY_KEY", "--pool", "2", "--top-k", "1", "--chunk-size", "3", "--concurrency", "1",
             "--max-retries", "1", "--output", str(out), "--cache-dir", str(cache), *extra]
 
@@ -154,6 +157,11 @@ def test_sigkill_mid_run_then_resume_matches_uninterrupted(uninterrupted, tmp_pa
     assert len(keys) == len(set(keys)) == 2 * N_QUESTIONS
     assert (run_dir / "leaderboard.csv").read_text() == \
         (uninterrupted["run_dir"] / "leaderboard.csv").read_text()
+    # the TREC runs were rewritten whole by the resumed invocation: every query, as the uninterrupted run has them
+    for reranker in ("none", "random"):
+        name = f"runs/toyqa__{reranker}.trec"
+        assert (run_dir / name).read_text() == (uninterrupted["run_dir"] / name).read_text()
+        assert len((run_dir / name).read_text().splitlines()) == 2 * N_QUESTIONS       # pool 2
 
 
 def test_failed_query_is_counted_then_retried(uninterrupted, tmp_path):
@@ -179,6 +187,65 @@ def test_failed_query_is_counted_then_retried(uninterrupted, tmp_path):
         (uninterrupted["run_dir"] / "leaderboard.csv").read_text()
 
 
+@pytest.fixture(scope="module")
+def two_readers(tmp_path_factory):
+    """A finished run with two readers and a judge: every section of leaderboard.md is in it."""
+    root = tmp_path_factory.mktemp("two_readers")
+    dataset = write_dataset(root)
+    with ScriptedLLMServer(reply=scripted_reply) as srv:
+        proc = run(bench_cmd(dataset, srv.base_url, root / "out", root / "cache",
+                             "--reader", "openai:toy-reader", "openai:toy-reader-b"))
+    return {"run_dir": only_dir(root / "out"), "cache": root / "cache", "stdout": proc.stdout}
+
+
+def test_report_rewrites_every_section_of_the_leaderboard_byte_for_byte(two_readers):
+    run_dir = two_readers["run_dir"]
+    names = ("leaderboard.md", "leaderboard.tex", "leaderboard.csv", "pairs.csv", "matrix_F1.csv")
+    written = {name: (run_dir / name).read_bytes() for name in names}
+    md = written["leaderboard.md"].decode()
+    for section in ("### toyqa · reader openai:toy-reader-b", "### judge: reranker × reader",
+                    "### Pairwise: toyqa · reader openai:toy-reader\n", "Judge `openai:toy-judge`: Cohen's κ",
+                    "### Cost of the last invocation", "| openai:toy-reader-b | "):
+        assert section in md
+    assert two_readers["stdout"].startswith(md)
+    for name in names:
+        (run_dir / name).unlink()
+    proc = run([sys.executable, "-m", "bench", "report", str(run_dir)])
+    assert {name: (run_dir / name).read_bytes() for name in names} == written
+    assert proc.stdout == md
+
+
+def test_trec_runs_reproduce_the_leaderboard_retrieval_metrics(two_readers):
+    qrels = {f"q{i}": {f"a{i}": 2, f"b{i}": 1} for i in range(N_QUESTIONS)}
+    assert_trec_runs_reproduce_leaderboard(two_readers["run_dir"], "toyqa", ["none", "random"], qrels,
+                                           relevance_level=1, top_k=1)
+    lines = (two_readers["run_dir"] / "runs" / "toyqa__random.trec").read_text().splitlines()
+    assert {l.split()[0] for l in lines} == {f"q{i}" for i in range(N_QUESTIONS)}
+    assert all(l.split()[5] == "random" for l in lines)
+
+
+def test_records_link_the_llm_calls_behind_their_answer(two_readers):
+    from bench.judges import parse_verdict
+    from bench.llm.cache import open_cache
+
+    recs = records(two_readers["run_dir"])
+    calls = [r["info"]["llm_calls"] for r in recs]
+    assert all(set(c) == {"reader", "judge"} for c in calls)
+    cache = open_cache(two_readers["cache"])
+    stored = cache.get_many([key for c in calls for key in c.values()])
+    db = sqlite3.connect(cache.path)
+    for rec, call in zip(recs, calls):
+        assert stored[call["reader"]].text == rec["answer"]
+        # the request is there too, as the README's query shows it: the reader's prompt asks the record's question
+        (request,) = db.execute("SELECT request FROM responses WHERE key = ?", (call["reader"],)).fetchone()
+        assert rec["question"] in json.loads(request)["messages"][-1][1]
+        verdict = parse_verdict(stored[call["judge"]].text)
+        assert float(verdict.correct) == rec["metrics"]["judge"] and verdict.reason == rec["info"]["judge"]["reason"]
+    by_reader = {reader: {c["reader"] for r, c in zip(recs, calls) if r["reader"] == reader}
+                 for reader in ("openai:toy-reader", "openai:toy-reader-b")}
+    assert not by_reader["openai:toy-reader"] & by_reader["openai:toy-reader-b"]   # each reader's own calls
+
+
 def test_api_key_is_written_nowhere(uninterrupted):
     for path in uninterrupted["root"].rglob("*"):
         if path.is_file():
@@ -193,6 +260,33 @@ def test_judge_on_its_own_server(uninterrupted, tmp_path):
         assert reader_srv.count > 0 and judge_srv.count > 0
         assert all("Predicted answer:" not in prompt_text(b) for b in reader_srv.requests)
         assert all("Predicted answer:" in prompt_text(b) for b in judge_srv.requests)
+
+
+def test_two_servers_share_the_run_and_one_killed_mid_run_loses_nothing(uninterrupted, tmp_path):
+    with ScriptedLLMServer(reply=scripted_reply) as a, ScriptedLLMServer(reply=scripted_reply) as b:
+        replies, lock = [0], threading.Lock()
+
+        def reply_then_die(body: dict) -> str:
+            with lock:
+                replies[0] += 1
+                if replies[0] == 4:
+                    a.stop()   # this request gets no answer, and a takes no new connection
+            return scripted_reply(body)
+
+        a.reply = reply_then_die
+        run(bench_cmd(uninterrupted["dataset"], [a.base_url, b.base_url], tmp_path / "out", tmp_path / "cache"))
+        assert a.stopped and a.count >= 4 and b.count > 0
+    run_dir = only_dir(tmp_path / "out")
+    recs = records(run_dir)
+    assert len(recs) == 2 * N_QUESTIONS and all(r["status"] == "ok" for r in recs)
+    assert (run_dir / "leaderboard.csv").read_text() == \
+        (uninterrupted["run_dir"] / "leaderboard.csv").read_text()
+    assert json.loads((run_dir / "config.json").read_text())["base_url"] == [a.base_url, b.base_url]
+    llm = json.loads((run_dir / "costs.json").read_text())["llm"]
+    # the dead server is out of rotation for the reader (it died under it) and for the judge (which found it dead)
+    assert [llm[spec]["servers"][a.base_url]["removals"] for spec in ("openai:toy-reader", "openai:toy-judge")] == \
+        [1, 1]
+    assert sum(s["servers"][b.base_url]["requests"] for s in llm.values()) == b.count
 
 
 def test_changed_data_start_a_new_run_and_keep_the_old_one(tmp_path):

@@ -17,6 +17,7 @@ from bench.errors import UserError
 from bench.metrics import retrieval_metrics
 from bench.retrieval import first_stage, read_candidate_file
 from bench.types import Ranking
+from tests.trec_check import assert_trec_runs_reproduce_leaderboard, trec_eval_means
 
 TOPICS = "1\tfirst query\n2\tsecond query\n3\tunjudged query\n"
 # grades 0-3 as NIST's; z (grade 3) is judged but not retrieved
@@ -152,3 +153,10 @@ def test_dl_by_name_from_data_dir_runs_end_to_end(tmp_path, monkeypatch, first):
         assert recs["none", "1"]["ranking"] == ["d", "b", "a"]
         assert recs["none", "1"]["metrics"]["MAP"] == pytest.approx((1 / 1 + 2 / 2) / 3)
     assert recs["oracle", "1"]["ranking"][:2] == ["b", "d"]         # grade 3 first, then 2
+    # runs/*.trec with trec_eval -l 2 reproduce the leaderboard (at trec_eval's default level 1 they would not)
+    run_dir = tmp_path / "out" / "r"
+    qrels = {q.qid: q.qrels for q in load(tmp_path / "data" / "dl19-passage").queries}
+    assert_trec_runs_reproduce_leaderboard(run_dir, "dl19-passage", ["none", "oracle"], qrels, relevance_level=2,
+                                           top_k=3)
+    assert trec_eval_means(run_dir / "runs" / "dl19-passage__none.trec", qrels, 1, 3)["MAP"] != \
+        trec_eval_means(run_dir / "runs" / "dl19-passage__none.trec", qrels, 2, 3)["MAP"]

@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterator
 
 from bench.data.base import Dataset
-from bench.data.loaders import first_record, hotpot_records, load_hotpotqa, read_jsonl
+from bench.data.loaders import decode_utf8, first_record, hotpot_records, load_hotpotqa, read_jsonl, text_lines
 from bench.errors import UserError
 from bench.types import Document, Query
 
@@ -66,7 +66,7 @@ def unique(values) -> list[str]:
 
 def read_json(path: Path, expected: str) -> Any:
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(decode_utf8(path, path.read_bytes()))
     except json.JSONDecodeError as exc:
         raise UserError(f"{path} line {exc.lineno}: invalid JSON ({exc.msg}); expected {expected}") from None
 
@@ -102,14 +102,13 @@ def open_corpus(folder: Path) -> dict[str, Document]:
         return {}
     csv.field_size_limit(sys.maxsize)
     corpus: dict[str, Document] = {}
-    with path.open(encoding="utf-8", newline="") as fh:
-        rows = csv.reader(fh, delimiter="\t")
-        if next(rows, None) != ["id", "text", "title"]:
-            raise UserError(f"{path} line 1: expected the header 'id<TAB>text<TAB>title' (DPR's psgs_w100.tsv)")
-        for lineno, row in enumerate(rows, 2):
-            if len(row) != 3:
-                raise UserError(f"{path} line {lineno}: expected 'id<TAB>text<TAB>title', got {len(row)} fields")
-            corpus[row[0]] = Document(docid=row[0], text=row[1], title=row[2])
+    rows = csv.reader((line for _, line in text_lines(path)), delimiter="\t")
+    if next(rows, None) != ["id", "text", "title"]:
+        raise UserError(f"{path} line 1: expected the header 'id<TAB>text<TAB>title' (DPR's psgs_w100.tsv)")
+    for lineno, row in enumerate(rows, 2):
+        if len(row) != 3:
+            raise UserError(f"{path} line {lineno}: expected 'id<TAB>text<TAB>title', got {len(row)} fields")
+        corpus[row[0]] = Document(docid=row[0], text=row[1], title=row[2])
     return corpus
 
 
@@ -230,19 +229,18 @@ def load_ambignq(path: Path, split: str = "dev", name: str | None = None) -> Dat
 def load_popqa(path: Path, split: str = "test", name: str | None = None) -> Dataset:
     csv.field_size_limit(sys.maxsize)
     queries = []
-    with path.open(encoding="utf-8", newline="") as fh:
-        rows = csv.DictReader(fh, delimiter="\t")
-        missing = [f for f in ("id", "question", "possible_answers") if f not in (rows.fieldnames or [])]
-        if missing:
-            raise UserError(f"{path} line 1: the header lacks {', '.join(missing)}; expected PopQA's TSV "
-                            f"(id, ..., question, possible_answers)")
-        for lineno, row in enumerate(rows, 2):
-            try:
-                gold = json.loads(row["possible_answers"] or "")
-            except json.JSONDecodeError:
-                raise UserError(f"{path} line {lineno}: possible_answers must be a JSON list of strings") from None
-            queries.append(Query(qid=row["id"], text=row["question"],
-                                 answers=string_list(f"{path} line {lineno}", "possible_answers", gold)))
+    rows = csv.DictReader((line for _, line in text_lines(path)), delimiter="\t")
+    missing = [f for f in ("id", "question", "possible_answers") if f not in (rows.fieldnames or [])]
+    if missing:
+        raise UserError(f"{path} line 1: the header lacks {', '.join(missing)}; expected PopQA's TSV "
+                        f"(id, ..., question, possible_answers)")
+    for lineno, row in enumerate(rows, 2):
+        try:
+            gold = json.loads(row["possible_answers"] or "")
+        except json.JSONDecodeError:
+            raise UserError(f"{path} line {lineno}: possible_answers must be a JSON list of strings") from None
+        queries.append(Query(qid=row["id"], text=row["question"],
+                             answers=string_list(f"{path} line {lineno}", "possible_answers", gold)))
     return _dataset(name or path.stem, split, open_corpus(path.parent), queries, source=path)
 
 
@@ -277,8 +275,7 @@ FileLoader = Callable[..., Dataset]
 def release_format(path: Path) -> FileLoader | None:
     """The loader of a QA release file, told by its first record; None for other files (HotpotQA, QA JSONL...)."""
     if path.suffix == ".tsv":
-        with path.open(encoding="utf-8") as fh:
-            header = fh.readline().rstrip("\n").split("\t")
+        header = next((line for _, line in text_lines(path)), "").rstrip("\r\n").split("\t")
         return load_popqa if "possible_answers" in header else None
     if path.suffix == ".jsonl":
         first = first_record(path)

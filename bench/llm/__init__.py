@@ -10,6 +10,7 @@ with a ``model`` placeholder, else None. Engines import their heavy dependencies
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Sequence
 
 from bench.errors import UserError
 from bench.llm.base import Engine
@@ -23,7 +24,7 @@ class EngineOptions:
     device: str = "auto"
     dtype: str = "auto"
     batch_size: int = 8
-    base_url: str | None = None
+    base_url: str | Sequence[str] | None = None    # one server, or several serving the same model
     api_key_env: str = "OPENAI_API_KEY"
     concurrency: int = 8
     timeout: float = 60.0

@@ -37,6 +37,7 @@ class ChatResponse:
     usage: dict[str, int] = field(default_factory=dict)   # prompt_tokens, completion_tokens
     cached: bool = False
     error: str | None = None                             # set when the call failed after all retries
+    cache_key: str | None = None                         # the LLM cache's key, when the response is stored there
 
 
 ResponseCallback = Callable[[int, ChatResponse], None]

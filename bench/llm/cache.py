@@ -13,6 +13,7 @@ import os
 import sqlite3
 import threading
 import time
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -39,8 +40,8 @@ def cache_key(identity: dict[str, Any], request: ChatRequest) -> str:
 
 
 class LLMCache:
-    """SQLite table key -> (response text, usage). One connection per thread and process, each in autocommit mode
-    with short explicit write transactions."""
+    """SQLite table key -> (response text, usage, the request as JSON: messages, decoding parameters, template).
+    One connection per thread and process, each in autocommit mode with short explicit write transactions."""
 
     def __init__(self, path: str | os.PathLike, busy_timeout_s: float = 60.0):
         self.path = Path(path)
@@ -49,7 +50,11 @@ class LLMCache:
         self._local = threading.local()
         with self._write() as db:
             db.execute("CREATE TABLE IF NOT EXISTS responses (key TEXT PRIMARY KEY, text TEXT NOT NULL, "
-                       "usage TEXT NOT NULL, template TEXT NOT NULL, created REAL NOT NULL)")
+                       "usage TEXT NOT NULL, template TEXT NOT NULL, created REAL NOT NULL, request TEXT)")
+            # Caches made before requests were kept get the column (their rows keep NULL); inside the write
+            # transaction, so two processes opening one old file never both add it.
+            if "request" not in {row[1] for row in db.execute("PRAGMA table_info(responses)")}:
+                db.execute("ALTER TABLE responses ADD COLUMN request TEXT")
 
     def _connection(self) -> sqlite3.Connection:
         # A connection must not cross a fork or a thread: keep one per (process, thread).
@@ -87,10 +92,11 @@ class LLMCache:
             raise ValueError("LLMCache.put_many: failed responses must not be cached")
         verb = "INSERT OR REPLACE" if overwrite else "INSERT OR IGNORE"
         now = time.time()
-        rows = [(key, resp.text, json.dumps(resp.usage), req.template, now) for key, req, resp in items]
+        rows = [(key, resp.text, json.dumps(resp.usage), req.template, now,
+                 json.dumps(req.key_material(), ensure_ascii=False)) for key, req, resp in items]
         with self._write() as db:
-            db.executemany(f"{verb} INTO responses (key, text, usage, template, created) VALUES (?, ?, ?, ?, ?)",
-                           rows)
+            db.executemany(f"{verb} INTO responses (key, text, usage, template, created, request) "
+                           f"VALUES (?, ?, ?, ?, ?, ?)", rows)
 
     def __len__(self) -> int:
         return self._connection().execute("SELECT COUNT(*) FROM responses").fetchone()[0]
@@ -188,7 +194,10 @@ class CachedEngine(Engine):
                     out.append(first)
                     answered[k] = ChatResponse(first.text, dict(first.usage), cached=True, error=first.error)
         self._count(len(requests), fresh, [r for r in out if r.cached])
-        return out
+        # Each response names its key in the cache (a record links to the exact request and response by it); one
+        # that is not stored there (failed, or ``bypass``) names none.
+        stored = self.mode != "bypass"
+        return [replace(r, cache_key=k if stored and r.error is None else None) for k, r in zip(keys, out)]
 
     def _count(self, n_requests: int, fresh: list[ChatResponse], served: list[ChatResponse]) -> None:
         with self._lock:

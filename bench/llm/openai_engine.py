@@ -1,11 +1,21 @@
-"""The ``openai`` engine: any OpenAI-compatible Chat Completions server (OpenAI, vLLM, Ollama, llama.cpp server).
+"""The ``openai`` engine: any OpenAI-compatible Chat Completions server (OpenAI, vLLM, Ollama, llama.cpp server), or
+a fleet of them serving the same model (e.g. one vLLM server per GPU).
 
-A batch of requests runs concurrently on one event loop, at most ``concurrency`` in flight. The retry policy is ours
-(the openai client's own retries are off, so every retry is counted in ``stats``): rate limits (429), server errors
-(5xx, 408, 409), timeouts, dropped connections and unparseable responses are retried up to ``max_retries`` times,
-after a delay drawn with full jitter from ``[0, min(backoff_max, backoff_base * 2**attempt)]``, or after the server's
-``Retry-After`` (capped at ``backoff_max``) when it sends one. A request that still fails, or fails with a status that
+A batch of requests runs concurrently on one event loop, at most ``concurrency`` in flight per server (one
+``AsyncOpenAI`` client each). Each request goes to the server with the fewest requests in flight (ties in turn).
+The retry policy is ours (the openai client's own retries are off, so every retry is counted in ``stats``): rate
+limits (429), server errors (5xx, 408, 409), timeouts, dropped connections and unparseable responses are retried up
+to ``max_retries`` times, after a delay drawn with full jitter from ``[0, min(backoff_max, backoff_base *
+2**attempt)]``, or after the server's ``Retry-After`` (capped at ``backoff_max``) when it sends one. A request that still fails, or fails with a status that
 retrying cannot fix (400, 401, 404, ...), gets a response with ``error`` set; ``generate`` never raises for it.
+
+With several servers, a request that still fails on a server after its retries moves to a server it has not tried
+yet, and the failing server is taken out of rotation for ``cooldown`` seconds (unless it is the last one in
+rotation: there is nowhere else to send requests, and its own retries pace them). After the cool-down it is on
+probation, one request at a time, until it answers. Requests between retries on a server that was taken out
+move on at once. So no request is lost while one server is up; a request fails once every server has failed it.
+Which server answered is not part of the engine's identity (cache keys): the same model gives the same greedy answer,
+so a run can move between servers and fleets.
 
 The API key is read from the environment variable named by ``api_key_env`` each time a batch starts; it is kept out
 of the engine's identity, repr and every error message. Local servers (loopback hosts) need no key.
@@ -13,6 +23,7 @@ of the engine's identity, repr and every error message. Local servers (loopback 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import email.utils
 import ipaddress
 import json
@@ -84,19 +95,43 @@ def completion_text(completion: Any) -> tuple[str, dict[str, int]]:
     return completion.choices[0].message.content, tokens
 
 
+class _Server:
+    """One server of the fleet: its health, shared by every batch, and its counts (``requests``: HTTP requests
+    sent to it; ``failures``: those that got an error; ``removals``: times it was taken out of rotation;
+    ``out_of_rotation_s``: the cool-downs it was given)."""
+
+    def __init__(self, base_url: str):
+        self.base_url = base_url
+        self.down_until = 0.0   # time.monotonic() at which its cool-down ends
+        self.on_probation = False
+        self.stats: dict[str, float] = {"requests": 0, "failures": 0, "removals": 0, "out_of_rotation_s": 0.0}
+
+    def in_rotation(self, now: float) -> bool:
+        return now >= self.down_until
+
+
 class OpenAIEngine(Engine):
     kind = "openai"
 
-    def __init__(self, model: str, base_url: str | None = None, api_key_env: str = "OPENAI_API_KEY",
+    def __init__(self, model: str, base_url: str | Sequence[str] | None = None, api_key_env: str = "OPENAI_API_KEY",
                  concurrency: int = 8, timeout: float = 60, max_retries: int = 5, backoff_base: float = 0.5,
-                 backoff_max: float = 20):
-        if concurrency < 1 or max_retries < 0 or timeout <= 0:
-            raise UserError(f"openai engine: concurrency must be >= 1, max_retries >= 0 and timeout > 0 "
-                            f"(got {concurrency}, {max_retries}, {timeout})")
+                 backoff_max: float = 20, cooldown: float = 30):
+        if concurrency < 1 or max_retries < 0 or timeout <= 0 or cooldown < 0:
+            raise UserError(f"openai engine: concurrency must be >= 1, max_retries >= 0, timeout > 0 and cooldown "
+                            f">= 0 (got {concurrency}, {max_retries}, {timeout}, {cooldown})")
         self.model = model
-        # Always explicit, so that the OPENAI_BASE_URL variable cannot silently redirect an engine whose identity
-        # says otherwise.
-        self.base_url = (base_url or OPENAI_BASE_URL).rstrip("/")
+        # Always explicit, so that the OPENAI_BASE_URL variable cannot silently redirect an engine whose repr says
+        # otherwise.
+        urls = [base_url] if base_url is None or isinstance(base_url, str) else list(base_url)
+        self.base_urls = tuple((url or OPENAI_BASE_URL).rstrip("/") for url in urls)
+        if not self.base_urls:
+            raise UserError("openai engine: base_url is an empty list; expected one or more server URLs")
+        repeated = sorted({url for url in self.base_urls if self.base_urls.count(url) > 1})
+        if repeated:
+            raise UserError(f"openai engine: base_url lists {', '.join(repeated)} more than once; expected distinct "
+                            f"servers (--concurrency sets how many requests each one gets at a time)")
+        self.servers = [_Server(url) for url in self.base_urls]
+        self.cooldown = cooldown
         self.api_key_env = api_key_env
         self.concurrency = concurrency
         self.timeout = timeout
@@ -104,32 +139,50 @@ class OpenAIEngine(Engine):
         self.backoff_base = backoff_base
         self.backoff_max = backoff_max
         # requests: asked by the caller; attempts: HTTP calls sent (requests + retries); failed_attempts: attempts
-        # that got an error (retried or not); failures: requests that failed after every attempt.
-        self.stats = {"requests": 0, "attempts": 0, "retries": 0, "failed_attempts": 0, "failures": 0,
-                      "prompt_tokens": 0, "completion_tokens": 0}
+        # that got an error (retried or not); failures: requests that failed after every attempt; servers: the
+        # counts of each server (see _Server), by URL.
+        self.stats: dict[str, Any] = {"requests": 0, "attempts": 0, "retries": 0, "failed_attempts": 0,
+                                      "failures": 0, "prompt_tokens": 0, "completion_tokens": 0,
+                                      "servers": {server.base_url: server.stats for server in self.servers}}
         self._stats_lock = threading.Lock()   # generate may run in several threads at once
         self._api_key()                        # fail now, not after the first batch is built
 
     def __repr__(self) -> str:
-        return (f"OpenAIEngine(model={self.model!r}, base_url={self.base_url!r}, api_key_env={self.api_key_env!r}, "
+        urls = self.base_urls[0] if len(self.base_urls) == 1 else list(self.base_urls)
+        return (f"OpenAIEngine(model={self.model!r}, base_url={urls!r}, api_key_env={self.api_key_env!r}, "
                 f"concurrency={self.concurrency})")
 
     def identity(self) -> dict[str, Any]:
-        return {"kind": self.kind, "model": self.model, "base_url": self.base_url}
+        # No server URL: which server of a fleet answered must not change a cache key.
+        return {"kind": self.kind, "model": self.model}
 
     def _api_key(self) -> str:
         key = os.environ.get(self.api_key_env)
         if key:
             return key
-        if is_local(self.base_url):
+        remote = [url for url in self.base_urls if not is_local(url)]
+        if not remote:
             return LOCAL_DUMMY_KEY
-        raise UserError(f"openai engine for {self.base_url}: the environment variable {self.api_key_env} "
+        raise UserError(f"openai engine for {', '.join(remote)}: the environment variable {self.api_key_env} "
                         f"(the API key) is not set")
 
-    def _count(self, **increments: int) -> None:
+    def _count(self, server: _Server | None = None, **increments: float) -> None:
         with self._stats_lock:
             for name, n in increments.items():
-                self.stats[name] += n
+                (self.stats if server is None else server.stats)[name] += n
+
+    def _take_out_of_rotation(self, server: _Server) -> None:
+        """After a request failed on ``server`` despite its retries: a cool-down, unless no other server is in
+        rotation (then there is nowhere else to go)."""
+        with self._stats_lock:
+            now = time.monotonic()
+            if not any(other.in_rotation(now) for other in self.servers if other is not server):
+                return
+            if server.in_rotation(now):
+                server.down_until = now + self.cooldown
+                server.on_probation = True
+                server.stats["removals"] += 1
+                server.stats["out_of_rotation_s"] += self.cooldown
 
     def generate(self, requests: Sequence[ChatRequest]) -> list[ChatResponse]:
         return self.stream(requests, None)
@@ -152,48 +205,81 @@ class OpenAIEngine(Engine):
         from tqdm.auto import tqdm
 
         key = self._api_key()
-        semaphore = asyncio.Semaphore(self.concurrency)
+        fleet = _Fleet(self)
         progress = tqdm(total=len(requests), desc=f"openai {self.model}", unit="req", disable=None, leave=False)
 
         async def one(i: int, request: ChatRequest) -> ChatResponse:
-            async with semaphore:
-                response = await self._generate_one(client, request, key)
+            response = await self._generate_one(fleet, clients, request, key)
             if on_response is not None:
                 on_response(i, response)
             progress.update()
             return response
 
-        async with AsyncOpenAI(api_key=key, base_url=self.base_url, max_retries=0, timeout=self.timeout) as client:
+        async with contextlib.AsyncExitStack() as stack:
+            clients = [await stack.enter_async_context(AsyncOpenAI(api_key=key, base_url=server.base_url,
+                                                                   max_retries=0, timeout=self.timeout))
+                       for server in self.servers]
             try:
                 return list(await asyncio.gather(*(one(i, r) for i, r in enumerate(requests))))
             finally:
                 progress.close()
 
-    async def _generate_one(self, client: Any, request: ChatRequest, key: str) -> ChatResponse:
-        import openai
-
+    async def _generate_one(self, fleet: "_Fleet", clients: Sequence[Any], request: ChatRequest,
+                            key: str) -> ChatResponse:
+        """The request on one server after another (never twice on one) until one answers or every server failed."""
         params: dict[str, Any] = {"model": self.model, "messages": request.message_dicts(),
                                   "max_tokens": request.max_tokens, "temperature": request.temperature}
         if request.stop:
             params["stop"] = list(request.stop)
         self._count(requests=1)
-        error = ""
+        tried: set[int] = set()
+        attempts, error = 0, ""
+        while (index := await fleet.acquire(tried)) is not None:
+            tried.add(index)
+            server = self.servers[index]
+            try:
+                response, server_attempts, server_failed = await self._ask_server(server, clients[index], params,
+                                                                                  attempts)
+                if server_failed:   # out before its place is freed, so that no waiting request takes that place
+                    self._take_out_of_rotation(server)
+            finally:
+                fleet.release(index)
+            attempts += server_attempts
+            if response.error is None:
+                fleet.answered(index)
+                return response
+            error = response.error
+            if not server_failed:
+                break   # a status that retrying cannot fix: another server would answer alike
+        self._count(failures=1)
+        error = f"{error} (after {attempts} attempt{'s' * (attempts > 1)})"
+        # A server may echo the key in an error body (OpenAI does, partly masked); never let it reach a record.
+        return ChatResponse(text="", error=error if key == LOCAL_DUMMY_KEY else error.replace(key, "<redacted>"))
+
+    async def _ask_server(self, server: _Server, client: Any, params: dict[str, Any],
+                          earlier_attempts: int) -> tuple[ChatResponse, int, bool]:
+        """One server, with retries: (the response or the last error, attempts made, whether the server is to
+        blame: False for a status that retrying cannot fix, which another server would answer alike)."""
+        import openai
+
         for attempt in range(self.max_retries + 1):
-            if attempt:
+            if attempt or earlier_attempts:
                 self._count(retries=1)
             self._count(attempts=1)
+            self._count(server, requests=1)   # the server's count of HTTP requests, as its access log has them
             server_wait = None
             try:
                 # wait_for bounds the whole call; the client's own timeout only bounds each network read.
                 completion = await asyncio.wait_for(client.chat.completions.create(**params), self.timeout)
                 text, usage = completion_text(completion)
                 self._count(**usage)
-                return ChatResponse(text=text, usage=usage)
+                return ChatResponse(text=text, usage=usage), attempt + 1, False
             except openai.APIStatusError as exc:
                 error = exc.message   # "Error code: <status> - <server's message>"
                 if exc.status_code not in RETRYABLE_STATUS and exc.status_code < 500:
                     self._count(failed_attempts=1)
-                    break
+                    self._count(server, failures=1)
+                    return ChatResponse(text="", error=error), attempt + 1, False
                 server_wait = retry_after_seconds(exc.response.headers)
             except openai.APIConnectionError as exc:   # includes the client's APITimeoutError
                 error = f"{type(exc).__name__}: {exc}" + (f" ({exc.__cause__!r})" if exc.__cause__ else "")
@@ -201,15 +287,64 @@ class OpenAIEngine(Engine):
                     UnparseableResponse) as exc:
                 error = f"{type(exc).__name__}: {exc}" if str(exc) else f"{type(exc).__name__} after {self.timeout}s"
             self._count(failed_attempts=1)
+            self._count(server, failures=1)
             if attempt < self.max_retries:
                 await asyncio.sleep(self._delay(attempt, server_wait))
-        self._count(failures=1)
-        attempts = attempt + 1
-        error = f"{error} (after {attempts} attempt{'s' * (attempts > 1)})"
-        # A server may echo the key in an error body (OpenAI does, partly masked); never let it reach a record.
-        return ChatResponse(text="", error=error if key == LOCAL_DUMMY_KEY else error.replace(key, "<redacted>"))
+                if not server.in_rotation(time.monotonic()):
+                    break   # another request found it down meanwhile: move on rather than retry here
+        return ChatResponse(text="", error=error), attempt + 1, True
 
     def _delay(self, attempt: int, server_wait: float | None) -> float:
         if server_wait is not None:
             return min(server_wait, self.backoff_max)
         return random.uniform(0, min(self.backoff_max, self.backoff_base * 2 ** attempt))
+
+
+class _Fleet:
+    """The servers' free places in one batch (on its event loop): ``acquire`` picks, among the servers a request
+    has not tried, one in rotation with a free place (``concurrency`` each; one while on probation), the one with
+    fewest requests in flight (ties in turn), waiting when none is free."""
+
+    def __init__(self, engine: OpenAIEngine):
+        self.engine = engine
+        self.in_flight = [0] * len(engine.servers)
+        self.turn = 0
+        self._change = asyncio.Event()
+
+    def _limit(self, index: int) -> int:
+        return 1 if self.engine.servers[index].on_probation else self.engine.concurrency
+
+    async def acquire(self, tried: set[int]) -> int | None:
+        """A server index for a request that tried ``tried`` already; None when it has tried them all."""
+        servers = self.engine.servers
+        while True:
+            untried = [i for i in range(len(servers)) if i not in tried]
+            if not untried:
+                return None
+            now = time.monotonic()
+            free = [i for i in untried if servers[i].in_rotation(now) and self.in_flight[i] < self._limit(i)]
+            if free:
+                index = min(free, key=lambda i: (self.in_flight[i], (i - self.turn) % len(servers)))
+                self.turn = (index + 1) % len(servers)
+                self.in_flight[index] += 1
+                return index
+            cooling = [servers[i].down_until - now for i in untried if not servers[i].in_rotation(now)]
+            change = asyncio.ensure_future(self._change.wait())
+            # Woken by a freed place or a server's return; a cool-down ends without any event, hence the timeout.
+            await asyncio.wait({change}, timeout=min(cooling) if cooling else None)
+            change.cancel()
+
+    def release(self, index: int) -> None:
+        self.in_flight[index] -= 1
+        self.changed()
+
+    def answered(self, index: int) -> None:
+        """A server that answers is off probation."""
+        if self.engine.servers[index].on_probation:
+            self.engine.servers[index].on_probation = False
+            self.changed()
+
+    def changed(self) -> None:
+        """Wake every waiting request to look again (each one waits on the event current when it looked)."""
+        self._change.set()
+        self._change = asyncio.Event()
