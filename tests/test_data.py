@@ -15,6 +15,7 @@ import pytest
 
 from bench.data import DATASETS, load_dataset, loaders
 from bench.errors import UserError
+from tests.shared_data import SHARED_HOTPOT
 
 
 def write_jsonl(path: Path, rows: list) -> Path:
@@ -217,13 +218,6 @@ def test_hotpotqa_rrpo_parts_partition_the_file_by_question_id(tmp_path):
         assert {d.split(":")[0] for d in ds.corpus} == set(qids[split])    # only the part's own passages
         assert {q.qid for q in load_dataset(str(shuffled), split).queries} == set(qids[split])  # ids, not order
     assert len(load_dataset(str(path), "dev").queries) == 60                  # other split names: the whole file
-
-
-# The project's shared folder sits beside the main checkout (../shared) or above a worktree.
-SHARED_HOTPOT = next((p / "shared/data/hotpotqa-distractor-dev/hotpot_dev_distractor_sample.jsonl"
-                      for p in Path(__file__).resolve().parents
-                      if (p / "shared/data/hotpotqa-distractor-dev/hotpot_dev_distractor_sample.jsonl").is_file()),
-                     None)
 
 
 @pytest.mark.skipif(SHARED_HOTPOT is None, reason="the shared HotpotQA sample is not above this checkout")
