@@ -8,6 +8,7 @@ from dataclasses import fields
 from pathlib import Path
 
 from bench.errors import UserError
+from bench.report import ANSWER_METRICS
 from bench.runner import RunConfig, Runner
 
 
@@ -19,6 +20,16 @@ def _checkpoint_pairs(values: list[str]) -> dict[str, str]:
             raise UserError(f"--checkpoint {v!r}: expected RERANKER=PATH_OR_HUB_ID, e.g. monot5=/models/monot5")
         out[name] = ckpt
     return out
+
+
+def add_server_options(parser: argparse.ArgumentParser) -> None:
+    """Where ``openai:*`` readers and judges are served: ``bench run``'s options, which ``rrpo train`` shares."""
+    d = RunConfig()
+    parser.add_argument("--base-url", default=d.base_url, help="OpenAI-compatible server (vLLM, Ollama, ...)")
+    parser.add_argument("--api-key-env", default=d.api_key_env, help="NAME of the environment variable with the key")
+    parser.add_argument("--judge-base-url", default=d.judge_base_url, help="the judge's server, if not --base-url's")
+    parser.add_argument("--judge-api-key-env", default=d.judge_api_key_env, help="the judge's key variable, if not "
+                        "--api-key-env's")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -38,6 +49,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--top-k", type=int, default=d.top_k, help="documents the reader sees (0 = closed book)")
     run.add_argument("--limit", type=int, default=d.limit, help="first N queries only")
     run.add_argument("--baseline", default=d.baseline, help="reranker the significance tests compare against")
+    run.add_argument("--primary-metric", default=d.primary_metric, choices=ANSWER_METRICS,
+                     help="the answer metric the claim is made on, declared before the run (default: F1, RRPO's "
+                          "training metric); named in leaderboard.md")
     run.add_argument("--seed", type=int, default=d.seed)
     run.add_argument("--checkpoint", action="append", default=[], metavar="RERANKER=PATH",
                      help="checkpoint override for one reranker (repeatable)")
@@ -48,11 +62,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default=d.device)
     run.add_argument("--dtype", default=d.dtype)
     run.add_argument("--batch-size", type=int, default=d.batch_size)
-    run.add_argument("--base-url", default=d.base_url, help="OpenAI-compatible server (vLLM, Ollama, ...)")
-    run.add_argument("--api-key-env", default=d.api_key_env, help="NAME of the environment variable with the key")
-    run.add_argument("--judge-base-url", default=d.judge_base_url, help="the judge's server, if not --base-url's")
-    run.add_argument("--judge-api-key-env", default=d.judge_api_key_env, help="the judge's key variable, if not "
-                     "--api-key-env's")
+    add_server_options(run)
     run.add_argument("--concurrency", type=int, default=d.concurrency)
     run.add_argument("--timeout", type=float, default=d.timeout)
     run.add_argument("--max-retries", type=int, default=d.max_retries)
@@ -106,7 +116,8 @@ def cmd_report(run_dir: str) -> None:
     if not (path / "records.jsonl").is_file():
         raise UserError(f"{path}: no records.jsonl (expected a results/<run-id>/ folder)")
     cfg = json.loads((path / "config.json").read_text())
-    opts = ReportOptions(baseline=cfg.get("baseline", "none"), top_k=cfg.get("top_k", 3), seed=cfg.get("seed", 0))
+    opts = ReportOptions(baseline=cfg.get("baseline", "none"), top_k=cfg.get("top_k", 3), seed=cfg.get("seed", 0),
+                         primary_metric=cfg.get("primary_metric", "F1"))
     print(write_reports(list(RecordStore(path / "records.jsonl").records.values()), path, opts))
 
 

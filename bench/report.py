@@ -1,8 +1,12 @@
 """Leaderboards from per-query records: every number here is a mean (or a test) over ``records.jsonl`` rows.
 
 For each (dataset, reader) group and each reranker: n queries answered, n failed, the mean of every metric with a
-95% bootstrap CI, and paired tests (t-test and randomization) against the baseline reranker on the queries both
-answered, Holm-corrected across the rerankers of the group. Failed queries are counted, never folded into a mean.
+95% bootstrap CI, and paired tests against the baseline reranker on the queries both answered: t-test and
+randomization for every metric, and for 0/1 metrics (EM, accuracy, judge) the exact McNemar test, which is the
+test a † rests on for them (randomization for graded metrics). Holm corrections: each test across the rerankers of
+the group, and the answer metrics of a table as one family (rerankers × answer metrics), since a table invites a
+claim on any of them; the primary metric (``--primary-metric``, declared before the run) is named in the table.
+Failed queries are counted, never folded into a mean.
 """
 from __future__ import annotations
 
@@ -13,11 +17,12 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
-from bench.stats import bootstrap_ci, holm, paired_tests
+from bench.stats import bootstrap_ci, holm, is_binary, mcnemar_exact, paired_tests
 from bench.types import QueryRecord
 
 # Column order of the Markdown leaderboard; other metrics still go into the CSV.
 HEADLINE = ("nDCG@10", "Recall@{k}", "MRR@10", "EM", "F1", "accuracy", "judge")
+ANSWER_METRICS = ("EM", "F1", "accuracy", "judge")
 ALPHA = 0.05
 
 
@@ -27,6 +32,7 @@ class ReportOptions:
     top_k: int = 3
     seed: int = 0
     n_resamples: int = 10_000
+    primary_metric: str = "F1"      # declared before the run: RRPO's training metric
 
 
 def metric_names(records: Iterable[QueryRecord]) -> list[str]:
@@ -39,7 +45,9 @@ def metric_names(records: Iterable[QueryRecord]) -> list[str]:
 
 def leaderboard(records: Sequence[QueryRecord], opts: ReportOptions) -> pd.DataFrame:
     """One row per (dataset, reader, reranker), in first-seen order; columns ``<m>``, ``<m>_ci_lo``, ``<m>_ci_hi``,
-    ``<m>_p_t``, ``<m>_p_rand`` (raw) and ``<m>_p_t_holm``, ``<m>_p_rand_holm``."""
+    ``<m>_p_t``, ``<m>_p_rand``, ``<m>_p_exact`` (McNemar, 0/1 metrics only) raw and ``_holm`` across rerankers;
+    ``<m>_p`` (exact for 0/1 metrics, else randomization) and ``<m>_p_holm``: over the answer-metric family of the
+    group for answer metrics, across rerankers for the others."""
     metrics = metric_names(records)
     groups: dict[tuple[str, str], dict[str, list[QueryRecord]]] = {}
     for r in records:
@@ -47,6 +55,8 @@ def leaderboard(records: Sequence[QueryRecord], opts: ReportOptions) -> pd.DataF
     rows = []
     for (dataset, reader), by_reranker in groups.items():
         base = {r.qid: r for r in by_reranker.get(opts.baseline, []) if r.status == "ok"}
+        binary = {m: is_binary([r.metrics[m] for recs in by_reranker.values() for r in recs if m in r.metrics])
+                  for m in metrics}
         group_rows = []
         for reranker, recs in by_reranker.items():
             ok = [r for r in recs if r.status == "ok"]
@@ -59,16 +69,22 @@ def leaderboard(records: Sequence[QueryRecord], opts: ReportOptions) -> pd.DataF
                 pairs = [(r.metrics[m], base[r.qid].metrics[m]) for r in ok
                          if r.qid in base and m in r.metrics and m in base[r.qid].metrics]
                 if reranker != opts.baseline and pairs:
-                    test = paired_tests([a for a, _ in pairs], [b for _, b in pairs], opts.n_resamples, opts.seed)
+                    system, baseline = [a for a, _ in pairs], [b for _, b in pairs]
+                    test = paired_tests(system, baseline, opts.n_resamples, opts.seed)
                     row[f"{m}_p_t"], row[f"{m}_p_rand"] = test.p_ttest, test.p_randomization
+                    row[f"{m}_p_exact"] = mcnemar_exact(system, baseline) if binary[m] else math.nan
                 else:
-                    row[f"{m}_p_t"] = row[f"{m}_p_rand"] = math.nan
+                    row[f"{m}_p_t"] = row[f"{m}_p_rand"] = row[f"{m}_p_exact"] = math.nan
+                row[f"{m}_p"] = row[f"{m}_p_exact"] if binary[m] else row[f"{m}_p_rand"]
             group_rows.append(row)
         for m in metrics:
-            for test in ("p_t", "p_rand"):
+            for test in ("p_t", "p_rand", "p_exact", *(("p",) if m not in ANSWER_METRICS else ())):
                 adjusted = holm([row[f"{m}_{test}"] for row in group_rows])
                 for row, p in zip(group_rows, adjusted):
                     row[f"{m}_{test}_holm"] = p
+        family = [(row, m) for m in metrics if m in ANSWER_METRICS for row in group_rows]
+        for (row, m), p in zip(family, holm([row[f"{m}_p"] for row, m in family])):
+            row[f"{m}_p_holm"] = p
         rows.extend(group_rows)
     return pd.DataFrame(rows)
 
@@ -82,8 +98,24 @@ def _cell(row: pd.Series, m: str) -> str:
     v = row[m]
     if pd.isna(v):
         return "–"
-    mark = "†" if row.get(f"{m}_p_rand_holm", math.nan) < ALPHA else ""
+    mark = "†" if row.get(f"{m}_p_holm", math.nan) < ALPHA else ""
     return f"{v:.3f}{mark} [{row[f'{m}_ci_lo']:.3f}, {row[f'{m}_ci_hi']:.3f}]"
+
+
+def _families(g: pd.DataFrame, cols: Sequence[str], baseline: str) -> str:
+    """The Holm families behind the † marks of one table, named."""
+    tested = [r for r in g["reranker"] if r != baseline]
+    answer = [m for m in cols if m in ANSWER_METRICS and g[f"{m}_p"].notna().any()]
+    other = [m for m in cols if m not in ANSWER_METRICS and g[f"{m}_p"].notna().any()]
+    if not tested or not (answer or other):
+        return ""
+    parts = []
+    if answer:
+        parts.append(f"answer metrics {{{', '.join(answer)}}} × rerankers {{{', '.join(tested)}}} as one family "
+                     f"({len(answer) * len(tested)} tests)")
+    if other:
+        parts.append(f"{', '.join(other)}: each metric across the {len(tested)} reranker(s)")
+    return "Holm families: " + "; ".join(parts) + ".\n"
 
 
 def to_markdown(df: pd.DataFrame, opts: ReportOptions) -> str:
@@ -91,12 +123,16 @@ def to_markdown(df: pd.DataFrame, opts: ReportOptions) -> str:
     parts = []
     for (dataset, reader), g in df.groupby(["dataset", "reader"], sort=False):
         table = pd.DataFrame({"reranker": g["reranker"], "n": g["n"], "failed": g["failed"],
-                              **{m: [_cell(r, m) for _, r in g.iterrows()] for m in cols}})
-        parts.append(f"### {dataset} · reader {reader}\n\n{table.to_markdown(index=False)}\n")
+                              **{f"{m} (primary)" if m == opts.primary_metric else m:
+                                 [_cell(r, m) for _, r in g.iterrows()] for m in cols}})
+        parts.append(f"### {dataset} · reader {reader}\n\n{table.to_markdown(index=False)}\n\n"
+                     f"{_families(g, cols, opts.baseline)}")
     parts.append(f"Cells: mean [95% bootstrap CI] over the answered queries (`n`); `failed` queries are counted, "
-                 f"not averaged. † = differs from `{opts.baseline}` on the same queries at p < {ALPHA} "
-                 f"(paired randomization test, Holm-corrected across rerankers; the CSV also has paired t-test "
-                 f"p-values, raw and corrected).")
+                 f"not averaged. † = differs from `{opts.baseline}` on the same queries at p < {ALPHA} after Holm "
+                 f"correction over the family named under the table: exact McNemar test (binomial on the discordant "
+                 f"pairs) for 0/1 metrics, paired randomization test for graded ones. Primary metric, declared "
+                 f"before the run: {opts.primary_metric}. The CSV also has the paired t-test and every p-value raw "
+                 f"and Holm-corrected across rerankers.")
     return "\n".join(parts)
 
 

@@ -40,6 +40,7 @@ class RunConfig:
     limit: int | None = None
     seed: int = 0
     baseline: str = "none"
+    primary_metric: str = "F1"             # the answer metric a claim is made on, declared before the run
     reader_template: str = "reader-qa"
     judge_template: str = "judge-reference"
     max_tokens: int = 32
@@ -62,7 +63,7 @@ class RunConfig:
     llm_cache: str = "use"                 # use | bypass | refresh
 
     NON_IDENTITY = ("output", "run_id", "cache_dir", "llm_cache", "concurrency", "timeout", "max_retries",
-                    "chunk_size", "batch_size", "device")
+                    "chunk_size", "batch_size", "device", "primary_metric")
 
     def identity(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if k not in self.NON_IDENTITY}
@@ -153,16 +154,16 @@ class Runner:
         """One cached engine per spec, shared by readers, the judge and listwise rerankers of this run; OpenAI-
         compatible engines talk to ``--base-url`` unless given their own server."""
         if spec not in self._engines:
-            from bench.llm import make_engine
-            from bench.llm.cache import CachedEngine, open_cache
+            from bench.llm import make_cached_engine
+            from bench.llm.cache import open_cache
 
             c = self.config
             if self._llm_cache is None:
                 self._llm_cache = open_cache(c.cache_dir)
-            engine = make_engine(spec, device=c.device, dtype=c.dtype, base_url=base_url or c.base_url,
-                                 api_key_env=api_key_env or c.api_key_env, concurrency=c.concurrency, timeout=c.timeout,
-                                 max_retries=c.max_retries)
-            self._engines[spec] = CachedEngine(engine, self._llm_cache, mode=c.llm_cache)
+            self._engines[spec] = make_cached_engine(
+                spec, self._llm_cache, c.llm_cache, device=c.device, dtype=c.dtype, base_url=base_url or c.base_url,
+                api_key_env=api_key_env or c.api_key_env, concurrency=c.concurrency, timeout=c.timeout,
+                max_retries=c.max_retries)
         return self._engines[spec]
 
     @contextmanager
@@ -222,7 +223,7 @@ class Runner:
                     bar.close()
         store.compact()
         records = list(store.records.values())
-        opts = ReportOptions(baseline=c.baseline, top_k=c.top_k, seed=c.seed)
+        opts = ReportOptions(baseline=c.baseline, top_k=c.top_k, seed=c.seed, primary_metric=c.primary_metric)
         md = write_reports(records, self.out_dir, opts, extra_sections=self._extra_sections(records))
         return md
 

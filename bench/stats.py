@@ -2,8 +2,9 @@
 
 Each test compares the per-query values of a system against a baseline on the same queries (paired). The
 randomization test flips the sign of each paired difference (scipy's ``permutation_type="samples"``): exact
-enumeration when 2^n is at most ``n_resamples``, seeded Monte Carlo otherwise. p-values of several systems against
-one baseline are Holm-corrected.
+enumeration when 2^n is at most ``n_resamples``, seeded Monte Carlo otherwise. For 0/1 outcomes (EM, accuracy, a
+judge's verdict) ``mcnemar_exact`` gives the exact p-value: the t-test is optimistic on such data and the Monte Carlo
+sign flip only approximates it. p-values of several tests are Holm-corrected.
 """
 from __future__ import annotations
 
@@ -49,6 +50,30 @@ def _randomization(x: np.ndarray, y: np.ndarray, n_resamples: int, seed: int) ->
     res = stats.permutation_test((x, y), _mean_diff, permutation_type="samples", vectorized=True,
                                  n_resamples=n_resamples, alternative="two-sided", rng=np.random.default_rng(seed))
     return float(res.pvalue)
+
+
+def is_binary(values: Sequence[float]) -> bool:
+    """Whether every value is 0 or 1 (and there is at least one): the outcomes ``mcnemar_exact`` is for."""
+    v = np.asarray(values, dtype=float)
+    return v.size > 0 and bool(np.all((v == 0) | (v == 1)))
+
+
+def mcnemar_exact(system: Sequence[float], baseline: Sequence[float]) -> float:
+    """Exact two-sided McNemar test of paired 0/1 outcomes. Only discordant pairs carry information: under H0 each
+    is equally likely to favour either side, so the b pairs the system wins of the b + c discordant ones are
+    Binomial(b + c, 1/2) (``scipy.stats.binomtest``). This is also the exact sign-flip test of 0/1 differences.
+    No discordant pair: p = 1."""
+    from scipy import stats
+
+    x, y = np.asarray(system, dtype=float), np.asarray(baseline, dtype=float)
+    if x.shape != y.shape:
+        raise ValueError(f"paired test needs equal lengths, got {x.shape} and {y.shape}")
+    if not (is_binary(x) and is_binary(y)):
+        raise ValueError("mcnemar_exact needs 0/1 outcomes")
+    wins, losses = int(np.sum((x == 1) & (y == 0))), int(np.sum((x == 0) & (y == 1)))
+    if wins + losses == 0:
+        return 1.0
+    return float(stats.binomtest(wins, wins + losses, 0.5, alternative="two-sided").pvalue)
 
 
 def holm(pvalues: Sequence[float]) -> list[float]:

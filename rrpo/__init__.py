@@ -10,18 +10,23 @@ PPO-clip, KL, checkpoints, resume, plot). CLI: ``python -m rrpo train`` (compare
 
 Choices of ours where the paper's detail was not recovered (each an option of ``RRPOConfig``):
 
-* Value function. R_ref(q, t) = reward of the reference's greedy top-t list, computed once per (query, t).
-  Default ``baseline=reference_return``: V(s_t) = Σ_{j>t} γ^{j-t-1} R_ref(q, j), the return the reference's list
-  earns from depth t on, so δ_t = r_{t+1} − R_ref(q, t+1) and, with γ = λ = 1, Â_t > 0 exactly when the policy's
-  rewards from depth t on beat the reference's. ``baseline=reference_reward`` takes V(s_t) = R_ref(q, t) literally;
-  then V(s_0) is 0 or, with ``closed_book_v0``, the reader's closed-book reward.
-* Terminal value: the episode ends after k picks, so V(s_k) = 0 in both modes.
+* Value function. R_ref(q, t) = reward of the reference's greedy top-t list, computed once per (query, t), t = 1..k.
+  s_t is the state in which the t-th document is picked and r_t the reward of the policy's top-t list. Default
+  ``baseline=reference_return``: V(s_t) = Σ_{j≥t} γ^{j-t} R_ref(q, j), the return the reference's list earns from
+  pick t on, so δ_t = r_t − R_ref(q, t) and, with γ = λ = 1, Â_t > 0 exactly when the policy's rewards from pick t on
+  beat the reference's. ``baseline=reference_reward`` takes V(s_t) = R_ref(q, t) literally (RRPO.md), so that
+  δ_t = r_t + γ R_ref(q, t+1) − R_ref(q, t) and the last step compares r_k with R_ref(q, k), like with like.
+* Terminal value: the episode ends after k picks, so V(s_{k+1}) = 0 in both modes.
 * KL: per-action log-ratio log π_θ(a_t|s_t) − log π_ref(a_t|s_t) at sampling time, subtracted from the reward with
   weight β (InstructGPT style), so it enters through the advantage.
 * Advantages are standardised by the mean and standard deviation over the last ``window`` steps.
-* Ratio anchor: π_ref (``ratio_anchor=reference``, the paper's) keeps every sampled action's probability within
-  [1−ε, 1+ε] of the reference's — a trust region around π_ref for the whole run; ``behaviour`` (π_old, classic PPO)
-  lets the policy drift further from step to step.
+* Ratio anchor: π_ref (``ratio_anchor=reference``, the paper's) or π_old (``behaviour``, classic PPO). Clipping
+  does not bound the ratio ρ: it removes an action's gradient once ρ has left [1−ε, 1+ε] in the direction its
+  advantage pushes (ρ > 1+ε with Â > 0, ρ < 1−ε with Â < 0). The parameters are shared, so the gradients of other
+  actions and queries keep moving ρ (a review measured ratios of 0.49–3.82 against π_ref after training); only the
+  KL penalty pulls towards π_ref. With ``behaviour`` the interval is re-centred on each batch's π_old.
+* Several processes (torchrun): each takes a share of every step's queries, divides its loss by the step's global
+  number of queries, and the gradients are summed, so the update equals one process's on the same rollouts.
 
 Demonstration (2 shared CPU cores, SmolLM2-135M reader, OMP_NUM_THREADS=1 — under CPU contention one thread per
 process was ~10x faster than two here)::

@@ -12,10 +12,11 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import asdict, fields
+from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Sequence
 
+from bench.cli import add_server_options
 from bench.environment import cache_dir as bench_cache_dir
 from bench.errors import UserError
 from rrpo.trainer import RRPOConfig
@@ -23,27 +24,45 @@ from rrpo.trainer import RRPOConfig
 _PARSERS = {"int": int, "float": float, "str": str, "int | None": int, "float | None": float, "str | None": str}
 
 
-def make_reader(spec: str, template: str, max_tokens: int, cache_dir: str, batch_size: int = 8):
+@dataclass(frozen=True)
+class Servers:
+    """Where ``openai:*`` readers and judges are served: ``bench run``'s ``--base-url``, ``--api-key-env`` and the
+    judge's own pair. Not training options (not in ``RRPOConfig``): a run may resume against another server."""
+
+    base_url: str | None
+    api_key_env: str
+    judge_base_url: str | None
+    judge_api_key_env: str | None
+
+    def reader(self) -> dict[str, str | None]:
+        return {"base_url": self.base_url, "api_key_env": self.api_key_env}
+
+    def judge(self) -> dict[str, str | None]:
+        return {"base_url": self.judge_base_url or self.base_url,
+                "api_key_env": self.judge_api_key_env or self.api_key_env}
+
+
+def make_reader(spec: str, template: str, max_tokens: int, cache_dir: str, batch_size: int, servers: Servers):
     """The benchmark's reader (same engine, template and cache as ``python -m bench run``), so answers computed
     during training are cache hits at evaluation and vice versa."""
-    from bench.llm import make_engine
-    from bench.llm.cache import CachedEngine, open_cache
+    from bench.llm import make_cached_engine
+    from bench.llm.cache import open_cache
     from bench.prompts import load_template
     from bench.readers import Reader
 
-    engine = CachedEngine(make_engine(spec, batch_size=batch_size), open_cache(cache_dir))
+    engine = make_cached_engine(spec, open_cache(cache_dir), batch_size=batch_size, **servers.reader())
     return Reader(engine, load_template(template), max_tokens=max_tokens)
 
 
-def make_metric(name: str, cache_dir: str):
+def make_metric(name: str, cache_dir: str, servers: Servers):
     from rrpo.rewards import answer_metric, judge_metric
 
     if name.startswith("judge:"):
         from bench.judges import Judge
-        from bench.llm import make_engine
-        from bench.llm.cache import CachedEngine, open_cache
+        from bench.llm import make_cached_engine
+        from bench.llm.cache import open_cache
 
-        return judge_metric(Judge(CachedEngine(make_engine(name[len("judge:"):]), open_cache(cache_dir))))
+        return judge_metric(Judge(make_cached_engine(name[len("judge:"):], open_cache(cache_dir), **servers.judge())))
     return answer_metric(name)
 
 
@@ -55,7 +74,7 @@ def candidate_lists(dataset: str, split: str, first_stage_method: str, pool: int
     return first_stage(data, first_stage_method, pool, cache_dir=cache_dir)
 
 
-def build_trainer(cfg: RRPOConfig, out: Path):
+def build_trainer(cfg: RRPOConfig, out: Path, servers: Servers):
     import torch
 
     from rerankers.registry import RerankerSettings, get_reranker
@@ -68,8 +87,8 @@ def build_trainer(cfg: RRPOConfig, out: Path):
     torch.manual_seed(cfg.seed)
     reranker = get_reranker(cfg.backbone, RerankerSettings(checkpoint=cfg.backbone_checkpoint, seed=cfg.seed,
                                                            cache_dir=cache_dir))
-    reader = make_reader(cfg.reader, cfg.reader_template, cfg.max_tokens, cache_dir, cfg.reader_batch_size)
-    return assemble_trainer(cfg, reranker, reader, make_metric(cfg.metric, cache_dir), lists, out, dist)
+    reader = make_reader(cfg.reader, cfg.reader_template, cfg.max_tokens, cache_dir, cfg.reader_batch_size, servers)
+    return assemble_trainer(cfg, reranker, reader, make_metric(cfg.metric, cache_dir, servers), lists, out, dist)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,6 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             train.add_argument(flag, type=_PARSERS[f.type], default=default, help=f"default: {default}")
     train.add_argument("--out", required=True, help="run folder (checkpoint, log, plot); re-run to resume")
+    add_server_options(train)
 
     return p
 
@@ -94,7 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         cfg = RRPOConfig(**{f.name: getattr(args, f.name) for f in fields(RRPOConfig)})
-        trainer = build_trainer(cfg, Path(args.out))
+        servers = Servers(**{f.name: getattr(args, f.name) for f in fields(Servers)})
+        trainer = build_trainer(cfg, Path(args.out), servers)
         trainer.train()
         if trainer.dist.main:
             last = json.loads((Path(args.out) / "train_log.jsonl").read_text().splitlines()[-1])

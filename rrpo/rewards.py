@@ -6,7 +6,7 @@ reader's LLM cache, and counts how many answers were generated vs served from th
 
 ``ReferenceBaseline`` holds R_ref(q, t) = the reward of the frozen reference reranker's greedy top-t list: it depends
 only on (q, t), so it is computed once per (query, depth) for the whole of training, in memory and in a JSONL file
-(which a resumed run reloads). t = 0 is the closed-book reward (the reader with no documents) when asked for.
+(which a resumed run reloads).
 """
 from __future__ import annotations
 
@@ -125,13 +125,16 @@ class PrefixRewarder:
 
 
 class ReferenceBaseline:
-    """R_ref(q, t) for t = 1..k (and t = 0 when ``closed_book``), each computed exactly once for a run.
+    """R_ref(q, t) for t = 1..k, each computed exactly once for a run (across all processes).
 
     ``computed`` counts the (query, depth) rewards this object asked the reader for; values loaded from ``path``
-    (a resumed run) are not recomputed."""
+    (a resumed run) or computed by another process are not recomputed. Under several processes ``share`` gathers
+    every process's new rows (all processes call ``record`` once per step, so it is a collective) and only the
+    ``writer`` appends them to ``path``: one row per (query, depth)."""
 
-    def __init__(self, rewarder: PrefixRewarder, k: int, path: Path | None = None, closed_book: bool = False):
-        self.rewarder, self.k, self.path, self.closed_book = rewarder, k, path, closed_book
+    def __init__(self, rewarder: PrefixRewarder, k: int, path: Path | None = None,
+                 share: Callable[[list[dict]], list[list[dict]]] = lambda rows: [rows], writer: bool = True):
+        self.rewarder, self.k, self.path, self.share, self.writer = rewarder, k, path, share, writer
         self.values: dict[tuple[str, int], float] = {}
         self.computed = 0
         if path is not None and path.exists():
@@ -139,26 +142,24 @@ class ReferenceBaseline:
                 row = json.loads(line)
                 self.values[(row["qid"], int(row["t"]))] = float(row["reward"])
 
-    def depths(self) -> range:
-        return range(0 if self.closed_book else 1, self.k + 1)
-
     def missing(self, reference_lists: Sequence[tuple[Query, Sequence[Document]]]) -> list[tuple[Query, int, list[Document]]]:
         """The (query, depth, reference top-t documents) not known yet, for each (query, reference top-k)."""
-        todo = {(q.qid, t): (q, t, list(docs[:t])) for q, docs in reference_lists for t in self.depths()
+        todo = {(q.qid, t): (q, t, list(docs[:t])) for q, docs in reference_lists for t in range(1, self.k + 1)
                 if (q.qid, t) not in self.values}
         return list(todo.values())
 
     def record(self, computed: Sequence[tuple[Query, int, list[Document]]], rewards: Sequence[float]) -> None:
-        """Store the rewards of ``missing``'s items (in memory and appended to the file)."""
-        rows = []
-        for (q, t, _), r in zip(computed, rewards, strict=True):
-            self.values[(q.qid, t)] = r
-            rows.append(json.dumps({"qid": q.qid, "t": t, "reward": r}))
-        self.computed += len(rows)
-        if self.path is not None and rows:
+        """Store the rewards of ``missing``'s items and those every other process computed in the same step (in
+        memory, and appended to the file by the writer)."""
+        mine = [{"qid": q.qid, "t": t, "reward": r} for (q, t, _), r in zip(computed, rewards, strict=True)]
+        self.computed += len(mine)
+        rows = [row for part in self.share(mine) for row in part]
+        for row in rows:
+            self.values[(row["qid"], row["t"])] = row["reward"]
+        if self.path is not None and self.writer and rows:
             with self.path.open("a") as f:
-                f.write("\n".join(rows) + "\n")
+                f.write("".join(json.dumps(row) + "\n" for row in rows))
 
     def rewards(self, qid: str) -> list[float]:
-        """[R_ref(q, 0), ..., R_ref(q, k)]; R_ref(q, 0) is 0 unless ``closed_book``."""
-        return [self.values.get((qid, 0), 0.0) if t == 0 else self.values[(qid, t)] for t in range(self.k + 1)]
+        """[R_ref(q, 1), ..., R_ref(q, k)]."""
+        return [self.values[(qid, t)] for t in range(1, self.k + 1)]

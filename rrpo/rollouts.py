@@ -21,7 +21,7 @@ from rrpo.rewards import PrefixRewarder, ReferenceBaseline
 class QueryRollouts:
     """One query's M rollouts. ``actions`` [M, k] are candidate indices in pick order; ``rewards`` [M, k] the reward
     after each pick; ``logp_behaviour`` / ``logp_ref`` [M, k] the step log-probabilities under π_θ at sampling time
-    (π_old) and under π_ref; ``reference_rewards`` [k + 1] R_ref(q, 0..k)."""
+    (π_old) and under π_ref; ``reference_rewards`` [k] R_ref(q, 1..k)."""
 
     cl: CandidateList
     actions: Tensor
@@ -68,5 +68,5 @@ class RolloutCollector:
         for cl, s, rs, acts in zip(batch, scores, ref_scores, actions):
             rewards = torch.tensor([[next(flat) for _ in range(acts.shape[1])] for _ in range(acts.shape[0])])
             out.append(QueryRollouts(cl, acts, rewards, step_log_probs(s, acts), step_log_probs(rs, acts),
-                                     torch.tensor(self.baseline.rewards(cl.query.qid))[:acts.shape[1] + 1]))
+                                     torch.tensor(self.baseline.rewards(cl.query.qid))[:acts.shape[1]]))
         return out

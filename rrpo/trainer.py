@@ -2,13 +2,14 @@
 
 Per step, for a batch of queries (split over the processes when run under torchrun):
 1. ``RolloutCollector.collect``: M Plackett–Luce rankings of k documents per query from π_θ, the reader's reward after
-   every pick r_1..r_k, and R_ref(q, 0..k), the rewards of π_ref's greedy prefixes (once per (query, depth)).
+   every pick r_1..r_k, and R_ref(q, 1..k), the rewards of π_ref's greedy prefixes (once per (query, depth)).
 2. Per-action KL penalty, InstructGPT style: r̃_t = r_t − β (log π_θ(a_t|s_t) − log π_ref(a_t|s_t)), the
    log-ratio taken at sampling time.
-3. Values V(s_0..s_k) from R_ref (see ``state_values``), δ_t = r̃_t + γ V(s_{t+1}) − V(s_t), GAE(γ, λ) advantages,
+3. Values V(s_1..s_{k+1}) from R_ref (see ``state_values``), δ_t = r̃_t + γ V(s_{t+1}) − V(s_t), GAE(γ, λ) advantages,
    standardised by the mean and standard deviation of the advantages of the last ``window`` steps.
 4. ``updates_per_batch`` AdamW steps on −(1/k) Σ_t min(ρ_t Â_t, clip(ρ_t, 1−ε, 1+ε) Â_t), ρ_t = π_θ/π_ref (the
-   paper's anchor) or π_θ/π_old; gradients are averaged over processes, then clipped.
+   paper's anchor) or π_θ/π_old, averaged over the queries of the step: each process divides by the global number
+   of queries and the gradients are summed over processes (so uneven shards weigh every query alike), then clipped.
 """
 from __future__ import annotations
 
@@ -65,7 +66,6 @@ class RRPOConfig:
     noise_sigma: float = 0.1
     # baseline and advantages
     baseline: str = "reference_return"  # reference_return | reference_reward (see state_values)
-    closed_book_v0: bool = False        # reference_reward only: V(s_0) = closed-book reward instead of 0
     gamma: float = 1.0                  # with γ = λ = 1, Â_t > 0 means "beat the reference from depth t on"
     lam: float = 1.0
     window: int = 16                    # steps whose advantages standardise the current ones
@@ -119,20 +119,22 @@ class RRPOConfig:
 # ------------------------------------------------------------------------------------------- advantages and loss
 
 def state_values(reference_rewards: Tensor, mode: str, gamma: float) -> Tensor:
-    """V(s_0..s_k) from R_ref(q, 0..k) (index t = the reference's top-t list; R_ref(q, 0) is the closed-book reward or
-    0). The episode ends after k picks, so the terminal value V(s_k) is 0 in both modes.
+    """V(s_1..s_{k+1}) from R_ref(q, 1..k) (the rewards of the reference's greedy top-1..top-k lists). s_t is the
+    state in which the t-th document is picked (t = 1..k), so step t earns r_t, the reward of the policy's top-t
+    list, and δ_t = r_t + γ V(s_{t+1}) − V(s_t). The episode ends after k picks: V(s_{k+1}) = 0 in both modes.
 
-    ``reference_return`` (default): V(s_t) = Σ_{j=t+1..k} γ^{j-t-1} R_ref(q, j), the return the reference's greedy
-    list earns from depth t on. Then δ_t = r_{t+1} − R_ref(q, t+1) exactly: each pick is judged against the
-    reference's list at the same depth, and with γ = λ = 1, Â_t > 0 iff the policy's rewards from depth t on beat the
-    reference's. ``reference_reward``: V(s_t) = R_ref(q, t) literally (the paper summaries' wording), t < k."""
-    k = reference_rewards.shape[0] - 1
+    ``reference_return`` (default): V(s_t) = Σ_{j=t..k} γ^{j-t} R_ref(q, j), the return the reference's greedy list
+    earns from pick t on. Then δ_t = r_t − R_ref(q, t) exactly: each pick is judged against the reference's list at
+    the same depth, and with γ = λ = 1, Â_t > 0 iff the policy's rewards from pick t on beat the reference's.
+    ``reference_reward``: V(s_t) = R_ref(q, t) literally (RRPO.md), so the last step compares r_k with R_ref(q, k),
+    like with like."""
+    k = reference_rewards.shape[0]
     values = torch.zeros(k + 1, dtype=torch.float64)
     if mode == "reference_return":
         for t in range(k - 1, -1, -1):
-            values[t] = reference_rewards[t + 1] + gamma * values[t + 1]
+            values[t] = reference_rewards[t] + gamma * values[t + 1]
     else:
-        values[:k] = reference_rewards[:k]
+        values[:k] = reference_rewards
     return values
 
 
@@ -203,16 +205,21 @@ class Dist:
         dist.all_gather_object(out, obj)
         return out
 
-    def average_gradients(self, params: Sequence[torch.nn.Parameter]) -> None:
+    def sum_gradients(self, params: Sequence[torch.nn.Parameter]) -> None:
+        """All-reduce a plain sum of the gradients (each process divides its loss by the global number of queries).
+        A parameter that no process used keeps no gradient, as in one process, so AdamW's weight decay does not move
+        it; one used elsewhere but not here (e.g. a process without queries this step) contributes zeros."""
         if self.world == 1:
             return
         import torch.distributed as dist
 
-        for p in params:
-            if p.grad is None:
-                p.grad = torch.zeros_like(p)
-            dist.all_reduce(p.grad)
-            p.grad /= self.world
+        used = torch.tensor([p.grad is not None for p in params], dtype=torch.float32)
+        dist.all_reduce(used)
+        for p, anyone in zip(params, used.tolist()):
+            if anyone:
+                if p.grad is None:
+                    p.grad = torch.zeros_like(p)
+                dist.all_reduce(p.grad)
 
     def barrier(self) -> None:
         if self.world > 1:
@@ -250,50 +257,72 @@ class RRPOTrainer:
     def steps_per_epoch(self) -> int:
         return math.ceil(len(self.train_lists) / self.cfg.queries_per_step)
 
-    def batch(self, step: int) -> list[CandidateList]:
-        """This process's share of the queries of global step ``step`` (a seeded shuffle per epoch)."""
+    def global_batch(self, step: int) -> list[int]:
+        """The indices of the queries of global step ``step``, over all processes (a seeded shuffle per epoch)."""
         epoch, index = divmod(step, self.steps_per_epoch)
         order = torch.randperm(len(self.train_lists), generator=torch.Generator().manual_seed(self.cfg.seed + epoch))
         qs = self.cfg.queries_per_step
-        chosen = order[index * qs:(index + 1) * qs].tolist()
-        return [self.train_lists[i] for i in chosen[self.dist.rank::self.dist.world]]
+        return order[index * qs:(index + 1) * qs].tolist()
+
+    def batch(self, step: int) -> list[CandidateList]:
+        """This process's share of the queries of global step ``step`` (possibly none)."""
+        return [self.train_lists[i] for i in self.global_batch(step)[self.dist.rank::self.dist.world]]
 
     # --- one step --------------------------------------------------------------------------------------------
-    def advantages(self, rollouts: Sequence[QueryRollouts]) -> tuple[list[Tensor], dict[str, float]]:
+    def raw_advantages(self, ro: QueryRollouts) -> Tensor:
+        """GAE advantages [M, k] of one query's rollouts, before standardisation: the rewards less the per-action KL
+        penalty, against the reference-anchored values."""
         cfg = self.cfg
-        raw, kls = [], []
-        for ro in rollouts:
-            kl = ro.logp_behaviour - ro.logp_ref
-            values = state_values(ro.reference_rewards.double(), cfg.baseline, cfg.gamma)
-            raw.append(gae(ro.rewards.double() - cfg.kl_beta * kl.double(), values.expand(ro.rewards.shape[0], -1),
-                           cfg.gamma, cfg.lam))
-            kls.append(kl)
+        kl = ro.logp_behaviour - ro.logp_ref
+        values = state_values(ro.reference_rewards.double(), cfg.baseline, cfg.gamma)
+        return gae(ro.rewards.double() - cfg.kl_beta * kl.double(), values.expand(ro.rewards.shape[0], -1),
+                   cfg.gamma, cfg.lam)
+
+    def advantages(self, rollouts: Sequence[QueryRollouts]) -> tuple[list[Tensor], dict[str, float]]:
+        """Standardised advantages of this process's rollouts; the window and the statistics cover every process's."""
+        raw = [self.raw_advantages(ro) for ro in rollouts]
         local = [v for a in raw for v in a.flatten().tolist()]
-        everyone = [v for part in self.dist.gather(local) for v in part]
+        kls = [v for ro in rollouts for v in (ro.logp_behaviour - ro.logp_ref).flatten().tolist()]
+        parts = self.dist.gather((local, kls))
+        everyone = [v for adv, _ in parts for v in adv]
         self.window.push(everyone)
         flat = torch.tensor(everyone)
         stats = {"adv_mean": float(flat.mean()), "adv_std": float(flat.std(unbiased=False)),
                  "adv_pos_frac": float((flat > 0).double().mean()),
-                 "kl": float(torch.cat([k.flatten() for k in kls]).mean())}
+                 "kl": float(torch.tensor([v for _, kl in parts for v in kl]).mean())}
         return [self.window.standardise(a) for a in raw], stats
 
-    def update(self, rollouts: Sequence[QueryRollouts], advantages: Sequence[Tensor]) -> dict[str, float]:
+    def gradients(self, rollouts: Sequence[QueryRollouts], advantages: Sequence[Tensor],
+                  n_queries: int) -> tuple[list[float], list[float]]:
+        """Set the gradient of −(1/n_queries) Σ_q (1/(M k)) Σ_{m,t} min(ρÂ, clip(ρ)Â) over the queries of the step,
+        summed over processes: every query weighs the same however the step is split. Returns this process's
+        per-query losses and clip fractions."""
         cfg = self.cfg
+        losses, clipped = [], []
+        self.optimizer.zero_grad(set_to_none=True)
+        for ro, adv in zip(rollouts, advantages):
+            logp = step_log_probs(self.policy.scores(ro.cl), ro.actions)
+            anchor = ro.logp_ref if cfg.ratio_anchor == "reference" else ro.logp_behaviour
+            surrogate, outside = ppo_clip_surrogate(logp, anchor, adv.float(), cfg.clip_eps)
+            loss = -surrogate.mean() / n_queries
+            loss.backward()
+            losses.append(float(loss.detach()) * n_queries)
+            clipped.append(float(outside.float().mean()))
+        self.dist.sum_gradients(self.params)
+        return losses, clipped
+
+    def update(self, rollouts: Sequence[QueryRollouts], advantages: Sequence[Tensor],
+               n_queries: int) -> dict[str, float]:
         losses, clipped, grad_norms = [], [], []
-        for _ in range(cfg.updates_per_batch):
-            self.optimizer.zero_grad(set_to_none=True)
-            for ro, adv in zip(rollouts, advantages):
-                logp = step_log_probs(self.policy.scores(ro.cl), ro.actions)
-                anchor = ro.logp_ref if cfg.ratio_anchor == "reference" else ro.logp_behaviour
-                surrogate, outside = ppo_clip_surrogate(logp, anchor, adv.float(), cfg.clip_eps)
-                loss = -surrogate.mean() / len(rollouts)
-                loss.backward()
-                losses.append(float(loss.detach()) * len(rollouts))
-                clipped.append(float(outside.float().mean()))
-            self.dist.average_gradients(self.params)
-            grad_norms.append(float(torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip)))
+        for _ in range(self.cfg.updates_per_batch):
+            step_losses, step_clipped = self.gradients(rollouts, advantages, n_queries)
+            losses += step_losses
+            clipped += step_clipped
+            grad_norms.append(float(torch.nn.utils.clip_grad_norm_(self.params, self.cfg.grad_clip)))
             self.optimizer.step()
-        return {"loss": _mean(losses), "clip_frac": _mean(clipped), "grad_norm": _mean(grad_norms)}
+        parts = self.dist.gather((losses, clipped))
+        return {"loss": _mean([v for p in parts for v in p[0]]), "clip_frac": _mean([v for p in parts for v in p[1]]),
+                "grad_norm": _mean(grad_norms)}
 
     def train_step(self) -> dict[str, Any]:
         t0 = time.perf_counter()
@@ -301,7 +330,7 @@ class RRPOTrainer:
         before = (rewarder.counts.requested, rewarder.counts.generated, self.collector.baseline.computed)
         rollouts = self.collector.collect(self.batch(self.step))
         advantages, adv_stats = self.advantages(rollouts)
-        update_stats = self.update(rollouts, advantages)
+        update_stats = self.update(rollouts, advantages, len(self.global_batch(self.step)))
         self.seconds += time.perf_counter() - t0
         local = {
             "final_reward": [float(v) for ro in rollouts for v in ro.rewards[:, -1]],
@@ -382,7 +411,7 @@ class RRPOTrainer:
         saved = {k: v for k, v in state["config"].items() if k not in free}
         now = {k: v for k, v in asdict(self.cfg).items() if k not in free}
         if saved != now:
-            changed = sorted(k for k in now if saved.get(k) != now[k])
+            changed = sorted(k for k in {*saved, *now} if saved.get(k) != now.get(k))   # incl. options since removed
             raise UserError(f"{self.out}: holds an RRPO run with other options ({', '.join(changed)}); "
                             f"use another --out or the same options (only {', '.join(free)} may change)")
         with torch.no_grad():
@@ -410,7 +439,7 @@ def assemble_trainer(cfg: RRPOConfig, reranker: PointwiseReranker, reader: Reade
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
     baseline = ReferenceBaseline(rewarder, cfg.k, out / "reference_baseline.jsonl" if out is not None else None,
-                                 closed_book=cfg.baseline == "reference_reward" and cfg.closed_book_v0)
+                                 share=dist.gather, writer=dist.main)
     generator = torch.Generator().manual_seed(cfg.seed + dist.rank)
     collector = RolloutCollector(policy, reference, rewarder, baseline, cfg.k, cfg.rollouts, generator)
     return RRPOTrainer(cfg, policy, collector, train_lists, out, dist)

@@ -31,7 +31,7 @@ class TableModel(nn.Module):
 
 
 class TableReranker(PointwiseReranker):
-    """Passages are ``doc<i>``; the query is ignored."""
+    """Passages end in ``doc<i>`` (a title may come first); the query is ignored."""
 
     def __init__(self, checkpoint: str | None = None, settings=None):
         super().__init__(checkpoint, settings)
@@ -42,7 +42,7 @@ class TableReranker(PointwiseReranker):
         return self._model
 
     def score(self, queries: Sequence[str], passages: Sequence[str]):
-        return self._model(torch.tensor([int(p.removeprefix("doc")) for p in passages]))
+        return self._model(torch.tensor([int(p.rpartition("doc")[2]) for p in passages]))
 
 
 def register_standin() -> None:

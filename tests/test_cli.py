@@ -16,6 +16,7 @@ def bench(*args: str, cwd=None) -> subprocess.CompletedProcess:
     (["run", "--checkpoint", "monot5"], "error: --checkpoint 'monot5': expected RERANKER=PATH_OR_HUB_ID"),
     (["run", "--rerankers", "oracle"], "error: --baseline 'none' is not among --rerankers (oracle)"),
     (["run", "--pool", "0"], "error: --pool 0: expected a positive number"),
+    (["run", "--primary-metric", "f1"], "python -m bench run: error: argument --primary-metric: invalid choice: 'f1'"),
     (["report", "no/such/run"], "error: no/such/run: no records.jsonl"),
 ])
 def test_bad_arguments_fail_with_one_line(args, message):

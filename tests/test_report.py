@@ -67,3 +67,46 @@ def test_cross_reader_matrix_written(tmp_path):
     assert "reranker × reader" in md
     csv = pd.read_csv(tmp_path / "leaderboard.csv")
     assert {"F1_p_t", "F1_p_rand", "F1_p_rand_holm", "F1_ci_lo"} <= set(csv.columns)
+
+
+def binary_records():
+    """100 questions, one system against `none`. accuracy: the system wins 9 discordant pairs and loses 2; EM: wins
+    4, loses 0; F1: graded, the system 0.3 higher on 30 questions."""
+    out = []
+    for i in range(100):
+        base_acc, sys_acc = (0.0, 1.0) if i < 9 else (1.0, 0.0) if i < 11 else (float(i % 2), float(i % 2))
+        base_em, sys_em = (0.0, 1.0) if i < 4 else (0.0, 0.0)
+        base_f1 = (i % 7) / 10
+        sys_f1 = base_f1 + (0.3 if i % 3 == 0 and i < 90 else 0.0)
+        for reranker, acc, em, f1 in (("none", base_acc, base_em, base_f1), ("sys", sys_acc, sys_em, sys_f1)):
+            out.append(QueryRecord(dataset="d", reranker=reranker, reader="r", qid=f"q{i}", question="q",
+                                   gold_answers=["a"], ranking=[], answer="a",
+                                   metrics={"nDCG@10": f1, "EM": em, "F1": f1, "accuracy": acc}, status="ok"))
+    return out
+
+
+def test_binary_metrics_get_the_exact_mcnemar_p_and_answer_metrics_one_holm_family():
+    opts = ReportOptions(baseline="none", n_resamples=1000)
+    df = leaderboard(binary_records(), opts).set_index("reranker")
+    sys = df.loc["sys"]
+    # exact McNemar, by hand: 9 vs 2 -> 2 (C(11,9) + C(11,10) + C(11,11)) / 2^11 = 134 / 2048; 4 vs 0 -> 2 / 16
+    assert sys["accuracy_p_exact"] == pytest.approx(134 / 2048, abs=1e-12)
+    assert sys["EM_p_exact"] == pytest.approx(2 / 16, abs=1e-12)
+    assert sys["accuracy_p_t"] < 0.05 < sys["accuracy_p"]             # the t-test is optimistic on 0/1 data
+    assert math.isnan(sys["F1_p_exact"]) and sys["F1_p"] == sys["F1_p_rand"] == pytest.approx(2 / 1001)
+    # Holm over {EM, F1, accuracy} x {sys}: F1 (2/1001, Monte Carlo's floor) x 3, then accuracy x 2, then EM x 1,
+    # kept monotone
+    assert sys["F1_p_holm"] == pytest.approx(6 / 1001)
+    assert sys["accuracy_p_holm"] == pytest.approx(2 * 134 / 2048)
+    assert sys["EM_p_holm"] == pytest.approx(2 * 134 / 2048)           # 0.125 raised to the previous step
+    assert sys["nDCG@10_p_holm"] == pytest.approx(sys["nDCG@10_p_rand"])   # retrieval: its own family
+    md = to_markdown(leaderboard(binary_records(), opts), opts)
+    sys_line = next(line for line in md.splitlines() if line.startswith("| sys"))
+    cells = dict(zip(["nDCG@10", "EM", "F1", "accuracy"], sys_line.split("|")[4:8]))
+    assert "†" in cells["F1"] and "†" not in cells["accuracy"] and "†" not in cells["EM"]
+    assert "F1 (primary)" in md.splitlines()[2]                        # the table's header
+    assert ("Holm families: answer metrics {EM, F1, accuracy} × rerankers {sys} as one family (3 tests); "
+            "nDCG@10: each metric across the 1 reranker(s).") in md
+    assert "exact McNemar" in md and "Primary metric, declared before the run: F1" in md
+    other = ReportOptions(baseline="none", n_resamples=1000, primary_metric="accuracy")
+    assert "accuracy (primary)" in to_markdown(leaderboard(binary_records(), other), other)

@@ -144,3 +144,44 @@ def test_shipped_checkpoint_was_trained_on_the_current_fictional_data(tmp_path):
     edited = dataclasses.replace(first, doc=dataclasses.replace(first.doc, text=first.doc.text + " More."))
     lists[0].candidates[0] = edited
     assert training_data_digest(lists) != config["training_data"]
+
+
+def _hotpot_file(path, n_questions: int) -> str:
+    """HotpotQA-format questions whose 8 paragraphs are the stand-in's documents doc0..doc7; the answer is in doc3."""
+    rows = [{"_id": f"q{i}", "question": f"Which city is question {i} about?", "answer": "Paris",
+             "context": [[f"Title {j}", [f"doc{j}"]] for j in range(8)], "supporting_facts": [["Title 3", 0]]}
+            for i in range(n_questions)]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return str(path)
+
+
+def test_train_against_a_served_reader_and_judge(tmp_path, standin_backbone, monkeypatch):
+    """``python -m rrpo train --reader openai:<model> --base-url URL --api-key-env VAR`` (and the judge's own pair)
+    trains against real local OpenAI-compatible servers (tests/llm_server.py), with the keys from those variables."""
+    from bench.llm.cache import open_cache
+    from tests.llm_server import ScriptedLLMServer, prompt_text
+
+    monkeypatch.setenv("RB_TEST_READER_KEY", "sk-reader-1")
+    monkeypatch.setenv("RB_TEST_JUDGE_KEY", "sk-judge-2")
+    reader_reply = lambda body: "Paris" if "doc3" in prompt_text(body) else "unknown"   # noqa: E731
+    judge_reply = lambda body: json.dumps(                                                # noqa: E731
+        {"verdict": "correct" if prompt_text(body).rpartition("Predicted answer:")[2].strip() == "Paris"
+         else "incorrect", "reason": "scripted"})
+    with ScriptedLLMServer(reply=reader_reply) as reader, ScriptedLLMServer(reply=judge_reply) as judge:
+        argv = ["train", "--dataset", _hotpot_file(tmp_path / "hotpot.jsonl", 2), "--split", "dev",
+                "--first-stage", "given", "--pool", "8", "--backbone", STANDIN_NAME, "--temperature", "1.0",
+                "--trainable", "all", "--k", "2", "--rollouts", "2", "--queries-per-step", "2", "--epochs", "2",
+                "--reader", "openai:scripted", "--base-url", reader.base_url, "--api-key-env", "RB_TEST_READER_KEY",
+                "--metric", "judge:openai:scripted", "--judge-base-url", judge.base_url,
+                "--judge-api-key-env", "RB_TEST_JUDGE_KEY", "--cache-dir", str(tmp_path / "cache"),
+                "--out", str(tmp_path / "run")]
+        assert main(argv) == 0
+        log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").read_text().splitlines()]
+        assert [row["step"] for row in log] == [1, 2]
+        # every answer the reader generated is one request to the reader's server, sent with the reader's key
+        assert reader.count == log[-1]["reader_total"]["generated"] > 0
+        assert {h["authorization"] for h in reader.headers} == {"Bearer sk-reader-1"}
+        assert judge.count > 0 and {h["authorization"] for h in judge.headers} == {"Bearer sk-judge-2"}
+        assert all("doc" in prompt_text(body) for body in reader.requests)
+    # the reader's answers are in the benchmark's LLM cache, where `bench run` finds them
+    assert len(open_cache(str(tmp_path / "cache"))) >= reader.count

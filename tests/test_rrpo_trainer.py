@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bench.errors import UserError
-from rrpo.policy import step_log_probs
+from rrpo.policy import greedy_top_k, step_log_probs
 from rrpo.rewards import PrefixRewarder, ReferenceBaseline, RewardNoise
 from rrpo.trainer import (AdvantageWindow, RRPOConfig, assemble_trainer, gae, ppo_clip_surrogate,
                           state_values)
@@ -27,13 +27,46 @@ def test_gae_equals_hand_computed_example():
 
 
 def test_state_values_reference_return_makes_delta_reward_minus_reference():
-    ref = torch.tensor([0.0, 0.2, 0.5, 1.0], dtype=torch.float64)      # R_ref(q, 0..3)
+    ref = torch.tensor([0.2, 0.5, 1.0], dtype=torch.float64)           # R_ref(q, 1..3)
     values = state_values(ref, "reference_return", gamma=1.0)
-    assert values.tolist() == pytest.approx([1.7, 1.5, 1.0, 0.0])
+    assert values.tolist() == pytest.approx([1.7, 1.5, 1.0, 0.0])      # V(s_1..s_4)
     rewards = torch.tensor([0.3, 0.5, 0.4], dtype=torch.float64)
     deltas = gae(rewards, values, gamma=1.0, lam=0.0)                  # λ = 0: the advantage is δ itself
     assert deltas.tolist() == pytest.approx([0.3 - 0.2, 0.5 - 0.5, 0.4 - 1.0])
-    assert state_values(ref, "reference_reward", gamma=1.0).tolist() == pytest.approx([0.0, 0.2, 0.5, 0.0])
+    # γ < 1 discounts the reference's later rewards: V(s_1) = .2 + .5 (.5) + .25 (1)
+    assert state_values(ref, "reference_return", gamma=0.5).tolist() == pytest.approx([0.7, 1.0, 1.0, 0.0])
+
+
+def test_state_values_reference_reward_compares_each_pick_with_the_reference_list_of_its_depth():
+    ref = torch.tensor([0.2, 0.5, 1.0], dtype=torch.float64)           # R_ref(q, 1..3)
+    values = state_values(ref, "reference_reward", gamma=0.9)
+    assert values.tolist() == pytest.approx([0.2, 0.5, 1.0, 0.0])      # V(s_t) = R_ref(q, t); V(s_4) = 0
+    rewards = torch.tensor([0.3, 0.5, 0.4], dtype=torch.float64)
+    # δ_t = r_t + γ R_ref(q, t+1) − R_ref(q, t); the last step: r_3 − R_ref(q, 3), a 3-document list against one
+    assert gae(rewards, values, gamma=0.9, lam=0.0).tolist() == pytest.approx(
+        [0.3 + 0.9 * 0.5 - 0.2, 0.5 + 0.9 * 1.0 - 0.5, 0.4 - 1.0])
+
+
+@pytest.mark.parametrize("baseline", ["reference_return", "reference_reward"])
+def test_trainer_advantages_equal_hand_computed_ones_from_the_rewards(baseline):
+    """End to end through the collector: the reference (greedy π_ref) ranks d1, d0 and the reader rewards d0, so
+    R_ref(q, 1) = 0, R_ref(q, 2) = 1. With γ = 1, λ = 1/2 and no KL at initialisation, by hand:
+    reference_return: δ_1 = r_1 − 0, δ_2 = r_2 − 1; reference_reward: δ_1 = r_1 + 1 − 0, δ_2 = r_2 − 1;
+    Â_1 = δ_1 + δ_2 / 2, Â_2 = δ_2; then standardised over the step."""
+    trainer = _trainer(n_queries=2, target="d0", baseline=baseline, gamma=1.0, lam=0.5)
+    rollouts = trainer.collector.collect(trainer.batch(0))
+    expected = []
+    for ro in rollouts:
+        for r1, r2 in ro.rewards.tolist():
+            d1 = r1 + (1.0 if baseline == "reference_reward" else 0.0)
+            d2 = r2 - 1.0
+            expected.append([d1 + 0.5 * d2, d2])
+    pool = torch.tensor(expected, dtype=torch.float64)
+    standardised = (pool - pool.mean()) / (pool.std(unbiased=False) + 1e-8)
+    advantages, stats = trainer.advantages(rollouts)
+    assert torch.allclose(torch.cat(advantages), standardised, atol=1e-9, rtol=0)
+    assert stats["adv_mean"] == pytest.approx(pool.mean().item(), abs=1e-9)
+    assert pool.std() > 0                                               # the rollouts did differ
 
 
 def test_advantage_window_standardises_over_recent_steps_only():
@@ -93,6 +126,98 @@ def test_kl_and_ratio_are_exactly_zero_and_one_at_initialisation():
     assert trainer.train_step()["kl"] == 0.0
 
 
+def _first_pick_kl(trainer) -> float:
+    """Exact KL(π_θ ‖ π_ref) of the first pick on the first training query."""
+    cl = trainer.train_lists[0]
+    with torch.no_grad():
+        logp = torch.log_softmax(trainer.policy.scores(cl).double(), -1)
+        logq = torch.log_softmax(trainer.collector.reference.scores(cl).double(), -1)
+    return float((logp.exp() * (logp - logq)).sum())
+
+
+@pytest.mark.parametrize("anchor", ["reference", "behaviour"])
+def test_with_zero_reward_the_kl_penalty_alone_pulls_the_policy_back_to_the_reference(anchor):
+    trainer = _trainer(n_queries=2, target="nowhere", kl_beta=0.5, epochs=8, ratio_anchor=anchor)
+    with torch.no_grad():                                               # move π_θ away from π_ref
+        noise = torch.Generator().manual_seed(5)
+        for p in trainer.policy.trainable_parameters().values():
+            p.add_(torch.randn(p.shape, generator=noise) * 0.5)
+    before = _first_pick_kl(trainer)
+    log = trainer.train()
+    assert all(r["reward"] == 0.0 for r in log)
+    assert before > 0.2 and _first_pick_kl(trainer) < before / 4        # measured: 0.224 -> 0.025 / 0.017
+
+
+def _moved_trainer(**overrides):
+    """A trainer whose π_θ has moved away from π_ref (two steps of training), and fresh rollouts from it."""
+    trainer = _trainer(n_queries=4, target="d4", lr=0.2, **overrides)
+    trainer.train()
+    return trainer, trainer.collector.collect(trainer.batch(0))
+
+
+def test_reference_log_probs_come_from_the_frozen_initial_model_not_the_policy():
+    trainer, rollouts = _moved_trainer()
+    initial = TableReranker()                                           # same seed: the weights π_ref started from
+    for ro in rollouts:
+        passages = [c.doc.as_passage() for c in ro.cl.candidates]
+        with torch.no_grad():
+            expected = step_log_probs(initial.score([ro.cl.query.text] * len(passages), passages), ro.actions)
+            current = step_log_probs(trainer.policy.scores(ro.cl), ro.actions)
+        assert torch.allclose(ro.logp_ref, expected, atol=1e-6)
+        assert torch.allclose(ro.logp_behaviour, current, atol=1e-6)    # π_old = the policy at sampling time
+        assert not torch.allclose(ro.logp_ref, ro.logp_behaviour, atol=1e-3)
+    # R_ref comes from π_ref's greedy list (d1, d0: no d4, reward 0), also for the queries first met after π_θ moved
+    # (step 2's), although π_θ's greedy list now holds d4
+    with torch.no_grad():
+        assert 4 in greedy_top_k(trainer.policy.scores(trainer.train_lists[0]), 2).tolist()
+    assert [trainer.collector.baseline.rewards(cl.query.qid) for cl in trainer.train_lists] == [[0.0, 0.0]] * 4
+
+
+@pytest.mark.parametrize("anchor", ["reference", "behaviour"])
+def test_the_ratio_is_taken_against_the_chosen_anchor(anchor):
+    """After training π_θ ≠ π_ref: at the first update on fresh rollouts ρ = π_θ/π_old is exactly 1 (loss = −mean Â)
+    while ρ = π_θ/π_ref is not, so the two anchors give different losses, each equal to its hand computation."""
+    trainer, rollouts = _moved_trainer(ratio_anchor=anchor)
+    advantages, _ = trainer.advantages(rollouts)
+    losses, _ = trainer.gradients(rollouts, advantages, n_queries=len(rollouts))
+    expected = []
+    for ro, adv in zip(rollouts, advantages):
+        if anchor == "behaviour":
+            expected.append(-adv.mean().item())
+        else:
+            with torch.no_grad():
+                logp = step_log_probs(trainer.policy.scores(ro.cl), ro.actions)
+            ratio = torch.exp(logp.double() - ro.logp_ref.double())
+            assert (ratio - 1).abs().max() > 0.2                         # outside the clip range somewhere
+            expected.append(-torch.minimum(ratio * adv, ratio.clamp(0.8, 1.2) * adv).mean().item())
+    assert losses == pytest.approx(expected, abs=1e-5)
+
+
+def test_gradients_are_clipped_before_the_step():
+    """With --grad-clip 1e-12 the clipped gradient is far below AdamW's ε (1e-8), so the parameters barely move;
+    unclipped, lr 0.05 moves them by about 0.05 a step."""
+    def largest_move(grad_clip: float) -> float:
+        trainer = _trainer(n_queries=2, target="d4", grad_clip=grad_clip)
+        before = [p.detach().clone() for p in trainer.params]
+        trainer.train()
+        return max(float((p.detach() - b).abs().max()) for p, b in zip(trainer.params, before))
+
+    assert largest_move(1e-12) < 1e-4 < 0.01 < largest_move(1.0)
+
+
+def test_each_step_is_rewarded_with_its_own_prefix():
+    """r_t is the reward of the policy's top-t list: with the reader rewarding d0, r_t = 1 iff d0 is among the first
+    t picks (not the final list's reward at every step)."""
+    trainer = _trainer(n_queries=4, target="d0", queries_per_step=4)
+    rollouts = trainer.collector.collect(trainer.batch(0))
+    cases = set()
+    for ro in rollouts:
+        for picks, rewards in zip(ro.actions.tolist(), ro.rewards.tolist()):
+            assert rewards == [float(0 in picks[:t + 1]) for t in range(len(picks))]
+            cases.add(tuple(rewards))
+    assert (0.0, 1.0) in cases and (1.0, 1.0) in cases and (0.0, 0.0) in cases   # d0 second, first, absent
+
+
 # ------------------------------------------------------------------------------------------ rewards and baseline
 
 def test_rewarder_dedupes_prefixes_in_one_reader_call_and_counts_cache_hits():
@@ -136,26 +261,27 @@ def test_reference_baseline_is_computed_exactly_once_per_query_and_depth(tmp_pat
     assert trainer.collector.rewarder.reader.calls == len(log)        # one reader call per step, baseline included
 
 
-def test_closed_book_baseline_asks_the_reader_with_no_documents():
+def test_reference_baseline_asks_each_depth_with_the_reference_top_t_list():
     reader = TargetReader("d1")
     rewarder = PrefixRewarder(reader, yes_metric)
-    baseline = ReferenceBaseline(rewarder, k=2, closed_book=True)
+    baseline = ReferenceBaseline(rewarder, k=2)
     cl = candidate_list("q")
     todo = baseline.missing([(cl.query, [c.doc for c in cl.candidates[:2]])])
-    assert [(q.qid, t, [d.docid for d in docs]) for q, t, docs in todo] == [("q", 0, []), ("q", 1, ["d0"]),
-                                                                            ("q", 2, ["d0", "d1"])]
+    assert [(q.qid, t, [d.docid for d in docs]) for q, t, docs in todo] == [("q", 1, ["d0"]), ("q", 2, ["d0", "d1"])]
     baseline.record(todo, rewarder.rewards([(q, docs) for q, _, docs in todo]))
-    assert ("q", ()) in reader.asked and baseline.rewards("q") == [0.0, 0.0, 1.0]
+    assert baseline.rewards("q") == [0.0, 1.0]                          # R_ref(q, 1), R_ref(q, 2)
 
 
 # ----------------------------------------------------------------------------------------------- end to end
 
-def _trainer(n_queries: int = 4, out=None, **overrides):
+def _trainer(n_queries: int = 4, out=None, target: str = "d5", **overrides):
+    """The stand-in's reference (greedy π_ref) ranks d1, d0, d4, ...: with ``target`` d5 its top-2 earns nothing,
+    with d0 it earns R_ref(q, 1) = 0, R_ref(q, 2) = 1."""
     options = dict(backbone=STANDIN_NAME, pool=8, k=2, rollouts=4, queries_per_step=2, epochs=1, temperature=1.0,
                    trainable="all", lr=0.05, weight_decay=0.0, save_every=2)
     cfg = RRPOConfig(**{**options, **overrides})
     lists = [candidate_list(f"q{i}") for i in range(n_queries)]
-    return assemble_trainer(cfg, TableReranker(), TargetReader("d5"), yes_metric, lists, out)
+    return assemble_trainer(cfg, TableReranker(), TargetReader(target), yes_metric, lists, out)
 
 
 def prob_target_in_top_k(trainer, target: int = 5) -> float:
@@ -211,6 +337,34 @@ def test_run_folder_holds_checkpoint_log_and_plot(tmp_path):
     assert config["temperature"] == pytest.approx(1.0) and config["hyperparameters"]["k"] == 2
     row = json.loads((tmp_path / "train_log.jsonl").read_text().splitlines()[-1])
     assert {"reward", "baseline", "adv_mean", "adv_std", "kl", "clip_frac", "reader", "cache_fraction"} <= set(row)
-    assert row["reader"]["requested"] == row["reader"]["generated"] + row["reader"]["from_cache"]
+    # the last step: 2 queries x 4 rollouts x k = 2 prefixes, plus the reference's top-1 and top-2 of its 2 new queries
+    assert (row["reader"]["requested"], row["baseline_computed"]) == (2 * 4 * 2 + 2 * 2, 2 * 2)
     assert (tmp_path / "training_curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert (tmp_path / "rrpo_delta.safetensors").exists()
+
+
+@pytest.mark.parametrize("anchor,losses,digest", [
+    ("reference", [-0.06457272171974182, 0.2547245919704437, -0.08424492925405502, 0.5098580121994019],
+     "3a4c24320623135ce811bf8737c59df1c3903c45c6589501a6f0bc53f59b3a4c"),
+    ("behaviour", [-0.06457272171974182, 0.2543138414621353, 0.022074438631534576, 0.1921941414475441],
+     "7c4393ed203e41fd3132a42aba867d8e6c275c8b254172e170af79c35ac9eaed"),
+])
+def test_one_process_training_is_bit_identical_to_the_recorded_run(anchor, losses, digest):
+    """Checkpoints shipped from one process must stay reproducible: the default objective (reference_return, weight
+    decay on, an uneven last batch) gives exactly the parameters recorded before the DDP and baseline fixes."""
+    import hashlib
+
+    trainer = _trainer(n_queries=3, epochs=2, target="d0", weight_decay=0.01, ratio_anchor=anchor)
+    log = trainer.train()
+    assert [r["loss"] for r in log] == pytest.approx(losses, abs=1e-7)
+    params = torch.cat([p.detach().flatten() for p in trainer.policy.trainable_parameters().values()])
+    assert hashlib.sha256(params.numpy().tobytes()).hexdigest() == digest
+
+
+def test_resume_names_an_option_the_run_was_made_with_that_no_longer_exists(tmp_path):
+    _trainer(out=tmp_path, epochs=1).train()
+    state = torch.load(tmp_path / "resume" / "state.pt", weights_only=True)
+    state["config"]["closed_book_v0"] = False                           # an option of earlier versions
+    torch.save(state, tmp_path / "resume" / "state.pt")
+    with pytest.raises(UserError, match=r"other options \(closed_book_v0\)"):
+        _trainer(out=tmp_path, epochs=1)

@@ -81,7 +81,8 @@ def uninterrupted(tmp_path_factory):
         run(cmd)
         first_count = srv.count
         run(cmd)                                       # the same command again: nothing left to do
-        run(bench_cmd(dataset, srv.base_url, root / "out2", root / "cache"))  # fresh records, warm cache
+        run(bench_cmd(dataset, srv.base_url, root / "out2", root / "cache",   # fresh records, warm cache
+                      "--primary-metric", "accuracy"))
         return {"root": root, "dataset": dataset, "run_dir": only_dir(root / "out"), "count": first_count,
                 "again": srv.count - first_count, "bodies": [request_key(b) for b in srv.requests],
                 "run_dir2": only_dir(root / "out2")}
@@ -97,6 +98,16 @@ def test_every_question_answered_and_judged(uninterrupted):
     assert sum(r["metrics"]["EM"] for r in none) == N_QUESTIONS
     # reader + judge calls, each made once
     assert uninterrupted["count"] == len(set(uninterrupted["bodies"][:uninterrupted["count"]]))
+
+
+def test_the_declared_primary_metric_is_named_in_the_leaderboard_and_kept_by_report(uninterrupted):
+    assert "| F1 (primary)" in (uninterrupted["run_dir"] / "leaderboard.md").read_text()
+    run_dir2 = uninterrupted["run_dir2"]
+    assert "accuracy (primary)" in (run_dir2 / "leaderboard.md").read_text()
+    (run_dir2 / "leaderboard.md").unlink()
+    run([sys.executable, "-m", "bench", "report", str(run_dir2)])
+    md = (run_dir2 / "leaderboard.md").read_text()
+    assert "accuracy (primary)" in md and "Primary metric, declared before the run: accuracy" in md
 
 
 def test_records_name_the_reranker_that_ranked_them(uninterrupted):

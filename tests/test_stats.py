@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from bench.stats import bootstrap_ci, holm, paired_tests
+from bench.stats import bootstrap_ci, holm, is_binary, mcnemar_exact, paired_tests
 
 SYSTEM = [0.9, 0.4, 0.7, 1.0, 0.3, 0.8, 0.65, 0.5]
 BASE = [0.6, 0.5, 0.2, 0.9, 0.1, 0.3, 0.6, 0.45]
@@ -63,3 +63,39 @@ def test_bootstrap_ci_brackets_mean_and_is_seeded():
     assert lo < np.mean(SYSTEM) < hi
     assert (lo, hi) == bootstrap_ci(SYSTEM, seed=0)
     assert bootstrap_ci([1.0, 1.0, 1.0]) == (1.0, 1.0)
+
+
+def test_bootstrap_ci_is_a_95_percent_interval():
+    """400 fair coin flips: the standard error of the mean is 0.025, so a 95% interval is about ±1.96 × 0.025 wide
+    (a 50% one would be ±0.017, a 90% one ±0.041)."""
+    flips = np.random.default_rng(4).integers(0, 2, 400).astype(float)
+    lo, hi = bootstrap_ci(flips, seed=0)
+    assert hi - lo == pytest.approx(2 * 1.96 * 0.025, rel=0.08)
+    assert lo < flips.mean() < hi
+
+
+def test_mcnemar_exact_equals_hand_computed_binomial_p_values():
+    # 7 pairs won by the system, 2 by the baseline, 5 ties (ignored): 2 P(X >= 7 | X ~ Bin(9, 1/2))
+    # = 2 (C(9,7) + C(9,8) + C(9,9)) / 2^9 = 2 (36 + 9 + 1) / 512 = 0.1796875
+    system = [1] * 7 + [0] * 2 + [1] * 3 + [0] * 2
+    baseline = [0] * 7 + [1] * 2 + [1] * 3 + [0] * 2
+    assert mcnemar_exact(system, baseline) == pytest.approx(92 / 512, abs=1e-12)
+    assert mcnemar_exact(baseline, system) == pytest.approx(92 / 512, abs=1e-12)       # symmetric
+    assert mcnemar_exact([1] * 4, [0] * 4) == pytest.approx(2 / 16, abs=1e-12)         # 4 vs 0: 2 (1/2)^4
+    assert mcnemar_exact([1] * 5 + [0] * 5, [1] * 5 + [0] * 5) == 1.0                  # no discordant pair
+    # 10 vs 2: 2 (C(12,10) + C(12,11) + C(12,12)) / 4096 = 2 * 79 / 4096
+    assert mcnemar_exact([1] * 10 + [0] * 2, [0] * 10 + [1] * 2) == pytest.approx(158 / 4096, abs=1e-12)
+
+
+def test_mcnemar_exact_is_the_exact_sign_flip_test_of_binary_differences():
+    system = [1, 1, 1, 0, 1, 1, 0, 1, 1, 0, 1, 1]
+    baseline = [0, 0, 1, 1, 0, 0, 0, 1, 0, 1, 0, 0]
+    assert mcnemar_exact(system, baseline) == pytest.approx(brute_force_sign_flip_p(system, baseline), abs=1e-12)
+    # ... which the paired t-test understates on such data
+    assert stats.ttest_rel(system, baseline).pvalue < mcnemar_exact(system, baseline)
+
+
+def test_mcnemar_exact_rejects_graded_values():
+    with pytest.raises(ValueError, match="0/1 outcomes"):
+        mcnemar_exact([0.5, 1.0], [0.0, 1.0])
+    assert is_binary([0.0, 1.0, 1.0]) and not is_binary([0.0, 0.5]) and not is_binary([])

@@ -58,6 +58,15 @@ PREFIXED_ENGINES: dict[str, Callable[[str, EngineOptions], Engine]] = {"hf": _hf
 ENGINE_FORMS = (*NAMED_ENGINES, "hf:<model id or path>", "openai:<model>")
 
 
+def make_cached_engine(spec: str, cache, mode: str = "use", **options: object) -> Engine:
+    """``make_engine(spec, **options)`` behind the LLM cache (a ``bench.llm.cache.LLMCache``): how ``bench run`` builds
+    its readers, judge and listwise rerankers and ``rrpo train`` its reader and judge, so that an answer computed by
+    one is a cache hit for the other."""
+    from bench.llm.cache import CachedEngine
+
+    return CachedEngine(make_engine(spec, **options), cache, mode=mode)
+
+
 def make_engine(spec: str, **options: object) -> Engine:
     """Build an engine from ``spec``; ``options`` are the fields of ``EngineOptions``."""
     try:
