@@ -5,7 +5,8 @@ temperature: exactly the cost of the base reranker. The checkpoint (``--rrpo-che
 ``RerankerSettings``) is a folder written by the trainer (config.json + a float16 weights delta from the backbone):
 a local path, the name of a checkpoint shipped in ``rrpo/checkpoints/``, or a hub id. The default is the shipped
 ``minilm-fictional`` (MiniLM's last layer trained on fictional/train with the SmolLM2 reader; its config.json,
-train_log.jsonl and eval_leaderboard.csv say how it was trained and what it measured).
+train_log.jsonl and eval_leaderboard.csv say how it was trained and what it measured). ``rrpo-hotpotqa`` is the same
+reranker with the shipped ``minilm-hotpotqa`` checkpoint (trained on HotpotQA's ``rrpo-train`` part, k = 3).
 """
 from __future__ import annotations
 
@@ -79,3 +80,12 @@ class RRPOReranker(PointwiseReranker):
     def weights_fingerprint(cls, checkpoint: str | None) -> str | None:
         folder = local_checkpoint_folder(checkpoint) if checkpoint else None
         return super().weights_fingerprint(str(folder) if folder else checkpoint)
+
+
+class RRPOHotpotQAReranker(RRPOReranker):
+    """Registered as ``rrpo-hotpotqa`` through this package's entry point: the same reranker with the checkpoint trained
+    on HotpotQA questions."""
+
+    registry_meta = {"checkpoint": "minilm-hotpotqa", "kind": "pointwise",
+                     "description": "MiniLM trained by RRPO on HotpotQA questions (rrpo-train part) with the SmolLM2 "
+                                    "reader"}

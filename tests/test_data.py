@@ -15,6 +15,7 @@ import pytest
 
 from bench.data import DATASETS, load_dataset, loaders
 from bench.errors import UserError
+from tests.shared_data import SHARED_HOTPOT
 
 
 def write_jsonl(path: Path, rows: list) -> Path:
@@ -202,6 +203,33 @@ def test_hotpotqa_malformed_line_names_file_and_line(tmp_path):
     path.write_text(path.read_text() + '{"_id": "h3", "question": "no context", "answer": "x"}\n')
     with pytest.raises(UserError, match=r"hotpot\.jsonl line 3: lacks 'context', 'supporting_facts'"):
         load_dataset(str(path))
+
+
+def test_hotpotqa_rrpo_parts_partition_the_file_by_question_id(tmp_path):
+    records = [dict(HOTPOT[0], _id=f"q{i}") for i in range(60)]
+    path = write_jsonl(tmp_path / "hotpot.jsonl", records)
+    shuffled = write_jsonl(tmp_path / "shuffled.jsonl", records[::-1])
+    parts = {split: load_dataset(str(path), split) for split in loaders.ID_SPLITS}
+    qids = {split: [q.qid for q in ds.queries] for split, ds in parts.items()}
+    assert sorted(sum(qids.values(), []), key=lambda q: int(q[1:])) == [r["_id"] for r in records]
+    assert all(qids[s] for s in qids)
+    for split, ds in parts.items():
+        assert ds.split == split and set(ds.candidates) == set(qids[split])
+        assert {d.split(":")[0] for d in ds.corpus} == set(qids[split])    # only the part's own passages
+        assert {q.qid for q in load_dataset(str(shuffled), split).queries} == set(qids[split])  # ids, not order
+    assert len(load_dataset(str(path), "dev").queries) == 60                  # other split names: the whole file
+
+
+@pytest.mark.skipif(SHARED_HOTPOT is None, reason="the shared HotpotQA sample is not above this checkout")
+def test_shared_hotpotqa_sample_parts_are_the_ones_rrpo_hotpotqa_was_trained_and_evaluated_on():
+    sizes = {split: len(load_dataset(str(SHARED_HOTPOT), split).queries) for split in loaders.ID_SPLITS}
+    assert sizes == {"rrpo-train": 222, "rrpo-select": 64, "rrpo-heldout": 226}
+
+
+def test_hotpotqa_distractor_names_its_splits():
+    with pytest.raises(UserError, match="use --split dev or test, or one of RRPO's parts of it: rrpo-train, "
+                                        "rrpo-select, rrpo-heldout"):
+        load_dataset("hotpotqa-distractor", "train")
 
 
 # --- QA JSONL + corpus -----------------------------------------------------------------------------------------

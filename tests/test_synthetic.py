@@ -36,6 +36,17 @@ def test_split_sizes_and_registration():
         load_fictional("validation")
 
 
+def test_fictional_large_has_the_rrpo_split_sizes_and_its_own_collection():
+    sizes = {split: len(load_dataset("fictional-large", split).queries) for split in ("train", "dev", "test")}
+    assert sizes == {"train": 300, "dev": 200, "test": 500}
+    large = load_dataset("fictional-large", "test")
+    assert large.name == "fictional-large" and len({q.qid for q in large.queries}) == 500
+    assert large.queries[-1].qid == "test-499"
+    assert [q.text for q in large.queries[:100]] != [q.text for q in load_fictional("test").queries]
+    with pytest.raises(UserError, match="dataset 'fictional-large' has no split 'validation'"):
+        load_dataset("fictional-large", "validation")
+
+
 def test_loaded_queries_are_copies():
     first = load_fictional("test")
     first.queries[0].qrels.clear()

@@ -315,16 +315,42 @@ def load_hotpotqa(path: Path, split: str = "dev", name: str | None = None) -> Da
         queries.append(Query(qid=qid, text=record["question"], answers=[str(record["answer"])], qrels=qrels))
     if not queries:
         raise UserError(f"{path}: no HotpotQA records")
-    return Dataset(name=name or path.stem, split=split, corpus=corpus, queries=queries, candidates=candidates)
+    return id_split(Dataset(name=name or path.stem, split=split, corpus=corpus, queries=queries,
+                            candidates=candidates))
+
+
+# RRPO's splits of a HotpotQA file, by a hash of the question id (not file order, so adding or reordering records
+# never moves a question to another part): train on rrpo-train, choose between settings on rrpo-select (carved from
+# the train side), report on rrpo-heldout only. Every other split name keeps the whole file.
+ID_SPLITS = {"rrpo-train": (0.0, 0.45), "rrpo-select": (0.45, 0.55), "rrpo-heldout": (0.55, 1.0)}
+
+
+def id_fraction(qid: str) -> float:
+    """A question's place in [0, 1), from the sha256 of its id."""
+    return int(hashlib.sha256(qid.encode()).hexdigest()[:16], 16) / 16 ** 16
+
+
+def id_split(dataset: Dataset, split: str | None = None) -> Dataset:
+    """The questions of ``dataset`` whose id falls in split ``ID_SPLITS[split]`` (default: ``dataset.split``), with
+    only their own passages; the dataset unchanged for any other split name."""
+    split = split or dataset.split
+    if split not in ID_SPLITS:
+        return dataset
+    lo, hi = ID_SPLITS[split]
+    queries = [q for q in dataset.queries if lo <= id_fraction(q.qid) < hi]
+    candidates = {q.qid: dataset.candidates[q.qid] for q in queries}
+    corpus = {d: dataset.corpus[d] for docids in candidates.values() for d in docids}
+    return Dataset(dataset.name, split, corpus, queries, candidates)
 
 
 def load_hotpotqa_distractor(split: str = "test", cache_dir: str | None = None,
                              data_dir: str | None = None) -> Dataset:
     from bench.data.catalog import local_copy  # a checked copy under --data-dir / $RERANK_BENCH_DATA first
 
-    if split not in ("dev", "test"):
+    if split not in ("dev", "test", *ID_SPLITS):
         raise UserError(f"hotpotqa-distractor has only the dev set (its test answers are not public); "
-                        f"got split {split!r}: use --split dev or test")
+                        f"got split {split!r}: use --split dev or test, or one of RRPO's parts of it: "
+                        f"{', '.join(ID_SPLITS)}")
     root = local_copy("hotpotqa-distractor", data_dir) or cache_dir_of(cache_dir) / "hotpotqa"
     path = root / Path(HOTPOTQA_DEV_DISTRACTOR_URL).name
     if not path.is_file():
@@ -332,7 +358,7 @@ def load_hotpotqa_distractor(split: str = "test", cache_dir: str | None = None,
         record = download(HOTPOTQA_DEV_DISTRACTOR_URL, path, None,
                           "to use a local copy, pass the path of a HotpotQA .json or .jsonl file as the dataset")
         (root / f"{path.name}.download.json").write_text(json.dumps(record, indent=1) + "\n")
-    return load_hotpotqa(path, "dev", name="hotpotqa-distractor")
+    return load_hotpotqa(path, split if split in ID_SPLITS else "dev", name="hotpotqa-distractor")
 
 
 register_dataset("hotpotqa-distractor", "HotpotQA dev, distractor setting: each question ranks its own 10 "

@@ -48,6 +48,9 @@ from bench.errors import UserError
 from bench.types import Document, Query
 
 SPLIT_SIZES = (("train", 300), ("dev", 100), ("test", 100))
+# fictional-large: a test split that resolves differences of a few points of accuracy (RRPO's claims), a dev split
+# to choose checkpoints on.
+LARGE_SPLIT_SIZES = (("train", 300), ("dev", 200), ("test", 500))
 # Qrel grades on TREC Deep Learning's 0-3 scale (3 perfectly relevant, 2 highly relevant, 1 related).
 ANSWER_GRADE = 3
 TOPICAL_GRADE = 2
@@ -408,10 +411,17 @@ def generate(seed: int = 0, sizes: tuple[tuple[str, int], ...] = SPLIT_SIZES,
 
 @register_dataset("fictional", "Embedded offline QA about invented entities (train/dev/test 300/100/100): topical "
                   "passages that lack the answer outrank the one that has it")
-def load_fictional(split: str = "test", cache_dir: str | None = None, seed: int = 0) -> Dataset:
-    collection = generate(seed)
+def load_fictional(split: str = "test", cache_dir: str | None = None, seed: int = 0,
+                   sizes: tuple[tuple[str, int], ...] = SPLIT_SIZES, name: str = "fictional") -> Dataset:
+    collection = generate(seed, sizes)
     if split not in collection.splits:
-        raise UserError(f"dataset 'fictional' has no split {split!r}; splits: {', '.join(collection.splits)}")
+        raise UserError(f"dataset {name!r} has no split {split!r}; splits: {', '.join(collection.splits)}")
     # Fresh Query objects: the generated collection is cached and shared between callers.
     queries = [Query(q.qid, q.text, list(q.answers), dict(q.qrels)) for q in collection.splits[split]]
-    return Dataset(name="fictional", split=split, corpus=dict(collection.corpus), queries=queries)
+    return Dataset(name=name, split=split, corpus=dict(collection.corpus), queries=queries)
+
+
+@register_dataset("fictional-large", "fictional at the size RRPO claims need (train/dev/test 300/200/500; another "
+                  "collection than fictional's, from the same seed)")
+def load_fictional_large(split: str = "test", cache_dir: str | None = None) -> Dataset:
+    return load_fictional(split, cache_dir, sizes=LARGE_SPLIT_SIZES, name="fictional-large")
