@@ -130,10 +130,10 @@ def test_shipped_checkpoint_is_the_default_and_reranks_with_minilm(monkeypatch):
 
 def test_rrpo_hotpotqa_is_the_rrpo_reranker_with_the_shipped_hotpotqa_checkpoint():
     from rerankers.registry import resolve
-    from rerankers.rrpo import SHIPPED_CHECKPOINTS, local_checkpoint_folder
+    from rrpo.reranker import SHIPPED_CHECKPOINTS, local_checkpoint_folder
 
     spec = resolve("rrpo-hotpotqa")
-    assert spec.factory is RRPOReranker and spec.checkpoint == "minilm-hotpotqa"
+    assert issubclass(RERANKERS.load("rrpo-hotpotqa"), RRPOReranker) and spec.checkpoint == "minilm-hotpotqa"
     assert local_checkpoint_folder(spec.checkpoint) == SHIPPED_CHECKPOINTS / "minilm-hotpotqa"
     assert (SHIPPED_CHECKPOINTS / "minilm-hotpotqa" / "rrpo_delta.safetensors").is_file()
 

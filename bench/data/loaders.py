@@ -40,6 +40,7 @@ published checksum: its sha256 is recorded), or read from any path given instead
 from __future__ import annotations
 
 import csv
+import hashlib
 import json
 import os
 import shutil
