@@ -1,0 +1,120 @@
+"""``bench run`` under ``torchrun --nproc_per_node 2`` (gloo on CPU): the queries are sharded over the ranks, rank 0
+merges and reports, and the leaderboard, TREC runs and rankings are those of one process; the LLM calls are not
+duplicated across ranks; a rank killed mid-run and the run resumed ends as an uninterrupted run."""
+import json
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.llm_server import ScriptedLLMServer
+from tests.test_runner import API_KEY, N_QUESTIONS, bench_cmd, only_dir, records, request_key, run, scripted_reply, \
+    write_dataset
+
+TORCHRUN = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
+
+
+def torchrun(cmd: list[str]) -> list[str]:
+    """The same ``python -m bench run ...`` command, started by torchrun on 2 processes."""
+    assert cmd[:3] == [sys.executable, "-m", "bench"]
+    return [*TORCHRUN, *cmd[1:]]
+
+
+def trec_rows(path: Path) -> list[tuple[str, ...]]:
+    """qid, docid and rank of a TREC run (scores of a model may differ in the last float bit with batch makeup)."""
+    return [tuple(line.split()[i] for i in (0, 2, 3)) for line in path.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def toyqa(tmp_path_factory):
+    return write_dataset(tmp_path_factory.mktemp("torchrun"))
+
+
+def retrieval_cmd(dataset: Path, out: Path, cache: Path) -> list[str]:
+    return [sys.executable, "-m", "bench", "run", "--datasets", str(dataset), "--rerankers", "none", "minilm",
+            "--reader", "none", "--pool", "2", "--output", str(out), "--cache-dir", str(cache)]
+
+
+@pytest.mark.slow
+def test_two_ranks_give_the_one_process_leaderboard_and_files(toyqa, tmp_path):
+    run(retrieval_cmd(toyqa, tmp_path / "one", tmp_path / "cache"))
+    proc = run(torchrun(retrieval_cmd(toyqa, tmp_path / "two", tmp_path / "cache")))
+    one, two = only_dir(tmp_path / "one"), only_dir(tmp_path / "two")
+    assert one.name == two.name                                  # the world size is not part of the run's identity
+    assert (two / "leaderboard.csv").read_text() == (one / "leaderboard.csv").read_text()
+    assert proc.stdout.count("| none") >= 1 and f"results: {two}" in proc.stdout
+    assert json.loads((two / "config.json").read_text())["world_size"] == 2
+    assert json.loads((one / "config.json").read_text())["world_size"] == 1
+    # each record names its rank: query i on rank i mod 2, in the one-process order
+    recs = records(two)
+    assert [(r["reranker"], r["qid"]) for r in recs] == [(r["reranker"], r["qid"]) for r in records(one)]
+    assert [r["info"]["rank"] for r in recs] == [i % 2 for i in range(N_QUESTIONS)] * 2
+    assert "rank" not in records(one)[0]["info"]
+    for reranker in ("none", "minilm"):
+        name = f"runs/toyqa__{reranker}.trec"
+        assert trec_rows(two / name) == trec_rows(one / name)
+        merged = [json.loads(l) for l in (two / "rankings" / f"toyqa__{reranker}.jsonl").read_text().splitlines()]
+        assert [(r["qid"], r["docids"]) for r in merged] == [
+            (r["qid"], r["docids"]) for r in map(json.loads, (one / "rankings" / f"toyqa__{reranker}.jsonl")
+                                                 .read_text().splitlines())]
+    # the parts were merged and removed; only the ranks' lock files stay
+    assert sorted(p.name for p in two.rglob("*.rank*")) == [".lock.rank1"]
+    # the first stage was computed once, by rank 0, and read from the cache by rank 1
+    assert len(list((tmp_path / "cache" / "first_stage").iterdir())) == 1
+
+
+@pytest.fixture(scope="module")
+def one_process(toyqa, tmp_path_factory):
+    root = tmp_path_factory.mktemp("one_process")
+    with ScriptedLLMServer(reply=scripted_reply) as srv:
+        run(bench_cmd(toyqa, srv.base_url, root / "out", root / "cache"))
+        return {"run_dir": only_dir(root / "out"), "count": srv.count}
+
+
+def test_llm_calls_are_not_duplicated_across_ranks(toyqa, one_process, tmp_path):
+    with ScriptedLLMServer(reply=scripted_reply) as srv:
+        run(torchrun(bench_cmd(toyqa, srv.base_url, tmp_path / "out", tmp_path / "cache")))
+        bodies = [request_key(b) for b in srv.requests]
+    assert len(bodies) == one_process["count"] == len(set(bodies))
+    run_dir = only_dir(tmp_path / "out")
+    assert (run_dir / "leaderboard.csv").read_text() == (one_process["run_dir"] / "leaderboard.csv").read_text()
+    costs = json.loads((run_dir / "costs.json").read_text())["llm"]
+    assert costs["openai:toy-reader"]["calls"] + costs["openai:toy-judge"]["calls"] == one_process["count"]
+
+
+def test_a_rank_killed_mid_run_then_resumed_gives_the_uninterrupted_leaderboard(toyqa, one_process, tmp_path):
+    out = tmp_path / "out"
+    kill_at = one_process["count"] // 2 + 1        # a rank has answered and written a chunk by then
+    answered: list[str] = []
+
+    def reply(body: dict) -> str:
+        answered.append(request_key(body))
+        if len(answered) == kill_at:               # kill rank 1 (its pid is in its lock file) mid-run
+            (lock,) = out.glob("*/.lock.rank1")
+            os.kill(int(lock.read_text()), signal.SIGKILL)
+        return scripted_reply(body)
+
+    with ScriptedLLMServer(reply=reply) as srv:
+        cmd = torchrun(bench_cmd(toyqa, srv.base_url, out, tmp_path / "cache"))
+        killed = subprocess.run(cmd, env={**os.environ, "TOY_KEY": API_KEY}, capture_output=True, text=True,
+                                timeout=300)
+        assert killed.returncode != 0
+        run_dir = only_dir(out)
+        assert not (run_dir / "leaderboard.csv").exists()
+        assert (run_dir / "records.rank1.jsonl").exists() or (run_dir / "records.rank0.jsonl").exists()
+        run(cmd)
+        bodies = [request_key(b) for b in srv.requests]
+    # the calls answered before the kill were served from the cache: at most those in flight were sent twice
+    assert len(set(bodies)) == one_process["count"]
+    assert len(bodies) < one_process["count"] + kill_at
+    recs = records(run_dir)
+    keys = [(r["reranker"], r["qid"]) for r in recs]
+    assert len(keys) == len(set(keys)) == 2 * N_QUESTIONS
+    assert (run_dir / "leaderboard.csv").read_text() == (one_process["run_dir"] / "leaderboard.csv").read_text()
+    assert not list(run_dir.rglob("*.rank*.jsonl"))
+    for reranker in ("none", "random"):
+        name = f"runs/toyqa__{reranker}.trec"
+        assert (run_dir / name).read_text() == (one_process["run_dir"] / name).read_text()
