@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from bench.distributed import Dist, merge_costs
+from bench.runner import RecordStore, append_jsonl
+from bench.types import QueryRecord
 from tests.llm_server import ScriptedLLMServer
 from tests.test_runner import API_KEY, N_QUESTIONS, bench_cmd, only_dir, records, request_key, run, scripted_reply, \
     write_dataset
@@ -118,3 +121,44 @@ def test_a_rank_killed_mid_run_then_resumed_gives_the_uninterrupted_leaderboard(
     for reranker in ("none", "random"):
         name = f"runs/toyqa__{reranker}.trec"
         assert (run_dir / name).read_text() == (one_process["run_dir"] / name).read_text()
+
+
+def _record(qid: str, status: str, rank: int) -> dict:
+    return QueryRecord(dataset="d", reranker="none", reader="r", qid=qid, question="?", gold_answers=[], ranking=[],
+                       answer=None, metrics={}, status=status, info={"rank": rank}).to_json()
+
+
+def test_records_from_rank_parts_a_final_record_is_never_replaced_by_a_failed_one(tmp_path):
+    path = tmp_path / "records.jsonl"
+    append_jsonl(path, [_record("q0", "ok", 0)])
+    append_jsonl(tmp_path / "records.rank1.jsonl", [_record("q0", "failed", 1), _record("q1", "failed", 1),
+                                                    _record("q1", "ok", 1)])
+    append_jsonl(tmp_path / "records.rank0.jsonl", [_record("q2", "failed", 0)])
+    store = RecordStore(path)
+    assert {k[3]: (r.status, r.info["rank"]) for k, r in store.records.items()} == {
+        "q0": ("ok", 0), "q1": ("ok", 1), "q2": ("failed", 0)}
+    store.compact()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["records.jsonl"]       # the parts are merged in, then gone
+    # the merged file first, then the parts by rank
+    assert [json.loads(l)["qid"] for l in path.read_text().splitlines()] == ["q0", "q2", "q1"]
+
+
+def test_costs_of_the_ranks_sum_llm_counts_and_keep_the_longest_stage():
+    rank0 = {"stage_seconds": {"rerank": 2.0, "judge": 1.0},
+             "llm": {"openai:m": {"calls": 3, "hits": 1, "servers": {"http://a": {"requests": 3, "failures": 0}}}}}
+    rank1 = {"stage_seconds": {"rerank": 5.0},
+             "llm": {"openai:m": {"calls": 4, "hits": 0, "servers": {"http://a": {"requests": 2, "failures": 1},
+                                                                      "http://b": {"requests": 2, "failures": 0}}}}}
+    assert merge_costs([rank0, rank1]) == {
+        "stage_seconds": {"rerank": 5.0, "judge": 1.0},
+        "llm": {"openai:m": {"calls": 7, "hits": 1, "servers": {"http://a": {"requests": 5, "failures": 1},
+                                                                 "http://b": {"requests": 2, "failures": 0}}}}}
+
+
+def test_shard_and_parts_of_a_rank():
+    assert Dist(1, 3).shard(list(range(8))) == [1, 4, 7]
+    assert Dist(0, 1).shard([5, 6]) == [5, 6]
+    assert Dist(2, 3).part(Path("r/rankings/x__none.jsonl")) == Path("r/rankings/x__none.rank2.jsonl")
+    assert Dist().part(Path("r/records.jsonl")) == Path("r/records.jsonl")          # one process: the file itself
+    assert [Dist(0, 2).lock_name(".lock"), Dist(1, 2).lock_name(".lock")] == [".lock", ".lock.rank1"]
+    assert Dist(1, 2).device("cpu") == "cpu"
