@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from bench.distributed import Dist, merge_costs
+from bench.errors import UserError
 from bench.runner import RecordStore, append_jsonl
 from bench.types import QueryRecord
 from tests.llm_server import ScriptedLLMServer
@@ -162,3 +163,45 @@ def test_shard_and_parts_of_a_rank():
     assert Dist().part(Path("r/records.jsonl")) == Path("r/records.jsonl")          # one process: the file itself
     assert [Dist(0, 2).lock_name(".lock"), Dist(1, 2).lock_name(".lock")] == [".lock", ".lock.rank1"]
     assert Dist(1, 2).device("cpu") == "cpu"
+
+
+def _main_first_worker(rank: int, port: int, out: str) -> None:
+    import datetime
+    import time
+
+    import torch.distributed as dist
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2, timeout=datetime.timedelta(seconds=60))
+    cache = Path(out) / "first_stage.jsonl"
+
+    def first_stage() -> str:
+        """Like the first stage's cache: compute and write it when missing (slowly), else read it."""
+        if cache.exists():
+            return "read"
+        time.sleep(1.0)
+        cache.write_text("rankings\n")
+        return f"computed by rank {rank}"
+
+    def failing() -> str:
+        raise UserError("first stage 'nope': expected bm25, ...")
+
+    result = {"first": Dist(rank, 2).main_first(first_stage)}
+    try:
+        Dist(rank, 2).main_first(failing if rank == 0 else first_stage)
+    except UserError as exc:
+        result["error"] = str(exc)
+    (Path(out) / f"rank{rank}.json").write_text(json.dumps(result))
+    dist.destroy_process_group()
+
+
+def test_the_first_stage_is_computed_by_rank_0_and_read_by_the_others_who_share_its_failure(tmp_path):
+    import torch
+
+    from tests.test_rrpo_registry import _free_port
+
+    torch.multiprocessing.spawn(_main_first_worker, args=(_free_port(), str(tmp_path)), nprocs=2, join=True)
+    rank0, rank1 = (json.loads((tmp_path / f"rank{r}.json").read_text()) for r in range(2))
+    assert (rank0["first"], rank1["first"]) == ("computed by rank 0", "read")
+    assert rank0["error"] == "first stage 'nope': expected bm25, ..."
+    assert rank1["error"] == "rank 0 failed, so this rank stops too: first stage 'nope': expected bm25, ..."
