@@ -84,12 +84,13 @@ class Dist:
 
     # --- data-parallel evaluation ----------------------------------------------------------------------------
     def device(self, device: str) -> str:
-        """Each rank on its own GPU: ``auto`` or ``cuda`` become ``cuda:LOCAL_RANK`` when there are GPUs."""
+        """Each rank on its own GPU: ``auto`` or ``cuda`` become ``cuda:LOCAL_RANK`` when there are GPUs (ranks
+        share them round-robin when a node runs more processes than it has GPUs)."""
         if self.world == 1 or device not in ("auto", "cuda"):
             return device
         import torch
 
-        return f"cuda:{self.local_rank}" if torch.cuda.is_available() else device
+        return f"cuda:{self.local_rank % torch.cuda.device_count()}" if torch.cuda.is_available() else device
 
     def shard(self, items: Sequence[T]) -> list[T]:
         return list(items[self.rank::self.world])

@@ -205,3 +205,14 @@ def test_the_first_stage_is_computed_by_rank_0_and_read_by_the_others_who_share_
     assert (rank0["first"], rank1["first"]) == ("computed by rank 0", "read")
     assert rank0["error"] == "first stage 'nope': expected bm25, ..."
     assert rank1["error"] == "rank 0 failed, so this rank stops too: first stage 'nope': expected bm25, ..."
+
+
+def test_each_rank_takes_the_gpu_of_its_local_rank(monkeypatch):
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    assert [Dist(r, 6, r % 3).device("auto") for r in range(4)] == ["cuda:0", "cuda:1", "cuda:0", "cuda:0"]
+    assert Dist(1, 2, 1).device("cuda") == "cuda:1"
+    assert Dist(1, 2, 1).device("cuda:0") == "cuda:0"                    # the user's choice stands
+    assert Dist(0, 1, 0).device("auto") == "auto"                        # one process: as before
