@@ -82,6 +82,15 @@ class Dist:
 
             dist.barrier()
 
+    def close(self) -> None:
+        """Leave the process group: a process that exits while gloo's threads still run aborts ("terminate called
+        without an active exception"), and torchrun then reports the whole run failed."""
+        if self.world > 1:
+            import torch.distributed as dist
+
+            dist.barrier()
+            dist.destroy_process_group()
+
     # --- data-parallel evaluation ----------------------------------------------------------------------------
     def device(self, device: str) -> str:
         """Each rank on its own GPU: ``auto`` or ``cuda`` become ``cuda:LOCAL_RANK`` when there are GPUs (ranks

@@ -337,6 +337,7 @@ class Runner:
             (self.out_dir / "costs.json").write_text(json.dumps(merge_costs(costs), indent=2) + "\n")
             report = report_run_folder(self.out_dir)
         self.status_counts = self.dist.gather(self.status_counts)[0]
+        self.dist.close()
         return report
 
     def validate(self) -> None:
