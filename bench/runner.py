@@ -14,13 +14,14 @@ import os
 import re
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, Iterator
 
 from tqdm.auto import tqdm
 
 from bench.builder import Builder
+from bench.distributed import EVALUATION_TIMEOUT, Dist, merge_costs, parts_of, remove_parts
 from bench.environment import cache_dir
 from bench.files import atomic_write
 from bench.errors import UserError
@@ -126,12 +127,18 @@ def read_jsonl_tail_tolerant(path: Path, parse) -> list:
 
 
 class RecordStore:
-    """Append-only per-query JSONL with one live record per key (the last one written)."""
+    """Append-only per-query JSONL with one live record per key (the last one written). Records are read from
+    ``path`` and the parts other ranks of a torchrun run left beside it (``bench.distributed``); a final record is
+    never replaced by a failed one from another part, whose order in time is unknown."""
 
-    def __init__(self, path: Path):
+    def __init__(self, path: Path, merged: Path | None = None):
         self.path = path
-        self.records: dict[tuple[str, str, str, str], QueryRecord] = {
-            self.key(r): r for r in read_jsonl_tail_tolerant(path, QueryRecord.from_json)}
+        self.records: dict[tuple[str, str, str, str], QueryRecord] = {}
+        for part in parts_of(merged or path):
+            for rec in read_jsonl_tail_tolerant(part, QueryRecord.from_json):
+                old = self.records.get(self.key(rec))
+                if old is None or rec.status in FINAL_STATUSES or old.status not in FINAL_STATUSES:
+                    self.records[self.key(rec)] = rec
 
     @staticmethod
     def key(rec: QueryRecord) -> tuple[str, str, str, str]:
@@ -147,10 +154,12 @@ class RecordStore:
             self.records[self.key(rec)] = rec
 
     def compact(self) -> None:
-        """Rewrite the file with one record per key (retried failures replaced), atomically."""
+        """Rewrite the file with one record per key (retried failures replaced), atomically, and drop the parts it
+        now holds."""
         atomic_write(self.path, lambda tmp: tmp.write_text(
             "".join(json.dumps(rec.to_json(), ensure_ascii=False) + "\n" for rec in self.records.values()),
             encoding="utf-8"))
+        remove_parts(self.path)
 
 
 def append_jsonl(path: Path, rows: list[dict]) -> None:
@@ -169,11 +178,11 @@ def append_jsonl(path: Path, rows: list[dict]) -> None:
 
 
 @contextmanager
-def run_folder_lock(folder: Path) -> Iterator[None]:
+def run_folder_lock(folder: Path, name: str = LOCK_FILE) -> Iterator[None]:
     """Hold an exclusive lock on a run folder while writing into it: two runs appending to the same records and
     rankings would corrupt them. A second run fails at once (exit 2) naming the process that holds the lock; the
     kernel drops the lock when that process ends, even by SIGKILL."""
-    with (folder / LOCK_FILE).open("a+") as f:
+    with (folder / name).open("a+") as f:
         try:
             fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -202,6 +211,8 @@ class Runner:
         self.stage_seconds: dict[str, float] = {}
         self.builder = Builder(config)
         self.status_counts: dict[str, int] = {}     # status -> records of the run, once it has finished
+        self.dist = Dist()                          # this process's rank under torchrun
+        self.trec_runs: list[tuple[str, str, list[str]]] = []   # (dataset, reranker, qids in order) to write
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:
@@ -217,8 +228,10 @@ class Runner:
 
         from rerankers.registry import weights_fingerprint
 
-        c = self.config
         self.validate()
+        self.dist = Dist.from_env(backend="gloo", timeout=EVALUATION_TIMEOUT)   # only small objects are exchanged
+        self.config = c = replace(self.config, device=self.dist.device(self.config.device))
+        self.builder = Builder(c)                  # built from the config with this rank's device
         with self.timed("load dataset"):
             datasets = [load_dataset(ds_arg, split=c.split, cache_dir=c.cache_dir, data_dir=c.data_dir).limit(c.limit)
                         for ds_arg in c.datasets]
@@ -231,23 +244,26 @@ class Runner:
                    "weights": {name: weights_fingerprint(name, c.checkpoints.get(name)) for name in c.rerankers}}
         self.out_dir = Path(c.output) / c.resolved_run_id(content)
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        with run_folder_lock(self.out_dir):
+        with run_folder_lock(self.out_dir, self.dist.lock_name(LOCK_FILE)):
             return self._run(datasets, content)
 
     def _run(self, datasets, content: dict[str, Any]) -> str:
         from bench.retrieval import first_stage
 
         c = self.config
-        config = {**asdict(c), "fingerprints": content}
-        (self.out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
-        store = RecordStore(self.out_dir / "records.jsonl")
+        config = {**asdict(c), "fingerprints": content, "world_size": self.dist.world}
+        if self.dist.main:
+            (self.out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+        records_path = self.out_dir / "records.jsonl"
+        store = RecordStore(self.dist.part(records_path), records_path)
         readers = {spec: None if spec == "none" else self.builder.reader(spec) for spec in c.readers}
         judge = self.builder.judge() if c.judge else None
 
         for dataset in datasets:
             ds_name = dataset.name
             with self.timed("first stage"):
-                lists = first_stage(dataset, c.first_stage, c.pool, cache_dir=c.cache_dir)
+                lists = self.dist.main_first(lambda: first_stage(dataset, c.first_stage, c.pool,
+                                                                 cache_dir=c.cache_dir))
             empty = [cl.query.qid for cl in lists if not cl.candidates]
             if empty:
                 log.warning("%s: %d of %d queries have no first-stage candidates (e.g. %r): recorded as "
@@ -255,12 +271,15 @@ class Runner:
                             len(empty), len(lists), empty[0])
             by_qid = {cl.query.qid: cl for cl in lists}
             for rr_name in c.rerankers:
-                pending = [cl for cl in lists
+                pending = [cl for cl in self.dist.shard(lists)
                            if not all(store.done(ds_name, rr_name, rd, cl.query.qid) for rd in c.readers)]
                 rankings = self._rankings(ds_name, rr_name, pending)
-                # written whole each time (also when nothing was pending), so a resumed run's file has every query
-                self._write_trec_run(ds_name, rr_name, [rankings[cl.query.qid] for cl in lists
-                                                        if cl.query.qid in rankings])
+                # written whole each time (also when nothing was pending), so a resumed run's file has every query;
+                # under torchrun by rank 0 once every rank has ranked its queries
+                self.trec_runs.append((ds_name, rr_name, [cl.query.qid for cl in lists]))
+                if self.dist.world == 1:
+                    self._write_trec_run(ds_name, rr_name, [rankings[cl.query.qid] for cl in lists
+                                                            if cl.query.qid in rankings])
                 if not pending:
                     continue
                 for reader_spec, reader in readers.items():
@@ -269,14 +288,44 @@ class Runner:
                     for chunk in chunks(todo, c.chunk_size):
                         recs = self._records(ds_name, rr_name, reader_spec, reader, judge, chunk, rankings,
                                              by_qid, dataset.corpus, dataset.relevance_level)
+                        if self.dist.world > 1:
+                            for rec in recs:
+                                rec.info["rank"] = self.dist.rank
                         store.append(recs)
                         bar.update(len(chunk))
                     bar.close()
+        if self.dist.world > 1:
+            return self._merge_ranks(records_path)
+        for ds_name, rr_name, qids in self.trec_runs:    # parts a killed torchrun run left
+            if len(parts_of(self._rankings_path(ds_name, rr_name))) > 1:
+                self._merge_rankings(ds_name, rr_name, qids)
         store.compact()
         for rec in store.records.values():
             self.status_counts[rec.status] = self.status_counts.get(rec.status, 0) + 1
         self._write_costs()
         return report_run_folder(self.out_dir)
+
+    def _merge_ranks(self, records_path: Path) -> str:
+        """Under torchrun: wait for every rank, then rank 0 merges the parts into the files of a one-process run
+        and writes the reports (returned; "" on the other ranks)."""
+        costs = self.dist.gather(self._costs())         # also the barrier: every rank has written its parts
+        report = ""
+        if self.dist.main:
+            for ds_name, rr_name, qids in self.trec_runs:
+                self._write_trec_run(ds_name, rr_name, self._merge_rankings(ds_name, rr_name, qids))
+            store = RecordStore(records_path)
+            # in a one-process run's order (the bootstrap resamples records by position)
+            order = {key: i for i, key in enumerate((ds, rr, rd, q) for ds, rr, qids in self.trec_runs
+                                                    for rd in self.config.readers for q in qids)}
+            store.records = dict(sorted(store.records.items(), key=lambda item: order.get(item[0], len(order))))
+            store.compact()
+            for rec in store.records.values():
+                self.status_counts[rec.status] = self.status_counts.get(rec.status, 0) + 1
+            (self.out_dir / "costs.json").write_text(json.dumps(merge_costs(costs), indent=2) + "\n")
+            report = report_run_folder(self.out_dir)
+        self.status_counts = self.dist.gather(self.status_counts)[0]
+        self.dist.close()
+        return report
 
     def validate(self) -> None:
         """Fail on a bad name, number or missing package before any model loads, any query runs or the run folder
@@ -331,10 +380,9 @@ class Runner:
 
     def _rankings(self, ds_name: str, rr_name: str, pending) -> dict[str, Ranking]:
         """Rankings of the pending queries, reusing those saved by an earlier (interrupted) run."""
-        c = self.config
-        path = self.out_dir / "rankings" / f"{Path(ds_name).name}__{rr_name}.jsonl"
+        path = self._rankings_path(ds_name, rr_name)
         path.parent.mkdir(exist_ok=True)
-        saved = {r.qid: r for r in read_jsonl_tail_tolerant(path, Ranking.from_json)}
+        saved = self._saved_rankings(path)
         missing = [cl for cl in pending if cl.query.qid not in saved and cl.candidates]
         if missing:
             with self.timed(f"load reranker {rr_name}"):
@@ -344,9 +392,28 @@ class Runner:
             identity = reranker.identity()
             for ranking in new:                 # each record then names the checkpoint / prompt / seed behind it
                 ranking.info["reranker"] = identity
-            append_jsonl(path, [r.to_json() for r in new])
+            append_jsonl(self.dist.part(path), [r.to_json() for r in new])
             saved.update({r.qid: r for r in new})
         return saved
+
+    def _merge_rankings(self, ds_name: str, rr_name: str, qids: list[str]) -> list[Ranking]:
+        """Rewrite a rankings file with its parts' rankings too, in dataset order; return them so."""
+        from bench.retrieval import _write_lines
+
+        path = self._rankings_path(ds_name, rr_name)
+        saved = self._saved_rankings(path)
+        rankings = [saved[q] for q in qids if q in saved]
+        _write_lines(path, (json.dumps(r.to_json(), ensure_ascii=False) for r in rankings))
+        remove_parts(path)
+        return rankings
+
+    def _rankings_path(self, ds_name: str, rr_name: str) -> Path:
+        return self.out_dir / "rankings" / f"{Path(ds_name).name}__{rr_name}.jsonl"
+
+    @staticmethod
+    def _saved_rankings(path: Path) -> dict[str, Ranking]:
+        """Rankings saved in ``path`` and in the parts of it that ranks of a torchrun run wrote."""
+        return {r.qid: r for part in parts_of(path) for r in read_jsonl_tail_tolerant(part, Ranking.from_json)}
 
     def _write_trec_run(self, ds_name: str, rr_name: str, rankings: list[Ranking]) -> None:
         """``runs/<dataset>__<reranker>.trec`` for trec_eval and ranx (tag: the reranker's name)."""
@@ -418,13 +485,15 @@ class Runner:
 
     def _write_costs(self) -> None:
         """``costs.json``: this invocation's LLM calls (made vs served from the cache, tokens) and stage times."""
+        (self.out_dir / "costs.json").write_text(json.dumps(self._costs(), indent=2) + "\n")
+
+    def _costs(self) -> dict[str, Any]:
         llm = {}
         for spec, eng in self.builder.engines.items():
             # An engine that retries (openai) counts its attempts itself: calls made can be fewer than requests sent.
             retried = getattr(eng.engine, "stats", {})
             llm[spec] = {**eng.stats, **{k: retried[k] for k in RETRY_STATS if k in retried}}
-        costs = {"stage_seconds": {k: round(v, 2) for k, v in self.stage_seconds.items()}, "llm": llm}
-        (self.out_dir / "costs.json").write_text(json.dumps(costs, indent=2) + "\n")
+        return {"stage_seconds": {k: round(v, 2) for k, v in self.stage_seconds.items()}, "llm": llm}
 
 
 def report_run_folder(out_dir: Path) -> str:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, fields
@@ -26,6 +25,7 @@ import torch
 from torch import Tensor
 from tqdm.auto import tqdm
 
+from bench.distributed import Dist
 from bench.errors import UserError
 from bench.files import atomic_write
 from bench.hashing import stable_hash
@@ -172,61 +172,6 @@ class AdvantageWindow:
         pool = torch.tensor([v for h in self.history for v in h], dtype=torch.float64)
         std = pool.std(unbiased=False) if pool.numel() > 1 else torch.tensor(0.0, dtype=torch.float64)
         return (advantages - pool.mean()) / (std + 1e-8)
-
-
-# ------------------------------------------------------------------------------------------------- distribution
-
-@dataclass(frozen=True)
-class Dist:
-    rank: int = 0
-    world: int = 1
-
-    @classmethod
-    def from_env(cls) -> "Dist":
-        """Under torchrun (WORLD_SIZE > 1) join the process group: gloo on CPU, nccl on GPUs."""
-        world = int(os.environ.get("WORLD_SIZE", "1"))
-        if world == 1:
-            return cls()
-        import torch.distributed as dist
-
-        if not dist.is_initialized():
-            dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-        return cls(dist.get_rank(), world)
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-    def gather(self, obj: Any) -> list[Any]:
-        if self.world == 1:
-            return [obj]
-        import torch.distributed as dist
-
-        out: list[Any] = [None] * self.world
-        dist.all_gather_object(out, obj)
-        return out
-
-    def sum_gradients(self, params: Sequence[torch.nn.Parameter]) -> None:
-        """All-reduce a plain sum of the gradients (each process divides its loss by the global number of queries).
-        A parameter that no process used keeps no gradient, as in one process, so AdamW's weight decay does not move
-        it; one used elsewhere but not here (e.g. a process without queries this step) contributes zeros."""
-        if self.world == 1:
-            return
-        import torch.distributed as dist
-
-        used = torch.tensor([p.grad is not None for p in params], dtype=torch.float32)
-        dist.all_reduce(used)
-        for p, anyone in zip(params, used.tolist()):
-            if anyone:
-                if p.grad is None:
-                    p.grad = torch.zeros_like(p)
-                dist.all_reduce(p.grad)
-
-    def barrier(self) -> None:
-        if self.world > 1:
-            import torch.distributed as dist
-
-            dist.barrier()
 
 
 # ------------------------------------------------------------------------------------------------------ trainer
