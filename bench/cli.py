@@ -30,6 +30,15 @@ class _ServerURLs(argparse.Action):
         setattr(namespace, self.dest, values[0] if len(values) == 1 else list(values))
 
 
+def add_trust_remote_code_option(parser: argparse.ArgumentParser) -> None:
+    """The only way remote model code runs: the user's flag (``bench run`` and ``rrpo train`` share it)."""
+    parser.add_argument("--trust-remote-code", action="store_true",
+                        help="let checkpoints that ship their model as Python code (gte-reranker, jina-reranker-v2, "
+                             "or an RRPO checkpoint built on them) run that code on this machine: arbitrary code "
+                             "with your permissions, so only for checkpoints whose source you trust (default: "
+                             "refused)")
+
+
 def add_server_options(parser: argparse.ArgumentParser) -> None:
     """Where ``openai:*`` readers and judges are served: ``bench run``'s options, which ``rrpo train`` shares."""
     d = RunConfig()
@@ -86,10 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--timeout", type=float, default=d.timeout)
     run.add_argument("--max-retries", type=int, default=d.max_retries)
     run.add_argument("--chunk-size", type=int, default=d.chunk_size)
-    run.add_argument("--trust-remote-code", action="store_true",
-                     help="let checkpoints that ship their model as Python code (gte-reranker, jina-reranker-v2, or "
-                          "an RRPO checkpoint built on them) run that code on this machine: arbitrary code with "
-                          "your permissions, so only for checkpoints whose source you trust (default: refused)")
+    add_trust_remote_code_option(run)
     run.add_argument("--output", default=d.output)
     run.add_argument("--run-id", default=d.run_id)
     run.add_argument("--cache-dir", default=d.cache_dir)

@@ -16,7 +16,7 @@ from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Sequence
 
-from bench.cli import add_server_options
+from bench.cli import add_server_options, add_trust_remote_code_option
 from bench.environment import cache_dir as bench_cache_dir
 from bench.errors import UserError
 from bench.runner import RunConfig
@@ -43,7 +43,7 @@ class Servers:
                 "api_key_env": self.judge_api_key_env or self.api_key_env}
 
 
-def component_config(cfg: RRPOConfig, servers: Servers, cache_dir: str) -> RunConfig:
+def component_config(cfg: RRPOConfig, servers: Servers, cache_dir: str, trust_remote_code: bool = False) -> RunConfig:
     """The benchmark's configuration of the components RRPO trains with, so that bench's one builder makes them as
     ``python -m bench run`` does (same engines, templates and cache: answers computed during training are cache hits
     at evaluation and vice versa)."""
@@ -51,7 +51,8 @@ def component_config(cfg: RRPOConfig, servers: Servers, cache_dir: str) -> RunCo
     return RunConfig(rerankers=[cfg.backbone], readers=[cfg.reader], judge=judge, reader_template=cfg.reader_template,
                      max_tokens=cfg.max_tokens, seed=cfg.seed, cache_dir=cache_dir,
                      checkpoints={cfg.backbone: cfg.backbone_checkpoint} if cfg.backbone_checkpoint else {},
-                     reader_args={cfg.reader: {"batch_size": cfg.reader_batch_size}}, **asdict(servers))
+                     reader_args={cfg.reader: {"batch_size": cfg.reader_batch_size}},
+                     trust_remote_code=trust_remote_code, **asdict(servers))
 
 
 def candidate_lists(dataset: str, split: str, first_stage_method: str, pool: int, limit: int | None, cache_dir: str):
@@ -62,7 +63,7 @@ def candidate_lists(dataset: str, split: str, first_stage_method: str, pool: int
     return first_stage(data, first_stage_method, pool, cache_dir=cache_dir)
 
 
-def build_trainer(cfg: RRPOConfig, out: Path, servers: Servers):
+def build_trainer(cfg: RRPOConfig, out: Path, servers: Servers, trust_remote_code: bool = False):
     import torch
 
     from bench.builder import Builder
@@ -74,7 +75,7 @@ def build_trainer(cfg: RRPOConfig, out: Path, servers: Servers):
     cache_dir = str(bench_cache_dir(cfg.cache_dir))
     lists = candidate_lists(cfg.dataset, cfg.split, cfg.first_stage, cfg.pool, cfg.limit, cache_dir)
     torch.manual_seed(cfg.seed)
-    builder = Builder(component_config(cfg, servers, cache_dir))
+    builder = Builder(component_config(cfg, servers, cache_dir, trust_remote_code))
     metric = judge_metric(builder.judge()) if builder.config.judge else answer_metric(cfg.metric)
     return assemble_trainer(cfg, builder.reranker(cfg.backbone), builder.reader(cfg.reader), metric, lists, out, dist)
 
@@ -94,6 +95,7 @@ def build_parser() -> argparse.ArgumentParser:
             train.add_argument(flag, type=_PARSERS[f.type], default=default, help=f"default: {default}")
     train.add_argument("--out", required=True, help="run folder (checkpoint, log, plot); re-run to resume")
     add_server_options(train)
+    add_trust_remote_code_option(train)
 
     return p
 
@@ -103,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         cfg = RRPOConfig(**{f.name: getattr(args, f.name) for f in fields(RRPOConfig)})
         servers = Servers(**{f.name: getattr(args, f.name) for f in fields(Servers)})
-        trainer = build_trainer(cfg, Path(args.out), servers)
+        trainer = build_trainer(cfg, Path(args.out), servers, args.trust_remote_code)
         trainer.train()
         if trainer.dist.main:
             last = json.loads((Path(args.out) / "train_log.jsonl").read_text().splitlines()[-1])

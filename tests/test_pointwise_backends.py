@@ -229,3 +229,21 @@ def test_monot5_needs_true_false_tokens(tmp_path):
     path = tiny_models.monot5(tmp_path / "t5", with_labels=False)
     with pytest.raises(UserError, match="no ▁false or ▁true token"):
         make_reranker("monot5", str(path))
+
+
+def test_rrpo_train_runs_remote_code_only_with_the_users_flag(tmp_path, capsys):
+    """``rrpo train`` shares ``bench run``'s --trust-remote-code: without it a remote-code backbone is refused before
+    its code runs; with it the flag reaches the backbone (the hostile file runs; the unknown reader then stops the
+    run)."""
+    from rrpo.__main__ import main as rrpo_main
+
+    hostile = hostile_checkpoint(tmp_path / "hostile")
+    args = ["train", "--dataset", "fictional", "--split", "train", "--limit", "2", "--backbone", "gte-reranker",
+            "--backbone-checkpoint", str(hostile), "--reader", "no-such-reader", "--cache-dir", str(tmp_path / "c"),
+            "--out", str(tmp_path / "out")]
+    assert rrpo_main(args) == 2
+    assert "pass --trust-remote-code" in capsys.readouterr().err
+    assert not (hostile / "ran").exists()
+    assert rrpo_main([*args, "--trust-remote-code"]) == 2
+    assert "no-such-reader" in capsys.readouterr().err
+    assert (hostile / "ran").exists()
