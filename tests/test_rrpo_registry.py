@@ -11,7 +11,8 @@ import torch
 from bench.errors import UserError
 from rerankers.registry import RERANKERS, RerankerSettings, get_reranker
 from rrpo.reranker import RRPOReranker
-from rrpo.__main__ import build_parser, candidate_lists, main
+from rrpo.__main__ import build_parser, main
+from rrpo.assemble import candidate_lists
 from rrpo.trainer import RRPOConfig, assemble_trainer, training_data_digest
 from tests.rrpo_standins import (STANDIN_NAME, TableReranker, TargetReader, candidate_list, register_standin,
                                  yes_metric)
