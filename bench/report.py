@@ -283,6 +283,27 @@ def judge_agreement(records: Sequence[QueryRecord], judge: str) -> str | None:
             f"{invalid} unparseable verdicts (recorded as invalid, not scored).")
 
 
+def trained_rerankers(records: Sequence[QueryRecord]) -> str | None:
+    """One line per reranker whose rankings say what it was trained with (an RRPO checkpoint's reader, reward and
+    data: ``info.reranker.trained_with``); None when no reranker of the run was trained so."""
+    seen: dict[str, dict] = {}
+    for r in records:
+        identity = r.info.get("reranker", {})
+        if isinstance(identity, dict) and identity.get("trained_with"):
+            seen.setdefault(r.reranker, identity)
+    if not seen:
+        return None
+    lines = ["### Trained rerankers", ""]
+    for name, identity in seen.items():
+        t = identity["trained_with"]
+        noise = f", reward noise {t['reward_noise']} p={t['noise_p']:g}" if t.get("reward_noise", "none") != "none" else ""
+        limit = f" (first {t['limit']})" if t.get("limit") else ""
+        lines.append(f"- `{name}` (checkpoint `{identity.get('checkpoint')}`): {t['backbone']} trained with reader "
+                     f"`{t['reader']}`, reward {t['metric']}{noise}, on {t['dataset']}/{t['split']}{limit}, "
+                     f"k_train = {t['k']}, {t['steps']} steps")
+    return "\n".join(lines)
+
+
 def cost_report(costs: Mapping[str, Any]) -> str:
     """The cost section from ``costs.json``, which each invocation of ``bench run`` rewrites with its own calls."""
     llm = costs.get("llm", {})
@@ -350,7 +371,7 @@ def write_reports(records: Sequence[QueryRecord], out_dir: Path, opts: ReportOpt
     pairs = pairwise(records, opts)
     pairs.to_csv(out_dir / "pairs.csv", index=False)
     sections = [pairs_markdown(pairs, _headline_columns(df, opts.top_k)),
-                judge_agreement(records, judge) if judge else None, cost_report(costs) if costs else None]
+                trained_rerankers(records), judge_agreement(records, judge) if judge else None, cost_report(costs) if costs else None]
     md = "\n\n".join([md, *(s for s in sections if s)])
     (out_dir / "leaderboard.md").write_text(md + "\n")
     return md

@@ -1,9 +1,12 @@
-"""``python -m rrpo train``: train a pointwise reranker by RRPO.
+"""``python -m rrpo train|study``: train a pointwise reranker by RRPO; run the paper's studies.
 
 train      every option of ``rrpo.trainer.RRPOConfig`` (defaults and reasons are documented there); ``--out`` gets
            config.json + rrpo_delta.safetensors (the reloadable checkpoint), train_log.jsonl, training_curves.png,
            reference_baseline.jsonl and resume/ (re-running with the same --out continues from there).
            Several processes: ``torchrun --nproc_per_node 2 -m rrpo train ...`` (gloo on CPU).
+study      the RRPO paper's studies (``rrpo.studies``): ``study transfer --train-readers A B --eval-readers A B C``,
+           ``study noisy --noise flip --p 0 0.1 0.3 0.5 [--supervisors A B]``, ``study depth --k 1 3 5``; each trains
+           (or reuses) its checkpoints, evaluates them against the backbone, writes table.md/csv and a plot.
 Compare the result with its backbone through the benchmark (same reader, cache and paired tests):
 ``python -m bench run --rerankers minilm rrpo --baseline minilm --rrpo-checkpoint OUT``.
 """
@@ -18,11 +21,9 @@ from typing import Sequence
 
 from bench.cli import add_server_options, add_trust_remote_code_option
 from bench.errors import UserError
-from rrpo.assemble import Servers, build_trainer
+from rrpo.assemble import OPTION_PARSERS, Servers, build_trainer
+from rrpo.studies import add_study_parsers, study_from_args
 from rrpo.trainer import RRPOConfig
-
-_PARSERS = {"int": int, "float": float, "str": str, "int | None": int, "float | None": float, "str | None": str}
-
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m rrpo", description=__doc__,
@@ -36,10 +37,11 @@ def build_parser() -> argparse.ArgumentParser:
         if f.type == "bool":
             train.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
         else:
-            train.add_argument(flag, type=_PARSERS[f.type], default=default, help=f"default: {default}")
+            train.add_argument(flag, type=OPTION_PARSERS[f.type], default=default, help=f"default: {default}")
     train.add_argument("--out", required=True, help="run folder (checkpoint, log, plot); re-run to resume")
     add_server_options(train)
     add_trust_remote_code_option(train)
+    add_study_parsers(sub)
 
     return p
 
@@ -47,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        if args.command == "study":
+            study = study_from_args(args)
+            print(study.run())
+            print(f"study folder: {study.folder}")
+            return 0
         cfg = RRPOConfig(**{f.name: getattr(args, f.name) for f in fields(RRPOConfig)})
         servers = Servers(**{f.name: getattr(args, f.name) for f in fields(Servers)})
         trainer = build_trainer(cfg, Path(args.out), servers, args.trust_remote_code)

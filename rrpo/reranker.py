@@ -46,6 +46,17 @@ def checkpoint_folder(checkpoint: str) -> Path:
                         f"repository ({type(exc).__name__}); train one with: {TRAIN_HINT}") from exc
 
 
+def training_summary(config: dict) -> dict:
+    """What a checkpoint was trained with, from its config.json: the reader whose answers gave the reward, the reward
+    metric and noise, the data, the horizon and the steps made (recorded with every ranking it makes, and shown
+    under the leaderboard)."""
+    h = config.get("hyperparameters", {})
+    return {"backbone": config.get("backbone"), "reader": h.get("reader"), "metric": h.get("metric"),
+            "reward_noise": h.get("reward_noise", "none"), "noise_p": h.get("noise_p", 0.0),
+            "dataset": h.get("dataset"), "split": h.get("split"), "limit": h.get("limit"), "k": h.get("k"),
+            "steps": config.get("step")}
+
+
 class RRPOReranker(PointwiseReranker):
     """Registered as ``rrpo`` through this package's entry point (pyproject.toml, group ``rerank_bench.rerankers``)."""
 
@@ -58,9 +69,13 @@ class RRPOReranker(PointwiseReranker):
         if not checkpoint:
             raise UserError(f"reranker 'rrpo' needs a trained checkpoint: pass --rrpo-checkpoint FOLDER, "
                             f"or train one with: {TRAIN_HINT}")
+        import json
+
         from rrpo.policy import load_policy
 
-        self.policy = load_policy(checkpoint_folder(checkpoint), self.settings)
+        folder = checkpoint_folder(checkpoint)
+        self.policy = load_policy(folder, self.settings)
+        self.trained_with = training_summary(json.loads((folder / "config.json").read_text()))
 
     @property
     def model(self):
@@ -74,7 +89,8 @@ class RRPOReranker(PointwiseReranker):
         return scores / self.policy.log_temperature.exp().to(scores.device)
 
     def identity(self) -> dict:
-        return {"name": self.name, "checkpoint": self.checkpoint, "temperature": self.policy.temperature}
+        return {"name": self.name, "checkpoint": self.checkpoint, "temperature": self.policy.temperature,
+                "trained_with": self.trained_with}
 
     @classmethod
     def weights_fingerprint(cls, checkpoint: str | None) -> str | None:
