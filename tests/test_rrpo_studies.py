@@ -135,6 +135,13 @@ def test_a_cell_reuses_a_finished_checkpoint_with_its_exact_options(tmp_path, se
     assert not (tmp_path / "study" / "checkpoints").exists()
     # only evaluation answers were asked (the training's prefixes of the same questions are cache hits)
     assert server.count - trained_requests <= 2 * 6
+    # a folder trained with other options (here the learning rate) is not reused: the cell trains its own
+    other = study_argv(tmp_path, server, ["depth", "--k", str(shipped["k"])], "--eval-readers", READERS[0],
+                       "--train-option", f"reader={READERS[0]}", "lr=0.01", "--reuse", str(tmp_path / "trained"))
+    other[other.index("--out") + 1] = str(tmp_path / "other")
+    assert main(other) == 0
+    assert pd.read_csv(tmp_path / "other" / "table.csv")["reused_from"].isna().all()
+    assert (tmp_path / "other" / "checkpoints" / f"k{shipped['k']}" / "config.json").is_file()
 
 
 def test_budget_cuts_the_training_and_the_table_says_so(tmp_path, server, standin_backbone):
@@ -203,3 +210,58 @@ def test_gain_cell_marks_only_holm_significant_gains():
     assert gain_cell(row, "F1") == "0.100 → 0.150 (+0.050* [+0.010, +0.090])"
     assert gain_cell({**row, "F1_p_holm": 0.05}, "F1") == "0.100 → 0.150 (+0.050 [+0.010, +0.090])"
     assert gain_cell({**row, "F1_gain": math.nan}, "F1") == "–"
+
+
+def test_compare_pairs_the_checkpoint_with_its_backbone_question_by_question():
+    from bench.types import QueryRecord
+    from rrpo.studies.base import compare
+
+    def rec(reranker, qid, acc, reader="r", status="ok"):
+        return QueryRecord(dataset="d", reranker=reranker, reader=reader, qid=qid, question="?", gold_answers=["x"],
+                           ranking=["a"], answer="x", metrics={"accuracy": acc, "F1": acc / 2}, status=status)
+
+    base = [rec("bb", f"q{i}", v) for i, v in enumerate([0, 0, 1, 1, 0, 0])]
+    rrpo = [rec("rrpo", f"q{i}", v) for i, v in enumerate([1, 1, 1, 0, 1, 1])]
+    others = [rec("rrpo", "q0", 0, reader="other"), rec("rrpo", "q9", 1), rec("bb", "q8", 1, status="failed")]
+    out = compare([*base, *rrpo, *others], "r", "bb", "accuracy")
+    assert out["n"] == 6                                   # q9 has no backbone answer; other readers don't count
+    assert (out["accuracy_backbone"], out["accuracy_rrpo"]) == (pytest.approx(2 / 6), pytest.approx(5 / 6))
+    assert out["accuracy_gain"] == pytest.approx(3 / 6)
+    assert out["accuracy_p"] == pytest.approx(stats.binomtest(4, 5).pvalue) and out["accuracy_test"] == "mcnemar"
+    lo, hi = out["accuracy_gain_ci_lo"], out["accuracy_gain_ci_hi"]
+    assert -1 / 6 <= lo < 3 / 6 < hi <= 1.0               # a CI of the per-question differences around their mean
+    assert compare([*base, *rrpo], "r", "bb", "F1")["F1_test"] == "randomization"
+    # exact McNemar only when both sides are 0/1: a graded backbone against a 0/1 checkpoint is randomization
+    graded_base = [rec("bb", f"q{i}", 0) for i in range(6)]
+    for r in graded_base:
+        r.metrics["accuracy"] = 0.5
+    assert compare([*graded_base, *rrpo], "r", "bb", "accuracy")["accuracy_test"] == "randomization"
+    # a constant difference has a degenerate CI at that difference (not the CI of either system's mean)
+    shifted = [rec("rrpo", f"q{i}", 1) for i in range(6)]
+    flat = [rec("bb", f"q{i}", 0) for i in range(6)]
+    out = compare([*flat, *shifted], "r", "bb", "accuracy")
+    assert (out["accuracy_gain_ci_lo"], out["accuracy_gain_ci_hi"]) == (1.0, 1.0)
+
+
+def test_the_budget_is_shared_among_the_trainings_still_to_run(tmp_path, monkeypatch):
+    from rrpo.studies.base import Study, StudyOptions, Trained
+    from rrpo.studies.depth import DepthStudy
+
+    shares = []
+
+    def fake_train(self, cell, share):
+        shares.append(share)
+        return Trained("x", 1, 5, minutes=4.0)
+
+    monkeypatch.setattr(Study, "reusable", lambda self, cell: Trained("shipped", 5, 5, 30.0, reused_from="shipped")
+                        if cell.config.k == 1 else None)
+    monkeypatch.setattr(Study, "train", fake_train)
+    DepthStudy(StudyOptions(out=str(tmp_path / "s"), budget_minutes=12), [1, 3, 5, 7]).train_all()
+    # three trainings share 12 minutes (the reused k = 1 costs nothing): 12/3, then (12 - 4)/2, then (12 - 8)/1
+    assert shares == [4.0, 4.0, 4.0]
+    shares.clear()
+    DepthStudy(StudyOptions(out=str(tmp_path / "t"), budget_minutes=10), [3, 5]).train_all()
+    assert shares == [5.0, 6.0]
+    shares.clear()
+    DepthStudy(StudyOptions(out=str(tmp_path / "u")), [3]).train_all()
+    assert shares == [None]
