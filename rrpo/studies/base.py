@@ -344,7 +344,8 @@ class Study:
 
         o, backbone = self.options, self.base.backbone
         axes = list(self.cells[0].coords)
-        shown = pd.DataFrame({**{a: df[a] for a in axes}, "evaluated with": df["eval_reader"], "n": df["n"],
+        shown = pd.DataFrame({**{a.replace("_", " "): df[a] for a in axes}, "evaluated with": df["eval_reader"],
+                              "n": df["n"],
                               **{f"{m}{' (primary)' if m == o.primary_metric else ''}: {backbone} → rrpo":
                                  [gain_cell(r, m) for _, r in df.iterrows()] for m in EVAL_METRICS},
                               "training steps": [f"{s}/{p}" + (" (cut)" if s < p else "")

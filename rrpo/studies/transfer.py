@@ -66,12 +66,13 @@ class TransferStudy(Study):
                         color="white" if dark else "black")
         base = {e: by[(train[0], e)][f"{metric}_backbone"] for e in evals}
         ax.set_xticks(range(len(evals)), [f"{e}\n({backbone}: {base[e]:.3f})" for e in evals], fontsize=8)
-        ax.set_yticks(range(len(train)), train, fontsize=8)
+        steps = {t: f"{by[(t, evals[0])]['steps']}/{by[(t, evals[0])]['planned_steps']}" for t in train}
+        ax.set_yticks(range(len(train)), [f"{t}\n({steps[t]} steps)" for t in train], fontsize=8)
         ax.set_xlabel("evaluated with reader (backbone's mean)")
         ax.set_ylabel("trained with reader")
         n = max(r["n"] for r in rows)
-        ax.set_title(f"RRPO gain in {metric} over {backbone}, {n} questions\n(* p < {ALPHA}, Holm; [95% CI])",
-                     fontsize=9)
+        ax.set_title(f"RRPO gain in {metric} over {backbone}: {self.base.dataset} {self.options.eval_split}, {n} "
+                     f"questions\n(* p < {ALPHA}, Holm over the table; [95% bootstrap CI])", fontsize=9)
         fig.colorbar(im, ax=ax, label=f"{metric} gain (RRPO − {backbone})")
         fig.tight_layout()
         atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
