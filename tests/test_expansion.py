@@ -37,7 +37,8 @@ def test_dense_expansion_is_query_sep_pseudo_document():
 
 
 def test_pseudo_document_is_cleaned_but_not_cut_at_its_first_line():
-    assert clean_pseudo_document("  Passage:  Ada built it\nin 1901.\n\n It stands.  ") == "Ada built it in 1901. It stands."
+    assert clean_pseudo_document("  Passage:  Ada built it\nin 1901.\n\n It stands.  ") == \
+        "Ada built it in 1901. It stands."
     assert clean_pseudo_document("The passage: not a label") == "The passage: not a label"
 
 
@@ -192,3 +193,81 @@ def test_query2doc_from_a_config_file(tmp_path):
     config = config_from_args(*parse_run_args(["run", "--config", str(path)]))
     assert (config.query2doc, config.query2doc_max_tokens, config.query2doc_template) == \
         ("gemma3-270m", 64, "query2doc")
+
+
+def test_rrpo_train_query2doc_trains_on_expanded_candidates_with_the_original_question(tmp_path, monkeypatch):
+    """``rrpo train --query2doc``: the candidate lists come through the same expansion (here only the pseudo-document
+    matches any passage, so without it there would be nothing to train on), the reader is asked the original
+    question, the checkpoint records the option, and resuming asks for no pseudo-document again."""
+    from rerankers.registry import RERANKERS
+    from rrpo.__main__ import main as rrpo_main
+    from tests.rrpo_standins import STANDIN_NAME, register_standin
+
+    words = ["alpha", "bravo", "charlie", "echo", "foxtrot", "golf", "hotel", "india"]
+    folder = tmp_path / "hidden"
+    folder.mkdir()
+    (folder / "corpus.jsonl").write_text("".join(
+        json.dumps({"id": f"d{i}", "title": "", "text": f"{w} doc{i}"}) + "\n" for i, w in enumerate(words)))
+    (folder / "train.jsonl").write_text("".join(
+        json.dumps({"id": f"q{n}", "question": f"Which city is question {n} about?", "golden_answers": ["Paris"]})
+        + "\n" for n in range(2)))
+
+    def reply(body: dict) -> str:
+        text = prompt_text(body)
+        if Q2D_INSTRUCTION in text:
+            return f"{MARK} " + " ".join(words)
+        return "Paris" if "doc3" in text else "unknown"
+
+    monkeypatch.setenv("RB_TEST_KEY", "sk-test")
+    register_standin()
+    try:
+        with ScriptedLLMServer(reply=reply) as srv:
+            argv = ["train", "--dataset", str(folder), "--split", "train", "--query2doc", "openai:scripted",
+                    "--pool", "8", "--backbone", STANDIN_NAME, "--temperature", "1.0", "--trainable", "all",
+                    "--k", "2", "--rollouts", "2", "--queries-per-step", "2", "--epochs", "1",
+                    "--reader", "openai:scripted", "--base-url", srv.base_url, "--api-key-env", "RB_TEST_KEY",
+                    "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "run")]
+            assert rrpo_main(argv) == 0
+            assert rrpo_main([*argv[:-1], str(tmp_path / "run"), "--epochs", "2"]) == 0     # resumed
+            q2d = [prompt_text(b) for b in srv.requests if is_query2doc(b)]
+            readers = [prompt_text(b) for b in srv.requests if not is_query2doc(b)]
+    finally:
+        RERANKERS.remove(STANDIN_NAME)
+    assert len(q2d) == 2 and all("Query: Which city is question" in t for t in q2d)
+    assert readers and all(re.search(r"Question: Which city is question \d about\?\nAnswer:", t) for t in readers)
+    assert not any(MARK in t for t in readers)
+    assert any("doc3" in t for t in readers)        # the expanded first stage found the passages
+    config = json.loads((tmp_path / "run" / "config.json").read_text())
+    assert config["hyperparameters"]["query2doc"] == "openai:scripted" and config["step"] == 2
+
+
+def test_benchmark_script_tabulates_the_effect_with_paired_tests(tmp_path, monkeypatch):
+    """benchmarks/query2doc.py on the toy set. Plain BM25 ranks the answer passage second: nDCG@10 = 1/log2(3) each;
+    expanded, first: 1. Recall@20 is 1 either way (pool 2). The reader sees the answer only when expanded: F1 and
+    accuracy 0 -> 1. Four equal differences: the exact randomization test gives p = 2/2^4, and exact McNemar (4 wins,
+    no loss) 2 * 0.5^4, both 0.125."""
+    import math
+
+    import pandas as pd
+
+    from benchmarks import query2doc
+
+    dataset = write_dataset(tmp_path)
+    monkeypatch.setenv("TOY_KEY", "sk-toy")
+    with ScriptedLLMServer(reply=scripted_reply) as srv:
+        argv = ["--datasets", str(dataset), "--query2doc", "openai:toy-q2d", "--rerankers", "none", "--reader",
+                "openai:toy-reader", "--pool", "2", "--top-k", "1", "--base-url", srv.base_url, "--api-key-env",
+                "TOY_KEY", "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "q2d")]
+        assert query2doc.main(argv) == 0
+    table = pd.read_csv(tmp_path / "q2d" / "query2doc.csv")
+    got = {(r["section"], r["system"], r["metric"]): (r["n"], r["without"], r["with query2doc"], r["p"], r["test"])
+           for r in table.to_dict("records")}
+    ndcg_plain = 1 / math.log2(3)
+    assert got == pytest.approx({
+        ("first stage", "bm25", "Recall@20"): (4, 1.0, 1.0, 1.0, "paired randomization"),
+        ("first stage", "bm25", "nDCG@10"): (4, ndcg_plain, 1.0, 0.125, "paired randomization"),
+        ("answers", "none → openai:toy-reader", "F1"): (4, 0.0, 1.0, 0.125, "paired randomization"),
+        ("answers", "none → openai:toy-reader", "accuracy"): (4, 0.0, 1.0, 0.125, "exact McNemar")})
+    assert list(table["difference"]) == pytest.approx([0.0, 1 - ndcg_plain, 1.0, 1.0])
+    markdown = (tmp_path / "q2d" / "query2doc.md").read_text()
+    assert "| nDCG@10   | 4   | 0.631     | 1.000            | +0.369       | 0.125 |" in markdown
