@@ -40,14 +40,15 @@ ANSWER_METRICS = ("F1", "accuracy")
 
 def compare(section: str, dataset: str, system: str, metric: str, without: dict[str, float],
             with_: dict[str, float]) -> dict:
-    """One table row: the paired test of ``with_`` against ``without`` on the queries both score (exact McNemar for
-    a 0/1 metric, else the paired randomization test)."""
+    """One table row: the means, the queries expansion made better and worse, and the paired test of ``with_``
+    against ``without`` on the queries both score (exact McNemar for a 0/1 metric, else paired randomization)."""
     x, y = paired_values(with_, without)
     binary = is_binary_metric(metric)
     p = mcnemar_exact(x, y) if binary else paired_tests(x, y).p_randomization
     mean = lambda v: sum(v) / len(v) if v else float("nan")   # noqa: E731
     return {"section": section, "dataset": dataset, "system": system, "metric": metric, "n": len(x),
-            "without": mean(y), "with query2doc": mean(x), "difference": mean(x) - mean(y), "p": p,
+            "without": mean(y), "with query2doc": mean(x), "difference": mean(x) - mean(y),
+            "better": sum(a > b for a, b in zip(x, y)), "worse": sum(a < b for a, b in zip(x, y)), "p": p,
             "test": "exact McNemar" if binary else "paired randomization"}
 
 

@@ -269,5 +269,6 @@ def test_benchmark_script_tabulates_the_effect_with_paired_tests(tmp_path, monke
         ("answers", "none → openai:toy-reader", "F1"): (4, 0.0, 1.0, 0.125, "paired randomization"),
         ("answers", "none → openai:toy-reader", "accuracy"): (4, 0.0, 1.0, 0.125, "exact McNemar")})
     assert list(table["difference"]) == pytest.approx([0.0, 1 - ndcg_plain, 1.0, 1.0])
+    assert list(zip(table["better"], table["worse"])) == [(0, 0), (4, 0), (4, 0), (4, 0)]
     markdown = (tmp_path / "q2d" / "query2doc.md").read_text()
-    assert "| nDCG@10   | 4   | 0.631     | 1.000            | +0.369       | 0.125 |" in markdown
+    assert "| nDCG@10   | 4   | 0.631     | 1.000            | +0.369       | 4        | 0       | 0.125 |" in markdown
