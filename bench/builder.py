@@ -42,6 +42,9 @@ class BuildConfig(Protocol):
     judge_template: str
     max_tokens: int
     judge: str | None
+    query2doc: str | None
+    query2doc_template: str
+    query2doc_max_tokens: int
 
 
 class Builder:
@@ -99,6 +102,17 @@ class Builder:
         if c.judge is None:
             raise UserError("no --judge given")
         return Judge(self.engine(c.judge, "judge"), load_template(c.judge_template))
+
+    def query2doc(self):
+        """The Query2doc expander of ``--query2doc`` (None without it), on the run's cached engines."""
+        from bench.expansion import Query2Doc
+        from bench.prompts import load_template
+
+        c = self.config
+        if not c.query2doc:
+            return None
+        return Query2Doc(self.engine(c.query2doc, "query2doc"), load_template(c.query2doc_template),
+                         max_tokens=c.query2doc_max_tokens)
 
     # --- rerankers ----------------------------------------------------------------------------------------------
     def reranker_settings(self, name: str) -> RerankerSettings:

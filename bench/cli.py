@@ -67,6 +67,13 @@ def build_parser() -> argparse.ArgumentParser:
                      help="smollm2 | hf:<model id or path> | openai:<model> | none (retrieval metrics only)")
     run.add_argument("--judge", default=d.judge, help="engine spec of a reference-based LLM judge (as --reader)")
     run.add_argument("--first-stage", default=d.first_stage, help="bm25 | dense | given | <TREC run or Request JSONL>")
+    run.add_argument("--query2doc", metavar="ENGINE", default=d.query2doc,
+                     help="expand each query for the first stage (bm25, dense) with a pseudo-document this LLM writes "
+                          "(Query2doc, Wang et al. 2023; an engine spec as --reader); rerankers, readers and the judge "
+                          "keep the original question")
+    run.add_argument("--query2doc-template", default=d.query2doc_template, help="prompt template of --query2doc")
+    run.add_argument("--query2doc-max-tokens", type=int, default=d.query2doc_max_tokens,
+                     help=f"length cap of a pseudo-document (default: {d.query2doc_max_tokens}, a passage)")
     run.add_argument("--pool", type=int, default=d.pool, help="first-stage candidates per query to rerank")
     run.add_argument("--top-k", type=int, default=d.top_k, help="documents the reader sees (0 = closed book)")
     run.add_argument("--limit", type=int, default=d.limit, help="first N queries only")

@@ -296,11 +296,13 @@ def trained_rerankers(records: Sequence[QueryRecord]) -> str | None:
     lines = ["### Trained rerankers", ""]
     for name, identity in seen.items():
         t = identity["trained_with"]
-        noise = f", reward noise {t['reward_noise']} p={t['noise_p']:g}" if t.get("reward_noise", "none") != "none" else ""
+        noisy = t.get("reward_noise", "none") != "none"
+        noise = f", reward noise {t['reward_noise']} p={t['noise_p']:g}" if noisy else ""
         limit = f" (first {t['limit']})" if t.get("limit") else ""
+        expansion = f", queries expanded by Query2Doc with `{t['query2doc']}`" if t.get("query2doc") else ""
         lines.append(f"- `{name}` (checkpoint `{identity.get('checkpoint')}`): {t['backbone']} trained with reader "
-                     f"`{t['reader']}`, reward {t['metric']}{noise}, on {t['dataset']}/{t['split']}{limit}, "
-                     f"k_train = {t['k']}, {t['steps']} steps")
+                     f"`{t['reader']}`, reward {t['metric']}{noise}, on {t['dataset']}/{t['split']}{limit}"
+                     f"{expansion}, k_train = {t['k']}, {t['steps']} steps")
     return "\n".join(lines)
 
 

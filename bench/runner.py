@@ -53,6 +53,11 @@ class RunConfig:
     readers: list[str] = field(default_factory=lambda: ["smollm2"])
     judge: str | None = None
     first_stage: str = "bm25"
+    # Query2doc expansion of the first stage's query (bench.expansion): the LLM that writes the pseudo-documents
+    query2doc: str | None = None
+    query2doc_template: str = "query2doc"
+    # a passage's length (~95 words); the generation cap of reimplementations of the paper
+    query2doc_max_tokens: int = 128
     pool: int = 20
     top_k: int = 3
     limit: int | None = None
@@ -90,11 +95,14 @@ class RunConfig:
                     "chunk_size", "batch_size", "device", "primary_metric", "trust_remote_code")
 
     COMPONENT_ARGS = ("reranker_args", "reader_args", "judge_args")
+    QUERY2DOC = ("query2doc", "query2doc_template", "query2doc_max_tokens")
 
     def identity(self) -> dict[str, Any]:
-        # Component options join the identity only when given, so that the ids of runs without them hold.
+        # Component options and the Query2doc settings join the identity only when given, so that the ids of runs
+        # without them hold.
         return {k: v for k, v in asdict(self).items()
-                if k not in self.NON_IDENTITY and not (k in self.COMPONENT_ARGS and not v)}
+                if k not in self.NON_IDENTITY and not (k in self.COMPONENT_ARGS and not v)
+                and not (k in self.QUERY2DOC and not self.query2doc)}
 
     def resolved_run_id(self, content: dict[str, Any]) -> str:
         """``--run-id``, or a name derived from the identity and ``content`` (fingerprints of the data and weights,
@@ -248,7 +256,7 @@ class Runner:
             return self._run(datasets, content)
 
     def _run(self, datasets, content: dict[str, Any]) -> str:
-        from bench.retrieval import first_stage
+        from bench.expansion import expanded_first_stage
 
         c = self.config
         config = {**asdict(c), "fingerprints": content, "world_size": self.dist.world}
@@ -258,12 +266,13 @@ class Runner:
         store = RecordStore(self.dist.part(records_path), records_path)
         readers = {spec: None if spec == "none" else self.builder.reader(spec) for spec in c.readers}
         judge = self.builder.judge() if c.judge else None
+        expander = self.builder.query2doc()
 
         for dataset in datasets:
             ds_name = dataset.name
-            with self.timed("first stage"):
-                lists = self.dist.main_first(lambda: first_stage(dataset, c.first_stage, c.pool,
-                                                                 cache_dir=c.cache_dir))
+            with self.timed("first stage"):       # with the query expansion, when there is one
+                lists, pseudo_docs = self.dist.main_first(lambda: expanded_first_stage(
+                    dataset, c.first_stage, c.pool, cache_dir=c.cache_dir, expander=expander))
             empty = [cl.query.qid for cl in lists if not cl.candidates]
             if empty:
                 log.warning("%s: %d of %d queries have no first-stage candidates (e.g. %r): recorded as "
@@ -287,7 +296,7 @@ class Runner:
                     bar = tqdm(total=len(todo), desc=f"{ds_name} · {rr_name} · {reader_spec}", unit="q")
                     for chunk in chunks(todo, c.chunk_size):
                         recs = self._records(ds_name, rr_name, reader_spec, reader, judge, chunk, rankings,
-                                             by_qid, dataset.corpus, dataset.relevance_level)
+                                             by_qid, dataset.corpus, dataset.relevance_level, pseudo_docs)
                         if self.dist.world > 1:
                             for rec in recs:
                                 rec.info["rank"] = self.dist.rank
@@ -340,6 +349,10 @@ class Runner:
         for flag, value in (("--limit", c.limit), ("--max-tokens", c.max_tokens)):
             if value is not None and value < 1:
                 raise UserError(f"{flag} {value}: expected a positive number")
+        if c.query2doc:
+            from bench.expansion import check_query2doc
+
+            check_query2doc(c.query2doc, c.first_stage, c.query2doc_template, c.query2doc_max_tokens)
         if c.top_k > c.pool and any(spec != "none" for spec in c.readers):
             raise UserError(f"--top-k {c.top_k} is larger than --pool {c.pool}: the reader would see only {c.pool} "
                             f"documents; raise --pool or lower --top-k")
@@ -422,7 +435,7 @@ class Runner:
         write_trec_run(self.out_dir / "runs" / f"{Path(ds_name).name}__{rr_name}.trec", rankings, tag=rr_name)
 
     def _records(self, ds_name, rr_name, reader_spec, reader, judge, chunk, rankings, by_qid, corpus,
-                 relevance_level=1):
+                 relevance_level=1, pseudo_docs=None):
         from bench.metrics import answer_metrics, retrieval_metrics
 
         c = self.config
@@ -448,15 +461,17 @@ class Runner:
         recs = []
         for cl in chunk:
             q = cl.query
+            # the pseudo-document the first stage searched with, traceable to its template and cached call
+            expansion = {"query2doc": pseudo_docs[q.qid].info()} if pseudo_docs and q.qid in pseudo_docs else {}
             if not cl.candidates:
                 recs.append(QueryRecord(dataset=ds_name, reranker=rr_name, reader=reader_spec, qid=q.qid,
                                         question=q.text, gold_answers=q.answers, ranking=[], answer=None,
                                         metrics={}, status="no_candidates",
-                                        error="the first stage found no candidates for this query"))
+                                        error="the first stage found no candidates for this query", info=expansion))
                 continue
             ranking = chunk_rankings[q.qid]
             metrics = dict(retrieval.get(q.qid, {}))
-            info: dict[str, Any] = dict(ranking.info)
+            info: dict[str, Any] = {**ranking.info, **expansion}
             status, error, text = "ok", None, None
             if reader is not None:
                 a = answers[q.qid]

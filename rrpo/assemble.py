@@ -38,33 +38,52 @@ def component_config(cfg: RRPOConfig, servers: Servers, cache_dir: str, trust_re
     ``python -m bench run`` does (same engines, templates and cache: answers computed during training are cache hits
     at evaluation and vice versa)."""
     judge = cfg.metric[len("judge:"):] if cfg.metric.startswith("judge:") else None
-    return RunConfig(rerankers=[cfg.backbone], readers=[cfg.reader], judge=judge, reader_template=cfg.reader_template,
+    return RunConfig(rerankers=[cfg.backbone], readers=[cfg.reader], judge=judge, query2doc=cfg.query2doc,
+                     reader_template=cfg.reader_template,
                      max_tokens=cfg.max_tokens, seed=cfg.seed, cache_dir=cache_dir,
                      checkpoints={cfg.backbone: cfg.backbone_checkpoint} if cfg.backbone_checkpoint else {},
                      reader_args={cfg.reader: {"batch_size": cfg.reader_batch_size}},
                      trust_remote_code=trust_remote_code, **asdict(servers))
 
 
-def candidate_lists(dataset: str, split: str, first_stage_method: str, pool: int, limit: int | None, cache_dir: str):
+def candidate_lists(dataset: str, split: str, first_stage_method: str, pool: int, limit: int | None, cache_dir: str,
+                    expander=None):
+    """The training queries' first-stage candidates, through ``bench run``'s expansion stage (``expander``: a
+    ``bench.expansion.Query2Doc``, or None)."""
     from bench.data import load_dataset
-    from bench.retrieval import first_stage
+    from bench.expansion import expanded_first_stage
 
     data = load_dataset(dataset, split=split, cache_dir=cache_dir).limit(limit)
-    return first_stage(data, first_stage_method, pool, cache_dir=cache_dir)
+    return expanded_first_stage(data, first_stage_method, pool, cache_dir=cache_dir, expander=expander)[0]
+
+
+def training_builder(cfg: RRPOConfig, servers: Servers, trust_remote_code: bool = False):
+    """The benchmark's builder configured with the training's components (checked: a bad --query2doc fails here)."""
+    from bench.builder import Builder
+
+    if cfg.query2doc:
+        from bench.expansion import check_query2doc
+
+        check_query2doc(cfg.query2doc, cfg.first_stage, RunConfig.query2doc_template, RunConfig.query2doc_max_tokens)
+    return Builder(component_config(cfg, servers, str(bench_cache_dir(cfg.cache_dir)), trust_remote_code))
+
+
+def training_lists(cfg: RRPOConfig, builder) -> list:
+    """The candidate lists a training with ``cfg`` learns from (what its checkpoint's ``training_data`` digests)."""
+    return candidate_lists(cfg.dataset, cfg.split, cfg.first_stage, cfg.pool, cfg.limit, builder.config.cache_dir,
+                           builder.query2doc())
 
 
 def build_trainer(cfg: RRPOConfig, out: Path, servers: Servers, trust_remote_code: bool = False):
     import torch
 
-    from bench.builder import Builder
     from rrpo.rewards import answer_metric, judge_metric
     from rrpo.trainer import Dist, assemble_trainer
 
     cfg.validate()
+    builder = training_builder(cfg, servers, trust_remote_code)
     dist = Dist.from_env()
-    cache_dir = str(bench_cache_dir(cfg.cache_dir))
-    lists = candidate_lists(cfg.dataset, cfg.split, cfg.first_stage, cfg.pool, cfg.limit, cache_dir)
+    lists = dist.main_first(lambda: training_lists(cfg, builder))
     torch.manual_seed(cfg.seed)
-    builder = Builder(component_config(cfg, servers, cache_dir, trust_remote_code))
     metric = judge_metric(builder.judge()) if builder.config.judge else answer_metric(cfg.metric)
     return assemble_trainer(cfg, builder.reranker(cfg.backbone), builder.reader(cfg.reader), metric, lists, out, dist)

@@ -54,7 +54,7 @@ def training_summary(config: dict) -> dict:
     return {"backbone": config.get("backbone"), "reader": h.get("reader"), "metric": h.get("metric"),
             "reward_noise": h.get("reward_noise", "none"), "noise_p": h.get("noise_p", 0.0),
             "dataset": h.get("dataset"), "split": h.get("split"), "limit": h.get("limit"), "k": h.get("k"),
-            "steps": config.get("step")}
+            "query2doc": h.get("query2doc"), "steps": config.get("step")}
 
 
 class RRPOReranker(PointwiseReranker):

@@ -45,6 +45,7 @@ class RRPOConfig:
     dataset: str = "fictional"
     split: str = "train"
     first_stage: str = "bm25"
+    query2doc: str | None = None        # an LLM engine spec: Query2doc-expand the first stage's queries (bench run's)
     pool: int = 20                      # candidates per query (paper: BM25 top-100; 20 keeps CPU rollouts cheap)
     limit: int | None = None            # train on the first N queries only
     backbone: str = "minilm"            # a registered pointwise reranker; it is also π_ref
@@ -354,7 +355,8 @@ class RRPOTrainer:
     def _load_resume_state(self) -> None:
         state = torch.load(self.out / "resume" / "state.pt", weights_only=True)
         free = ("epochs", "max_minutes", "save_every", "reader_batch_size")   # may change between sessions
-        saved = {k: v for k, v in state["config"].items() if k not in free}
+        # options added since the state was saved (absent from it) count at their defaults: the behaviour it had
+        saved = {k: v for k, v in {**asdict(RRPOConfig()), **state["config"]}.items() if k not in free}
         now = {k: v for k, v in asdict(self.cfg).items() if k not in free}
         if saved != now:
             changed = sorted(k for k in {*saved, *now} if saved.get(k) != now.get(k))   # incl. options since removed

@@ -209,3 +209,20 @@ def test_latex_table_has_the_markdown_cells_with_escaped_names(tmp_path):
         assert row == " & ".join([latex, *(c.replace("†", r"$^\dagger$") for c in md_cells)]) + r" \\"
     good_row = next(l for l in tex.splitlines() if l.startswith(r"go\_od"))
     assert r"$^\dagger$ [" in good_row                  # F1 of good vs none: significant, with its CI
+
+
+def test_trained_rerankers_say_what_trained_them():
+    from bench.report import trained_rerankers
+
+    trained = {"backbone": "minilm", "reader": "gemma3-270m", "metric": "f1", "reward_noise": "flip", "noise_p": 0.25,
+               "dataset": "fictional-large", "split": "train", "limit": 40, "k": 3, "query2doc": "smollm2",
+               "steps": 5}
+    recs = [QueryRecord(dataset="d", reranker=name, reader="r", qid="q1", question="?", gold_answers=["x"],
+                        ranking=["a"], answer="x", metrics={}, info=info)
+            for name, info in (("minilm", {"reranker": {"name": "minilm"}}),
+                               ("rrpo", {"reranker": {"checkpoint": "runs/x", "trained_with": trained}}))]
+    assert trained_rerankers(recs) == (
+        "### Trained rerankers\n\n- `rrpo` (checkpoint `runs/x`): minilm trained with reader `gemma3-270m`, reward f1, "
+        "reward noise flip p=0.25, on fictional-large/train (first 40), queries expanded by Query2Doc with "
+        "`smollm2`, k_train = 3, 5 steps")
+    assert trained_rerankers(recs[:1]) is None

@@ -368,3 +368,15 @@ def test_resume_names_an_option_the_run_was_made_with_that_no_longer_exists(tmp_
     torch.save(state, tmp_path / "resume" / "state.pt")
     with pytest.raises(UserError, match=r"other options \(closed_book_v0\)"):
         _trainer(out=tmp_path, epochs=1)
+
+
+def test_resume_state_saved_before_an_option_existed_counts_it_at_its_default(tmp_path):
+    """Runs saved before ``query2doc`` existed lack the key: they resume with it unset, and fail when it is set."""
+    _trainer(out=tmp_path, epochs=1).train()
+    state = torch.load(tmp_path / "resume" / "state.pt", weights_only=True)
+    del state["config"]["query2doc"]
+    torch.save(state, tmp_path / "resume" / "state.pt")
+    assert _trainer(out=tmp_path, epochs=2).step == 2
+    with pytest.raises(UserError, match=r"other options \(query2doc\)"):
+        _trainer(out=tmp_path, epochs=2, query2doc="smollm2")
+

@@ -244,11 +244,9 @@ class Study:
         return None
 
     def training_lists(self, config: RRPOConfig):
-        from bench.environment import cache_dir
-        from rrpo.assemble import candidate_lists
+        from rrpo.assemble import training_builder, training_lists
 
-        return candidate_lists(config.dataset, config.split, config.first_stage, config.pool, config.limit,
-                               str(cache_dir(config.cache_dir)))
+        return training_lists(config, training_builder(config, self.servers, self.options.trust_remote_code))
 
     def train(self, cell: Cell, share_minutes: float | None) -> Trained:
         from rrpo.assemble import build_trainer
@@ -279,7 +277,8 @@ class Study:
         cfg, o = cell.config, self.options
         return RunConfig(datasets=[cfg.dataset], split=o.eval_split, limit=o.eval_limit, first_stage=cfg.first_stage,
                          pool=cfg.pool, top_k=o.top_k, rerankers=[cfg.backbone, TRAINED], readers=list(o.eval_readers),
-                         baseline=cfg.backbone, primary_metric=o.primary_metric, reader_template=cfg.reader_template,
+                         baseline=cfg.backbone, primary_metric=o.primary_metric, query2doc=cfg.query2doc,
+                         reader_template=cfg.reader_template,
                          max_tokens=cfg.max_tokens, seed=cfg.seed, trust_remote_code=o.trust_remote_code,
                          checkpoints={TRAINED: checkpoint, **({cfg.backbone: cfg.backbone_checkpoint}
                                                               if cfg.backbone_checkpoint else {})},
