@@ -418,37 +418,53 @@ def plot_axes():
 
 def plot_curves(rows: list[dict[str, Any]], x_key: str, x_label: str, series_key: str | None, metric: str,
                 backbone: str, title: str, path: Path) -> None:
-    """The checkpoints' mean ``metric`` (95% bootstrap CI as error bars) against a numeric axis, one line per
-    (``series_key`` value, evaluation reader); each reader's backbone as a dashed line with its CI as a band."""
+    """Two panels over a numeric axis, one line per (``series_key`` value, evaluation reader), slightly dodged so
+    the error bars stay apart: left, the checkpoints' mean ``metric`` with its 95% bootstrap CI and each reader's
+    backbone as a dashed line with its CI as a band; right, the paired gain over the backbone with the 95% bootstrap
+    CI of the per-question differences (* = Holm-significant), against a zero line."""
     plt = plot_axes()
     readers = list(dict.fromkeys(r["eval_reader"] for r in rows))
     colours = dict(zip(readers, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
     series = list(dict.fromkeys(r[series_key] for r in rows)) if series_key else [None]
     markers = dict(zip(series, "osD^v<>"))
-    fig, ax = plt.subplots(figsize=(6.4, 4.2))
     xs_all = sorted({float(r[x_key]) for r in rows})
+    spacing = min((b - a for a, b in zip(xs_all, xs_all[1:])), default=1.0)
+    lines = [(reader, s) for reader in readers for s in series]
+    fig, (ax_abs, ax_gain) = plt.subplots(1, 2, figsize=(11, 4.6))
     for reader in readers:
         base = next(r for r in rows if r["eval_reader"] == reader)
-        ax.axhline(base[f"{metric}_backbone"], color=colours[reader], linestyle="--", linewidth=1,
-                   label=f"{backbone} (backbone), read by {reader}")
-        ax.axhspan(base[f"{metric}_backbone_ci_lo"], base[f"{metric}_backbone_ci_hi"], color=colours[reader],
-                   alpha=0.08)
-        for s in series:
-            pts = sorted((float(r[x_key]), r) for r in rows if r["eval_reader"] == reader
-                         and (series_key is None or r[series_key] == s))
-            xs = [x for x, _ in pts]
-            ys = [r[f"{metric}_rrpo"] for _, r in pts]
-            err = [[y - r[f"{metric}_rrpo_ci_lo"] for y, (_, r) in zip(ys, pts)],
-                   [r[f"{metric}_rrpo_ci_hi"] - y for y, (_, r) in zip(ys, pts)]]
-            label = f"RRPO, read by {reader}" + (f", {series_key.replace('_', ' ')} {s}" if series_key else "")
-            ax.errorbar(xs, ys, yerr=err, color=colours[reader], marker=markers[s], capsize=3, label=label)
-    ax.set_xticks(xs_all, [f"{x:g}" for x in xs_all])
-    ax.set_xlabel(x_label)
+        ax_abs.axhline(base[f"{metric}_backbone"], color=colours[reader], linestyle="--", linewidth=1,
+                       label=f"{backbone} (backbone), read by {reader}")
+        ax_abs.axhspan(base[f"{metric}_backbone_ci_lo"], base[f"{metric}_backbone_ci_hi"], color=colours[reader],
+                       alpha=0.08)
+    for i, (reader, s) in enumerate(lines):
+        dodge = (i - (len(lines) - 1) / 2) * 0.04 * spacing
+        pts = sorted((float(r[x_key]), r) for r in rows
+                     if r["eval_reader"] == reader and (series_key is None or r[series_key] == s))
+        xs = [x + dodge for x, _ in pts]
+        label = f"RRPO, read by {reader}" + (f", {series_key.replace('_', ' ')} {s}" if series_key else "")
+        style = {"color": colours[reader], "marker": markers[s], "capsize": 3,
+                 "linestyle": "-" if series.index(s) == 0 else ":"}
+        for ax, key in ((ax_abs, "rrpo"), (ax_gain, "gain")):
+            ys = [r[f"{metric}_{key}"] for _, r in pts]
+            err = [[y - r[f"{metric}_{key}_ci_lo"] for y, (_, r) in zip(ys, pts)],
+                   [r[f"{metric}_{key}_ci_hi"] - y for y, (_, r) in zip(ys, pts)]]
+            ax.errorbar(xs, ys, yerr=err, label=label if ax is ax_abs else None, **style)
+        for x, (_, r) in zip(xs, pts):
+            if r[f"{metric}_p_holm"] < ALPHA:
+                ax_gain.annotate("*", (x, r[f"{metric}_gain_ci_hi"]), ha="center", va="bottom", fontsize=12)
+    ax_gain.axhline(0.0, color="black", linewidth=0.8)
     n = max(r["n"] for r in rows)
-    ax.set_ylabel(f"{metric} (mean over {n} questions, 95% CI)")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, loc="best")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
+    ax_abs.set_ylabel(f"{metric} (mean over {n} questions, 95% CI)")
+    ax_gain.set_ylabel(f"{metric} gain over {backbone} (paired, 95% CI)")
+    ax_abs.set_title(f"{metric} of the reader's answers", fontsize=9)
+    ax_gain.set_title(f"gain over the backbone (* p < {ALPHA}, Holm over the table)", fontsize=9)
+    for ax in (ax_abs, ax_gain):
+        ax.set_xticks(xs_all, [f"{x:g}" for x in xs_all])
+        ax.set_xlabel(x_label)
+        ax.grid(alpha=0.3)
+    fig.suptitle(title, fontsize=10)
+    fig.legend(loc="lower center", ncol=2, fontsize=7, frameon=False)
+    fig.tight_layout(rect=(0, 0.06 + 0.035 * math.ceil((len(lines) + len(readers)) / 2), 1, 1))
     atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=120, format="png"))
     plt.close(fig)
