@@ -373,7 +373,8 @@ def write_reports(records: Sequence[QueryRecord], out_dir: Path, opts: ReportOpt
     pairs = pairwise(records, opts)
     pairs.to_csv(out_dir / "pairs.csv", index=False)
     sections = [pairs_markdown(pairs, _headline_columns(df, opts.top_k)),
-                trained_rerankers(records), judge_agreement(records, judge) if judge else None, cost_report(costs) if costs else None]
+                trained_rerankers(records), judge_agreement(records, judge) if judge else None,
+                cost_report(costs) if costs else None]
     md = "\n\n".join([md, *(s for s in sections if s)])
     (out_dir / "leaderboard.md").write_text(md + "\n")
     return md

@@ -60,7 +60,8 @@ def add_study_parsers(sub) -> None:
         parser.add_argument("--train-limit", type=int, help="train on the first N questions (default: the shipped "
                                                             "checkpoint's, 160)")
         parser.add_argument("--epochs", type=int, help="default: the shipped checkpoint's, 2")
-        parser.add_argument("--train-option", nargs="+", action="extend", type=training_option, default=[], metavar="NAME=VALUE",
+        parser.add_argument("--train-option", nargs="+", action="extend", type=training_option, default=[],
+                            metavar="NAME=VALUE",
                             help="any other rrpo train option over the shipped checkpoint's settings")
         parser.add_argument("--eval-split", default=d.eval_split, help="report on test; choose settings on dev")
         parser.add_argument("--eval-limit", type=int, help="evaluate on the first N questions")
