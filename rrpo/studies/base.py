@@ -454,6 +454,7 @@ def plot_curves(rows: list[dict[str, Any]], x_key: str, x_label: str, series_key
             if r[f"{metric}_p_holm"] < ALPHA:
                 ax_gain.annotate("*", (x, r[f"{metric}_gain_ci_hi"]), ha="center", va="bottom", fontsize=12)
     ax_gain.axhline(0.0, color="black", linewidth=0.8)
+    ax_gain.margins(y=0.12)                 # room for the significance marks above the error bars
     n = max(r["n"] for r in rows)
     ax_abs.set_ylabel(f"{metric} (mean over {n} questions, 95% CI)")
     ax_gain.set_ylabel(f"{metric} gain over {backbone} (paired, 95% CI)")
