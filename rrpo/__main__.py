@@ -39,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         else:
             train.add_argument(flag, type=OPTION_PARSERS[f.type], default=default, help=f"default: {default}")
     train.add_argument("--out", required=True, help="run folder (checkpoint, log, plot); re-run to resume")
+    train.add_argument("--data-dir", help="local copies of named datasets, as bench run's (default $RERANK_BENCH_DATA)")
     add_server_options(train)
     add_trust_remote_code_option(train)
     add_study_parsers(sub)
@@ -56,7 +57,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 0
         cfg = RRPOConfig(**{f.name: getattr(args, f.name) for f in fields(RRPOConfig)})
         servers = Servers(**{f.name: getattr(args, f.name) for f in fields(Servers)})
-        trainer = build_trainer(cfg, Path(args.out), servers, args.trust_remote_code)
+        trainer = build_trainer(cfg, Path(args.out), servers, args.trust_remote_code, args.data_dir)
         trainer.train()
         if trainer.dist.main:
             last = json.loads((Path(args.out) / "train_log.jsonl").read_text().splitlines()[-1])

@@ -47,13 +47,13 @@ def component_config(cfg: RRPOConfig, servers: Servers, cache_dir: str, trust_re
 
 
 def candidate_lists(dataset: str, split: str, first_stage_method: str, pool: int, limit: int | None, cache_dir: str,
-                    expander=None):
+                    expander=None, data_dir: str | None = None):
     """The training queries' first-stage candidates, through ``bench run``'s expansion stage (``expander``: a
-    ``bench.expansion.Query2Doc``, or None)."""
+    ``bench.expansion.Query2Doc``, or None); ``data_dir``: local copies of named datasets, as ``bench run``'s."""
     from bench.data import load_dataset
     from bench.expansion import expanded_first_stage
 
-    data = load_dataset(dataset, split=split, cache_dir=cache_dir).limit(limit)
+    data = load_dataset(dataset, split=split, cache_dir=cache_dir, data_dir=data_dir).limit(limit)
     return expanded_first_stage(data, first_stage_method, pool, cache_dir=cache_dir, expander=expander)[0]
 
 
@@ -68,13 +68,14 @@ def training_builder(cfg: RRPOConfig, servers: Servers, trust_remote_code: bool 
     return Builder(component_config(cfg, servers, str(bench_cache_dir(cfg.cache_dir)), trust_remote_code))
 
 
-def training_lists(cfg: RRPOConfig, builder) -> list:
+def training_lists(cfg: RRPOConfig, builder, data_dir: str | None = None) -> list:
     """The candidate lists a training with ``cfg`` learns from (what its checkpoint's ``training_data`` digests)."""
     return candidate_lists(cfg.dataset, cfg.split, cfg.first_stage, cfg.pool, cfg.limit, builder.config.cache_dir,
-                           builder.query2doc())
+                           builder.query2doc(), data_dir)
 
 
-def build_trainer(cfg: RRPOConfig, out: Path, servers: Servers, trust_remote_code: bool = False):
+def build_trainer(cfg: RRPOConfig, out: Path, servers: Servers, trust_remote_code: bool = False,
+                  data_dir: str | None = None):
     import torch
 
     from rrpo.rewards import answer_metric, judge_metric
@@ -83,7 +84,7 @@ def build_trainer(cfg: RRPOConfig, out: Path, servers: Servers, trust_remote_cod
     cfg.validate()
     builder = training_builder(cfg, servers, trust_remote_code)
     dist = Dist.from_env()
-    lists = dist.main_first(lambda: training_lists(cfg, builder))
+    lists = dist.main_first(lambda: training_lists(cfg, builder, data_dir))
     torch.manual_seed(cfg.seed)
     metric = judge_metric(builder.judge()) if builder.config.judge else answer_metric(cfg.metric)
     return assemble_trainer(cfg, builder.reranker(cfg.backbone), builder.reader(cfg.reader), metric, lists, out, dist)

@@ -265,3 +265,18 @@ def test_the_budget_is_shared_among_the_trainings_still_to_run(tmp_path, monkeyp
     shares.clear()
     DepthStudy(StudyOptions(out=str(tmp_path / "u")), [3]).train_all()
     assert shares == [None]
+
+
+def test_a_named_dataset_from_the_data_dir_trains_and_evaluates(tmp_path, server, standin_backbone):
+    """``--data-dir`` reaches the training's candidate lists as well as the evaluation (``rrpo train --data-dir``)."""
+    folder = tmp_path / "data" / "hotpotqa-distractor"
+    folder.mkdir(parents=True)
+    rows = [json.loads(line) for line in open(hotpot_file(tmp_path / "hotpot.jsonl"))]
+    (folder / "hotpot_dev_distractor_v1.json").write_text(json.dumps(rows))
+    argv = study_argv(tmp_path, server, ["depth", "--k", "1"], "--eval-readers", READERS[0],
+                      "--train-option", f"reader={READERS[0]}", "--data-dir", str(tmp_path / "data"))
+    argv[argv.index("--dataset") + 1] = "hotpotqa-distractor"
+    assert main(argv) == 0
+    table = pd.read_csv(tmp_path / "study" / "table.csv")
+    assert list(table["n"]) == [6] and list(table["steps"]) == [2]
+    assert not (tmp_path / "cache" / "hotpotqa").exists()          # read from the data dir, nothing downloaded

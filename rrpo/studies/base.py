@@ -246,7 +246,8 @@ class Study:
     def training_lists(self, config: RRPOConfig):
         from rrpo.assemble import training_builder, training_lists
 
-        return training_lists(config, training_builder(config, self.servers, self.options.trust_remote_code))
+        return training_lists(config, training_builder(config, self.servers, self.options.trust_remote_code),
+                              self.options.data_dir)
 
     def train(self, cell: Cell, share_minutes: float | None) -> Trained:
         from rrpo.assemble import build_trainer
@@ -258,7 +259,7 @@ class Study:
         config = cell.config
         if share_minutes is not None:
             config = replace(config, max_minutes=max(share_minutes - done_minutes, 0.0))
-        trainer = build_trainer(config, out, self.servers, self.options.trust_remote_code)
+        trainer = build_trainer(config, out, self.servers, self.options.trust_remote_code, self.options.data_dir)
         planned = trainer.cfg.epochs * trainer.steps_per_epoch
         has_checkpoint = (out / "config.json").is_file()
         if trainer.step < planned and not (share_minutes is not None and config.max_minutes <= 0 and has_checkpoint):
