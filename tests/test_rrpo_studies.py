@@ -176,6 +176,11 @@ def test_depth_study_plans_one_cell_per_horizon_and_rejects_bad_values(tmp_path,
     assert capsys.readouterr().err.strip() == "error: --pool 20: expected >= --k 30"
     assert main(["study", "noisy", "--p", "1.5", "--out", str(tmp_path / "s")]) == 2
     assert capsys.readouterr().err.strip() == "error: --p 1.5: expected probabilities in [0, 1]"
+    assert main(["study", "transfer", "--train-readers", "smollm2", "--eval-readers", "gpt-9",
+                 "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: unknown LLM engine 'gpt-9'; expected one of: ") and "\n" not in err
+    assert not (tmp_path / "s").exists()                # refused before any folder, training or model load
 
 
 def test_a_study_folder_refuses_other_options(tmp_path, capsys):

@@ -146,9 +146,19 @@ class Study:
         self.cells = self.plan()
         for cell in self.cells:
             cell.config.validate()
+        self.check_readers()
         names = [c.name for c in self.cells]
         if len(set(names)) != len(names):
             raise UserError(f"{self.name} study: the same cell twice ({', '.join(names)}); give each value once")
+
+    def check_readers(self) -> None:
+        """Every reader of the study (training and evaluation) is a known engine whose packages are installed: a
+        missing extra fails in one line before the first training, not after it."""
+        from bench.llm import check_engine_installed, parse_engine_spec
+
+        for spec in dict.fromkeys([*(c.config.reader for c in self.cells), *self.options.eval_readers]):
+            parse_engine_spec(spec)
+            check_engine_installed(spec)
 
     # --- what a study defines -------------------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
