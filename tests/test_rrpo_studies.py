@@ -285,3 +285,33 @@ def test_a_named_dataset_from_the_data_dir_trains_and_evaluates(tmp_path, server
     table = pd.read_csv(tmp_path / "study" / "table.csv")
     assert list(table["n"]) == [6] and list(table["steps"]) == [2]
     assert not (tmp_path / "cache" / "hotpotqa").exists()          # read from the data dir, nothing downloaded
+
+
+def test_an_interrupted_study_resumes_without_redoing_finished_work(tmp_path, server, standin_backbone, monkeypatch):
+    from rrpo.studies.base import Study
+
+    argv = study_argv(tmp_path, server, ["transfer", "--train-readers", *READERS], "--eval-readers", READERS[0])
+    evaluate = Study.evaluate
+    evaluated = []
+
+    def killed_after_the_first_cell(self, cell, trained):
+        if evaluated:
+            raise KeyboardInterrupt          # the user's Ctrl-C (or a kill) while the second cell is evaluated
+        evaluated.append(evaluate(self, cell, trained))
+        return evaluated[-1]
+
+    monkeypatch.setattr(Study, "evaluate", killed_after_the_first_cell)
+    with pytest.raises(KeyboardInterrupt):
+        main(argv)
+    logs = {p: p.read_text() for p in (tmp_path / "study" / "checkpoints").glob("*/train_log.jsonl")}
+    assert len(logs) == 2 and not (tmp_path / "study" / "table.csv").exists()
+    first_records = (evaluated[0] / "records.jsonl").read_text()
+    monkeypatch.setattr(Study, "evaluate", evaluate)
+    asked = server.count
+    assert main(argv) == 0
+    # both trainings were finished: not one step again; the first cell's records were kept as they were
+    assert {p: p.read_text() for p in logs} == logs
+    assert (evaluated[0] / "records.jsonl").read_text() == first_records
+    # only the second cell's checkpoint had answers left to ask (its 6 questions at most; the cache may hold them)
+    assert server.count - asked <= 6
+    assert list(pd.read_csv(tmp_path / "study" / "table.csv")["n"]) == [6, 6]
