@@ -315,3 +315,15 @@ def test_an_interrupted_study_resumes_without_redoing_finished_work(tmp_path, se
     # only the second cell's checkpoint had answers left to ask (its 6 questions at most; the cache may hold them)
     assert server.count - asked <= 6
     assert list(pd.read_csv(tmp_path / "study" / "table.csv")["n"]) == [6, 6]
+
+
+def test_a_cell_with_the_default_settings_reuses_the_shipped_checkpoint_by_name(tmp_path):
+    """The studies start from the shipped checkpoint's settings, so their SmolLM2 cell is that very checkpoint."""
+    from rrpo.studies.base import StudyOptions
+    from rrpo.studies.depth import DepthStudy
+
+    study = DepthStudy(StudyOptions(out=str(tmp_path / "s"), cache_dir=str(tmp_path / "cache")), [1, 3])
+    shipped = study.reusable(study.cells[0])
+    assert (shipped.checkpoint, shipped.reused_from, shipped.steps, shipped.planned) == \
+        ("minilm-fictional", "minilm-fictional", 40, 40)
+    assert study.reusable(study.cells[1]) is None           # k_train = 3 was never trained with these settings

@@ -250,7 +250,9 @@ class Study:
             if config.get("step") == planned and config.get("training_data") == training_data_digest(lists):
                 log = folder / "train_log.jsonl"
                 seconds = json.loads(log.read_text().splitlines()[-1])["seconds"] if log.is_file() else 0.0
-                return Trained(str(folder), planned, planned, seconds / 60, reused_from=str(folder))
+                # a shipped checkpoint by its name (what --rrpo-checkpoint and the tables show), others by path
+                name = folder.name if folder.parent == SHIPPED_CHECKPOINTS else str(folder)
+                return Trained(name, planned, planned, seconds / 60, reused_from=name)
         return None
 
     def training_lists(self, config: RRPOConfig):
