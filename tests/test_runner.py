@@ -58,7 +58,9 @@ def bench_cmd(dataset: Path, base_url: str | list[str], out: Path, cache: Path, 
 def run(cmd: list[str]) -> subprocess.CompletedProcess:
     env = {**os.environ, "TOY_KEY": API_KEY, "PYTHONUNBUFFERED": "1"}
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # the one-line errors first: under torchrun another rank's traceback can bury the rank that failed
+    errors = [line for line in proc.stderr.splitlines() if "error:" in line]
+    assert proc.returncode == 0, "\n".join([*errors[:10], proc.stderr[-3000:]])
     return proc
 
 
