@@ -64,7 +64,7 @@ def default_training_settings() -> dict[str, Any]:
 
 @dataclass
 class StudyOptions:
-    """The options every study shares (``add_study_options``)."""
+    """The options every study shares (``rrpo.studies.add_study_parsers`` makes their flags)."""
 
     eval_readers: list[str] = field(default_factory=lambda: ["smollm2", "gemma3-270m"])
     eval_split: str = "test"
@@ -99,7 +99,7 @@ class Cell:
     """One trained checkpoint of a study: its coordinates on the study's axes and its training options."""
 
     name: str                     # folder name under checkpoints/
-    coords: dict[str, Any]        # e.g. {"train_reader": "smollm2"}
+    coords: dict[str, Any]        # e.g. {"trained_with": "smollm2"}
     config: RRPOConfig
 
 
@@ -225,7 +225,9 @@ class Study:
             trained[cell.name] = self.train(cell, share)
         return {cell.name: trained[cell.name] for cell in self.cells}
 
-    def planned_steps(self, config: RRPOConfig, n_queries: int) -> int:
+    @staticmethod
+    def planned_steps(config: RRPOConfig, n_queries: int) -> int:
+        """The steps a full training makes (the trainer's epochs × steps per epoch)."""
         return config.epochs * math.ceil(n_queries / config.queries_per_step)
 
     def reusable(self, cell: Cell) -> Trained | None:
@@ -272,7 +274,7 @@ class Study:
         if share_minutes is not None:
             config = replace(config, max_minutes=max(share_minutes - done_minutes, 0.0))
         trainer = build_trainer(config, out, self.servers, self.options.trust_remote_code, self.options.data_dir)
-        planned = trainer.cfg.epochs * trainer.steps_per_epoch
+        planned = self.planned_steps(trainer.cfg, len(trainer.train_lists))
         has_checkpoint = (out / "config.json").is_file()
         if trainer.step < planned and not (share_minutes is not None and config.max_minutes <= 0 and has_checkpoint):
             print(f"[{self.name}] training {cell.name}: step {trainer.step} of {planned}"
