@@ -201,3 +201,32 @@ def test_cache_file_from_before_requests_were_kept_gets_the_column(tmp_path):
     assert rows["old reply"] is None and json.loads(rows["echo:b"])["messages"] == [["user", "b"]]
     cache.close()
     LLMCache(path).close()                                          # reopening an upgraded file: no second column
+
+
+def _open_cache_at_the_barrier(path, barrier, errors) -> None:
+    barrier.wait()
+    try:
+        LLMCache(path)
+    except Exception as exc:  # noqa: BLE001 - reported to the test through the queue
+        errors.put(f"{type(exc).__name__}: {exc}")
+
+
+def test_processes_opening_a_new_cache_together_all_get_it(tmp_path):
+    """The ranks of a torchrun run open the same new cache at the same moment: switching it to WAL, SQLite answers
+    "database is locked" at once to all but one of them (no busy wait), which used to fail a rank about one round in
+    seven. Forty rounds of six processes released by one barrier."""
+    ctx = multiprocessing.get_context("fork")
+    errors = ctx.Queue()
+    for round_ in range(40):
+        barrier = ctx.Barrier(6)
+        procs = [ctx.Process(target=_open_cache_at_the_barrier, args=(tmp_path / f"{round_}.sqlite", barrier, errors))
+                 for _ in range(6)]
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join(timeout=60)
+        assert [p.exitcode for p in procs] == [0] * 6
+    reported = []
+    while not errors.empty():
+        reported.append(errors.get())
+    assert reported == []

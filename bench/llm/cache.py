@@ -63,12 +63,27 @@ class LLMCache:
             try:
                 conn = sqlite3.connect(self.path, isolation_level=None, timeout=self.busy_timeout_ms / 1000)
                 conn.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
-                conn.execute("PRAGMA journal_mode=WAL")
+                self._enable_wal(conn)
                 conn.execute("PRAGMA synchronous=NORMAL")
             except sqlite3.DatabaseError as exc:
                 raise UserError(f"LLM cache {self.path}: not a usable SQLite database ({exc})") from exc
             self._local.conn, self._local.pid = conn, os.getpid()
         return conn
+
+    def _enable_wal(self, conn: sqlite3.Connection) -> None:
+        """Switch to WAL, retrying while another process switches the same new file: SQLite answers "database is
+        locked" at once, without waiting on ``busy_timeout``, to the second of two connections that both hold a
+        shared lock and want the exclusive one (its deadlock avoidance), which is what two processes opening a new
+        cache together do (the ranks of a torchrun run)."""
+        deadline = time.monotonic() + self.busy_timeout_ms / 1000
+        while True:
+            try:
+                conn.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
 
     def _write(self) -> "_WriteTransaction":
         return _WriteTransaction(self._connection())
