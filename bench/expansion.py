@@ -85,9 +85,6 @@ class Query2Doc:
         self.template = template or load_template("query2doc")
         self.max_tokens = max_tokens
 
-    def identity(self) -> dict[str, Any]:
-        return {"engine": self.engine.identity(), "template": self.template.tag, "max_tokens": self.max_tokens}
-
     def pseudo_documents(self, queries: Sequence[Query]) -> list[PseudoDocument]:
         """One per query, same order. A failed LLM call fails the stage (one line, naming the query): searching
         some queries unexpanded would mix two conditions in one run; the finished calls are cached for the re-run."""

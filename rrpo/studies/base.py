@@ -118,6 +118,13 @@ class Trained:
         return self.steps < self.planned
 
 
+def trained_seconds(folder: Path) -> float:
+    """The training seconds a ``rrpo train`` folder logged so far (its last log row; 0 before the first step)."""
+    log = folder / "train_log.jsonl"
+    rows = log.read_text().splitlines() if log.is_file() else []
+    return float(json.loads(rows[-1])["seconds"]) if rows else 0.0
+
+
 def comparable(hyperparameters: dict[str, Any]) -> dict[str, Any]:
     """A checkpoint's training options as they decide what it learned: runtime options out, options the checkpoint
     predates at their defaults."""
@@ -233,6 +240,7 @@ class Study:
     def reusable(self, cell: Cell) -> Trained | None:
         """A finished checkpoint trained with exactly this cell's options on the same data (shipped, or --reuse)."""
         from rrpo.reranker import SHIPPED_CHECKPOINTS
+        from rrpo.trainer import training_data_digest
 
         wanted = comparable(asdict(cell.config))
         candidates = [*(Path(p) for p in self.options.reuse), *sorted(SHIPPED_CHECKPOINTS.iterdir())]
@@ -246,15 +254,11 @@ class Study:
             if comparable(config.get("hyperparameters", {})) != wanted:
                 continue
             lists = self.training_lists(cell.config)
-            from rrpo.trainer import training_data_digest
-
             planned = self.planned_steps(cell.config, len(lists))
             if config.get("step") == planned and config.get("training_data") == training_data_digest(lists):
-                log = folder / "train_log.jsonl"
-                seconds = json.loads(log.read_text().splitlines()[-1])["seconds"] if log.is_file() else 0.0
                 # a shipped checkpoint by its name (what --rrpo-checkpoint and the tables show), others by path
                 name = folder.name if folder.parent == SHIPPED_CHECKPOINTS else str(folder)
-                return Trained(name, planned, planned, seconds / 60, reused_from=name)
+                return Trained(name, planned, planned, trained_seconds(folder) / 60, reused_from=name)
         return None
 
     def training_lists(self, config: RRPOConfig):
@@ -267,12 +271,9 @@ class Study:
         from rrpo.assemble import build_trainer
 
         out = self.folder / "checkpoints" / cell.name
-        log = out / "train_log.jsonl"
-        done_minutes = (json.loads(log.read_text().splitlines()[-1])["seconds"] / 60
-                        if log.is_file() and log.read_text().strip() else 0.0)
         config = cell.config
         if share_minutes is not None:
-            config = replace(config, max_minutes=max(share_minutes - done_minutes, 0.0))
+            config = replace(config, max_minutes=max(share_minutes - trained_seconds(out) / 60, 0.0))
         trainer = build_trainer(config, out, self.servers, self.options.trust_remote_code, self.options.data_dir)
         planned = self.planned_steps(trainer.cfg, len(trainer.train_lists))
         has_checkpoint = (out / "config.json").is_file()

@@ -8,10 +8,9 @@ Claude, Gemini); here any engine specs, e.g. ``smollm2 gemma3-270m`` offline or 
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
-
-from dataclasses import replace
 
 from bench.files import atomic_write
 from rrpo.studies.base import ALPHA, Cell, Study, plot_axes
