@@ -327,3 +327,28 @@ def test_a_cell_with_the_default_settings_reuses_the_shipped_checkpoint_by_name(
     assert (shipped.checkpoint, shipped.reused_from, shipped.steps, shipped.planned) == \
         ("minilm-fictional", "minilm-fictional", 40, 40)
     assert study.reusable(study.cells[1]) is None           # k_train = 3 was never trained with these settings
+
+
+def test_a_resumed_training_gets_its_share_less_the_minutes_it_already_trained(tmp_path, monkeypatch):
+    import rrpo.assemble
+    from rrpo.studies.base import StudyOptions
+    from rrpo.studies.depth import DepthStudy
+
+    study = DepthStudy(StudyOptions(out=str(tmp_path / "s")), [3])
+    folder = tmp_path / "s" / "checkpoints" / "k3"
+    folder.mkdir(parents=True)
+    (folder / "train_log.jsonl").write_text(json.dumps({"step": 1, "seconds": 60.0}) + "\n"
+                                            + json.dumps({"step": 2, "seconds": 150.0}) + "\n")
+    budgets = []
+
+    class Finished:
+        step, seconds, train_lists = 10, 150.0, [None] * 40     # finished: 2 epochs of 5 steps
+
+        def __init__(self, cfg):
+            self.cfg = cfg
+            budgets.append(cfg.max_minutes)
+
+    monkeypatch.setattr(rrpo.assemble, "build_trainer", lambda cfg, *args: Finished(cfg))
+    trained = study.train(study.cells[0], share_minutes=4.0)
+    assert budgets == [pytest.approx(1.5)]                   # 4 minutes less the 2.5 already logged
+    assert (trained.steps, trained.planned, trained.minutes) == (10, 10, 2.5)
