@@ -80,3 +80,82 @@ def hub_offline() -> bool:
     import huggingface_hub
 
     return huggingface_hub.is_offline_mode() or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
+
+
+# Seconds a reachability probe (the hub, an OpenAI-compatible server) waits: long enough for a slow link, short enough
+# that a machine without network says so at once instead of after a minute of the hub client's retries.
+PROBE_TIMEOUT = 5.0
+
+
+def http_reachable(url: str, headers: dict[str, str] | None = None, timeout: float = PROBE_TIMEOUT) -> str | None:
+    """None when ``url``'s server answers an HTTP request (any status: it is there), else why it could not be
+    reached, in a few words. Honours the usual proxy variables (urllib reads them)."""
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=timeout):
+            return None
+    except urllib.error.HTTPError:              # an answer, even 401/404: the server is reachable
+        return None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return f"{type(reason).__name__}: {reason}" if str(reason) else type(reason).__name__
+
+
+def hub_unreachable_reason() -> str | None:
+    """None when the Hugging Face hub can serve downloads now; else why not (``HF_HUB_OFFLINE`` set, or one quick
+    probe of the endpoint failed). Probed once per process."""
+    if hub_offline():
+        return "HF_HUB_OFFLINE is set"
+    return _probe_hub()
+
+
+_HUB_PROBE: dict[str, str | None] = {}
+
+
+def _probe_hub() -> str | None:
+    from huggingface_hub import constants
+
+    endpoint = constants.ENDPOINT
+    if endpoint not in _HUB_PROBE:
+        failure = http_reachable(endpoint)
+        _HUB_PROBE[endpoint] = None if failure is None else f"the hub ({endpoint}) cannot be reached ({failure})"
+    return _HUB_PROBE[endpoint]
+
+
+def check_weights_available(checkpoint: str, what: str, override_flag: str = "--checkpoint NAME=FOLDER") -> None:
+    """Fail in one line, before anything loads, when the weights of ``checkpoint`` cannot be had: a local folder that
+    does not exist, or a hub id that is neither in the hub cache nor downloadable now. Says how to get them."""
+    from bench.errors import UserError
+
+    if Path(checkpoint).expanduser().exists():
+        return
+    if checkpoint.startswith(("/", "./", "../", "~")) or checkpoint.count("/") > 1:
+        raise UserError(f"{what}: checkpoint folder {checkpoint} does not exist")
+    import huggingface_hub
+    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
+
+    try:
+        huggingface_hub.snapshot_download(checkpoint, local_files_only=True)
+        return
+    except HFValidationError:
+        raise UserError(f"{what}: {checkpoint!r} is neither a local folder nor a hub id (owner/name)") from None
+    except (LocalEntryNotFoundError, FileNotFoundError, OSError):
+        pass                                     # not in the hub cache: can it be downloaded?
+    reason = hub_unreachable_reason()
+    if reason is not None:
+        raise UserError(f"{what}: checkpoint {checkpoint!r} is not on this machine and {reason}; download it where "
+                        f"the hub is reachable (`hf download {checkpoint}`, then copy the hub cache), or pass a local "
+                        f"folder with {override_flag}")
+
+
+def check_server_reachable(base_url: str, what: str, api_key_env: str | None = None) -> None:
+    """One cheap request (``GET <base_url>/models``, what every OpenAI-compatible server answers) before a run asks
+    its first question: an unreachable server fails the run in one line instead of failing every query."""
+    from bench.errors import UserError
+
+    key = os.environ.get(api_key_env or "", "")
+    failure = http_reachable(base_url.rstrip("/") + "/models", {"Authorization": f"Bearer {key}"} if key else None)
+    if failure is not None:
+        raise UserError(f"{what}: the server {base_url} cannot be reached ({failure}); start it or fix --base-url")

@@ -104,6 +104,15 @@ class RunConfig:
                 if k not in self.NON_IDENTITY and not (k in self.COMPONENT_ARGS and not v)
                 and not (k in self.QUERY2DOC and not self.query2doc)}
 
+    def with_baseline_listed(self) -> RunConfig:
+        """The significance tests compare every reranker with ``baseline``, so it must be run: when it is not among
+        ``rerankers`` it is put first, with one line saying so (by default ``none``, the first-stage order: free)."""
+        if self.baseline in self.rerankers:
+            return self
+        log.warning("--baseline %s is not among --rerankers: added as the first row (the reranker every other is "
+                    "compared with%s)", self.baseline, "; the first-stage order, free" if self.baseline == "none" else "")
+        return replace(self, rerankers=[self.baseline, *self.rerankers])
+
     def resolved_run_id(self, content: dict[str, Any]) -> str:
         """``--run-id``, or a name derived from the identity and ``content`` (fingerprints of the data and weights,
         so that changed data or a retrained checkpoint start a new run instead of resuming with stale records)."""
@@ -236,7 +245,9 @@ class Runner:
 
         from rerankers.registry import weights_fingerprint
 
+        self.config = self.config.with_baseline_listed()
         self.validate()
+        self.preflight()
         self.dist = Dist.from_env(backend="gloo", timeout=EVALUATION_TIMEOUT)   # only small objects are exchanged
         self.config = c = replace(self.config, device=self.dist.device(self.config.device))
         self.builder = Builder(c)                  # built from the config with this rank's device
@@ -341,7 +352,6 @@ class Runner:
         is made."""
         from bench.data import DATASETS
         from bench.data.base import unknown_dataset
-        from bench.errors import check_extra
         from bench.llm import check_engine_installed
         from rerankers.registry import resolve
 
@@ -362,18 +372,38 @@ class Runner:
                 raise UserError(f"{flag}: the value looks like an API key, not the NAME of the environment variable "
                                 f"holding one (e.g. OPENAI_API_KEY); it is not shown here")
         for name in c.rerankers:
-            spec = resolve(name)
-            if spec.extra:
-                check_extra(spec.extra, f"reranker {name!r}")
+            resolve(name)
         for spec in [*c.readers, *([c.judge] if c.judge else [])]:
             if spec != "none":
                 check_engine_installed(spec)
         for ds in c.datasets:
             if ds not in DATASETS and not Path(ds).expanduser().exists():
                 raise unknown_dataset(ds)
-        if c.baseline not in c.rerankers:
-            raise UserError(f"--baseline {c.baseline!r} is not among --rerankers ({' '.join(c.rerankers)})")
         self.validate_component_args()
+
+    def preflight(self) -> None:
+        """Every component can run before the first question is answered (and before the run folder is made):
+        templates parse, extras are installed, weights are local, in the hub cache or downloadable now, servers
+        answer. Nothing loads; a missing piece fails in one line saying how to get it."""
+        from bench.errors import check_extra
+        from bench.llm import check_engine_reachable
+        from bench.prompts import load_template
+        from rerankers.registry import RERANKERS, resolve
+
+        c = self.config
+        for template in (c.reader_template, *([c.judge_template] if c.judge else []),
+                         *([c.query2doc_template] if c.query2doc else [])):
+            load_template(template)
+        for role, specs in (("reader", c.readers), ("judge", [c.judge] if c.judge else []),
+                            ("query2doc", [c.query2doc] if c.query2doc else [])):
+            for spec in specs:
+                if spec != "none":
+                    check_engine_reachable(spec, self.builder.engine_options(spec, role), f"{role} {spec}")
+        for name in c.rerankers:      # the weights first: of what is missing, the hardest to get
+            spec, settings = resolve(name), self.builder.reranker_settings(name)
+            RERANKERS.load(name).preflight(name, settings.checkpoint or spec.checkpoint, settings)
+            if spec.extra:
+                check_extra(spec.extra, f"reranker {name!r}")
 
     def validate_component_args(self) -> None:
         """Each ``--*-args NAME:...`` names a component of the run, and its keys and values fit that component's

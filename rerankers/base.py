@@ -62,6 +62,16 @@ class Reranker(ABC):
         return {"name": self.name, "checkpoint": self.checkpoint}
 
     @classmethod
+    def preflight(cls, name: str, checkpoint: str | None, settings: RerankerSettings) -> None:
+        """Fail in one line when this reranker cannot run here (its weights neither local, nor in the hub cache, nor
+        downloadable now; its server unreachable), without loading it: the run checks every component so before it
+        answers its first question. The default: a checkpoint's weights."""
+        if checkpoint is not None:
+            from bench.environment import check_weights_available
+
+            check_weights_available(checkpoint, f"reranker {name!r}", f"--checkpoint {name}=FOLDER")
+
+    @classmethod
     def weights_fingerprint(cls, checkpoint: str | None) -> str | None:
         """The weights a run would use, known before they load: a local folder's content hash (so a checkpoint
         retrained in place starts a new run instead of resuming with stale rankings), a hub id itself."""

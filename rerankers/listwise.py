@@ -199,6 +199,20 @@ class ListwiseReranker(Reranker):
     def default_engine_kind(self) -> str:
         return "openai"
 
+    @classmethod
+    def preflight(cls, name, checkpoint, settings) -> None:
+        """Served engines: the server answers; local ones: the weights are at hand. Building the reranker is cheap
+        (its prompt and options; the model loads with the engine)."""
+        from bench.environment import check_server_reachable, check_weights_available
+        from bench.llm.openai_engine import server_urls
+
+        reranker = cls(checkpoint, settings)
+        if reranker.engine_kind in ("openai", "rankllm"):
+            for url in server_urls(reranker.options.base_url):
+                check_server_reachable(url, f"reranker {name!r}", reranker.options.api_key_env)
+        else:
+            check_weights_available(reranker.model_name, f"reranker {name!r}", f"--checkpoint {name}=FOLDER")
+
     @property
     def engine(self) -> Engine:
         if self._engine is None:

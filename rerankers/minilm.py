@@ -26,6 +26,13 @@ class MiniLMBiEncoder(PointwiseReranker):
         self.encoder = BiEncoder.load(self.checkpoint, device=device, dtype=resolve_dtype(self.settings.dtype, device),
                                       max_length=self.settings.max_length)
 
+    @classmethod
+    def preflight(cls, name, checkpoint, settings) -> None:
+        from bench.encoders import resolve_checkpoint
+
+        # the registered id resolves to the offline package's folder when it is installed
+        super().preflight(name, resolve_checkpoint(checkpoint or CHECKPOINT), settings)
+
     @property
     def model(self):
         return self.encoder

@@ -93,6 +93,32 @@ class RRPOReranker(PointwiseReranker):
                 "trained_with": self.trained_with}
 
     @classmethod
+    def preflight(cls, name, checkpoint, settings) -> None:
+        """The checkpoint (local, shipped, or a hub id that can be had) and, for a local one, its backbone's
+        weights."""
+        import dataclasses
+        import json
+
+        from rerankers.registry import RERANKERS, resolve
+
+        if not checkpoint:
+            raise UserError(f"reranker {name!r} needs a trained checkpoint: pass --rrpo-checkpoint FOLDER, or train "
+                            f"one with: {TRAIN_HINT}")
+        folder = local_checkpoint_folder(checkpoint)
+        if folder is None:
+            super().preflight(name, checkpoint, settings)
+            return
+        try:
+            config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+            backbone, backbone_checkpoint = config["backbone"], config.get("backbone_checkpoint")
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise UserError(f"{folder / 'config.json'}: not an RRPO checkpoint config ({type(exc).__name__}: "
+                            f"{exc})") from None
+        RERANKERS.load(backbone).preflight(f"{name} (backbone {backbone})",
+                                           backbone_checkpoint or resolve(backbone).checkpoint,
+                                           dataclasses.replace(settings, checkpoint=backbone_checkpoint, options=None))
+
+    @classmethod
     def weights_fingerprint(cls, checkpoint: str | None) -> str | None:
         folder = local_checkpoint_folder(checkpoint) if checkpoint else None
         return super().weights_fingerprint(str(folder) if folder else checkpoint)

@@ -146,7 +146,27 @@ def test_beir_offline_error_names_url_and_workarounds(tmp_path, monkeypatch):
         load_dataset("nfcorpus", cache_dir=str(tmp_path))
     message = str(err.value)
     assert f"could not download http://127.0.0.1:{port}/beir/nfcorpus.zip" in message
-    assert "pass its unzipped folder as the dataset path" in message and loaders.BEIR_URL_ENV in message
+    # the exact files a --data-dir folder needs, the flag, and the command that fetches them
+    assert ("put nfcorpus/corpus.jsonl, nfcorpus/queries.jsonl, nfcorpus/qrels/test.tsv under a folder DIR and pass "
+            "--data-dir DIR") in message
+    assert "`python -m bench data pull nfcorpus`" in message and loaders.BEIR_URL_ENV in message
+    assert "\n" not in message
+
+
+def test_a_catalogued_file_that_cannot_be_downloaded_names_the_data_dir_layout_and_pull(tmp_path):
+    from bench.data import catalog
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    entry = catalog.CATALOG["hotpotqa-distractor"]
+    unreachable = catalog.DataFile(entry.files[0].path, f"http://127.0.0.1:{port}/hotpot.json")
+    with pytest.raises(UserError) as err:
+        catalog.fetch_file(entry, tmp_path / "hotpotqa", unreachable)
+    assert str(err.value).endswith(
+        "put hotpotqa-distractor/hotpot_dev_distractor_v1.json under a folder DIR and pass --data-dir DIR (or set "
+        "$RERANK_BENCH_DATA=DIR); `python -m bench data pull hotpotqa-distractor` downloads them where the network "
+        "is reachable")
 
 
 def test_default_beir_url_and_registered_names():

@@ -20,6 +20,9 @@ from tests.rrpo_standins import STANDIN_NAME, register_standin
 # Two readers on one server, told apart by the request's model: "a" answers right only with doc3 in its documents,
 # "b" also with doc5.
 READERS = ["openai:reader-a", "openai:reader-b"]
+# The studies default to evaluating with SmolLM2 and Gemma-3-270m; Gemma is an optional extra (`gemma`) that the
+# test command does not install, so tests that build a study without a server evaluate with SmolLM2 alone.
+SMOLLM2_ONLY = ["smollm2"]
 
 
 def reply(body: dict) -> str:
@@ -169,12 +172,12 @@ def test_depth_study_plans_one_cell_per_horizon_and_rejects_bad_values(tmp_path,
     from rrpo.studies.base import StudyOptions
     from rrpo.studies.depth import DepthStudy
 
-    study = DepthStudy(StudyOptions(out=str(tmp_path / "s")), [5, 1, 3])
+    study = DepthStudy(StudyOptions(eval_readers=SMOLLM2_ONLY, out=str(tmp_path / "s")), [5, 1, 3])
     assert [(c.name, c.config.k) for c in study.cells] == [("k1", 1), ("k3", 3), ("k5", 5)]
     assert {c.config.lr for c in study.cells} == {1e-4} and study.cells[0].config.ratio_anchor == "behaviour"
-    assert main(["study", "depth", "--k", "30", "--out", str(tmp_path / "s")]) == 2
+    assert main(["study", "depth", "--k", "30", "--eval-readers", "smollm2", "--out", str(tmp_path / "s")]) == 2
     assert capsys.readouterr().err.strip() == "error: --pool 20: expected >= --k 30"
-    assert main(["study", "noisy", "--p", "1.5", "--out", str(tmp_path / "s")]) == 2
+    assert main(["study", "noisy", "--p", "1.5", "--eval-readers", "smollm2", "--out", str(tmp_path / "s")]) == 2
     assert capsys.readouterr().err.strip() == "error: --p 1.5: expected probabilities in [0, 1]"
     assert main(["study", "transfer", "--train-readers", "smollm2", "--eval-readers", "gpt-9",
                  "--out", str(tmp_path / "s")]) == 2
@@ -187,10 +190,10 @@ def test_a_study_folder_refuses_other_options(tmp_path, capsys):
     from rrpo.studies.base import StudyOptions
     from rrpo.studies.depth import DepthStudy
 
-    DepthStudy(StudyOptions(out=str(tmp_path / "s")), [1]).claim_folder()
-    DepthStudy(StudyOptions(out=str(tmp_path / "s"), budget_minutes=3), [1]).claim_folder()   # budget may change
+    DepthStudy(StudyOptions(eval_readers=SMOLLM2_ONLY, out=str(tmp_path / "s")), [1]).claim_folder()
+    DepthStudy(StudyOptions(eval_readers=SMOLLM2_ONLY, out=str(tmp_path / "s"), budget_minutes=3), [1]).claim_folder()   # budget may change
     with pytest.raises(Exception, match=r"holds a study with other options \(eval_limit, k\)"):
-        DepthStudy(StudyOptions(out=str(tmp_path / "s"), eval_limit=5), [1, 3]).claim_folder()
+        DepthStudy(StudyOptions(eval_readers=SMOLLM2_ONLY, out=str(tmp_path / "s"), eval_limit=5), [1, 3]).claim_folder()
 
 
 def test_train_option_parsing_types_values_like_rrpo_train():
@@ -261,14 +264,14 @@ def test_the_budget_is_shared_among_the_trainings_still_to_run(tmp_path, monkeyp
     monkeypatch.setattr(Study, "reusable", lambda self, cell: Trained("shipped", 5, 5, 30.0, reused_from="shipped")
                         if cell.config.k == 1 else None)
     monkeypatch.setattr(Study, "train", fake_train)
-    DepthStudy(StudyOptions(out=str(tmp_path / "s"), budget_minutes=12), [1, 3, 5, 7]).train_all()
+    DepthStudy(StudyOptions(eval_readers=SMOLLM2_ONLY, out=str(tmp_path / "s"), budget_minutes=12), [1, 3, 5, 7]).train_all()
     # three trainings share 12 minutes (the reused k = 1 costs nothing): 12/3, then (12 - 4)/2, then (12 - 8)/1
     assert shares == [4.0, 4.0, 4.0]
     shares.clear()
-    DepthStudy(StudyOptions(out=str(tmp_path / "t"), budget_minutes=10), [3, 5]).train_all()
+    DepthStudy(StudyOptions(eval_readers=SMOLLM2_ONLY, out=str(tmp_path / "t"), budget_minutes=10), [3, 5]).train_all()
     assert shares == [5.0, 6.0]
     shares.clear()
-    DepthStudy(StudyOptions(out=str(tmp_path / "u")), [3]).train_all()
+    DepthStudy(StudyOptions(eval_readers=SMOLLM2_ONLY, out=str(tmp_path / "u")), [3]).train_all()
     assert shares == [None]
 
 
@@ -322,7 +325,7 @@ def test_a_cell_with_the_default_settings_reuses_the_shipped_checkpoint_by_name(
     from rrpo.studies.base import StudyOptions
     from rrpo.studies.depth import DepthStudy
 
-    study = DepthStudy(StudyOptions(out=str(tmp_path / "s"), cache_dir=str(tmp_path / "cache")), [1, 3])
+    study = DepthStudy(StudyOptions(eval_readers=SMOLLM2_ONLY, out=str(tmp_path / "s"), cache_dir=str(tmp_path / "cache")), [1, 3])
     shipped = study.reusable(study.cells[0])
     assert (shipped.checkpoint, shipped.reused_from, shipped.steps, shipped.planned) == \
         ("minilm-fictional", "minilm-fictional", 40, 40)
@@ -334,7 +337,7 @@ def test_a_resumed_training_gets_its_share_less_the_minutes_it_already_trained(t
     from rrpo.studies.base import StudyOptions
     from rrpo.studies.depth import DepthStudy
 
-    study = DepthStudy(StudyOptions(out=str(tmp_path / "s")), [3])
+    study = DepthStudy(StudyOptions(eval_readers=SMOLLM2_ONLY, out=str(tmp_path / "s")), [3])
     folder = tmp_path / "s" / "checkpoints" / "k3"
     folder.mkdir(parents=True)
     (folder / "train_log.jsonl").write_text(json.dumps({"step": 1, "seconds": 60.0}) + "\n"

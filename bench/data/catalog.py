@@ -160,8 +160,17 @@ def raise_on_failure(entry: Entry, rows: list[dict[str, str]]) -> None:
 
 # --- pulling ---------------------------------------------------------------------------------------------------
 
+def local_copy_hint(name: str) -> str:
+    """What a failed download tells the user: the exact files a ``--data-dir`` folder needs for ``name``, and the
+    command that fetches them where the network is reachable."""
+    entry = CATALOG[name]
+    files = ", ".join(f"{entry.folder_name}/{f.path}" for f in entry.files)
+    return (f"to run without the network, put {files} under a folder DIR and pass --data-dir DIR (or set "
+            f"${DATA_DIR_ENV}=DIR); `python -m bench data pull {name}` downloads them where the network is reachable")
+
+
 def fetch_file(entry: Entry, folder: Path, f: DataFile) -> None:
-    how = f"to use a local copy, put {f.path} in {folder} (or point --data-dir / ${DATA_DIR_ENV} at its parent)"
+    how = local_copy_hint(entry.name)
     dest = folder / f.path
     if f.member is None:
         download(f.url, dest, md5=f.md5, sha256=f.sha256, size=f.size, how_to_avoid=how)

@@ -225,8 +225,11 @@ def fetch_beir(name: str, cache_dir: str | None = None, base_url: str | None = N
     md5 = md5 or BEIR_DATASETS.get(name, ("", ""))[0] or None
     root.mkdir(parents=True, exist_ok=True)
     archive = root / f"{name}.zip"
-    how_to_avoid = (f"to use a local copy, pass its unzipped folder as the dataset path, or set {BEIR_URL_ENV} "
-                    f"to a folder URL holding {name}.zip (e.g. file:///data/beir)")
+    from bench.data.catalog import CATALOG, local_copy_hint
+
+    # registered names: the --data-dir layout and `bench data pull`; any name: the BEIR zip from a mirror
+    how_to_avoid = (f"{local_copy_hint(name) + '; or ' if name in CATALOG else ''}set {BEIR_URL_ENV} to a folder "
+                    f"URL holding {name}.zip (e.g. file:///data/beir)")
     record = download(url, archive, md5, how_to_avoid)
     staging = root / f".{name}.unzip"
     shutil.rmtree(staging, ignore_errors=True)
@@ -356,8 +359,10 @@ def load_hotpotqa_distractor(split: str = "test", cache_dir: str | None = None,
     path = root / Path(HOTPOTQA_DEV_DISTRACTOR_URL).name
     if not path.is_file():
         root.mkdir(parents=True, exist_ok=True)
-        record = download(HOTPOTQA_DEV_DISTRACTOR_URL, path, None,
-                          "to use a local copy, pass the path of a HotpotQA .json or .jsonl file as the dataset")
+        from bench.data.catalog import local_copy_hint
+
+        record = download(HOTPOTQA_DEV_DISTRACTOR_URL, path, None, local_copy_hint("hotpotqa-distractor")
+                          + "; or pass the path of a HotpotQA .json or .jsonl file as the dataset")
         (root / f"{path.name}.download.json").write_text(json.dumps(record, indent=1) + "\n")
     return load_hotpotqa(path, split if split in ID_SPLITS else "dev", name="hotpotqa-distractor")
 

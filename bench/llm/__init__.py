@@ -114,6 +114,22 @@ def check_engine_installed(spec: str) -> None:
         check_extra(extra, f"the {spec} reader")
 
 
+def check_engine_reachable(spec: str, options: EngineOptions, what: str) -> None:
+    """Before a run's first question: the engine's packages are installed, and its weights are at hand (local
+    engines) or its servers answer (``openai``); one line saying what is missing otherwise. Nothing loads."""
+    from bench.environment import check_server_reachable, check_weights_available
+
+    check_engine_installed(spec)
+    name, model = parse_engine_spec(spec)
+    if name == "openai":
+        from bench.llm.openai_engine import server_urls
+
+        for url in server_urls(options.base_url):
+            check_server_reachable(url, what, options.api_key_env)
+    elif name in ("hf", "vllm"):
+        check_weights_available(model, what, "a local folder in the spec (hf:/path/to/model)")
+
+
 def make_engine(spec: str, **options: object) -> Engine:
     """Build an engine from ``spec``; ``options`` are the fields of ``EngineOptions``."""
     try:

@@ -44,6 +44,13 @@ LOCAL_DUMMY_KEY = "EMPTY"
 RETRYABLE_STATUS = frozenset({408, 409, 429})
 
 
+def server_urls(base_url: str | Sequence[str] | None) -> tuple[str, ...]:
+    """The servers an engine talks to: one URL or several, OpenAI's own when none is given (always explicit, so that
+    the OPENAI_BASE_URL variable cannot silently redirect an engine whose repr says otherwise)."""
+    urls = [base_url] if base_url is None or isinstance(base_url, str) else list(base_url)
+    return tuple((url or OPENAI_BASE_URL).rstrip("/") for url in urls)
+
+
 class UnparseableResponse(Exception):
     """The server answered 200 with something that is not a chat completion with text."""
 
@@ -120,10 +127,7 @@ class OpenAIEngine(Engine):
             raise UserError(f"openai engine: concurrency must be >= 1, max_retries >= 0, timeout > 0 and cooldown "
                             f">= 0 (got {concurrency}, {max_retries}, {timeout}, {cooldown})")
         self.model = model
-        # Always explicit, so that the OPENAI_BASE_URL variable cannot silently redirect an engine whose repr says
-        # otherwise.
-        urls = [base_url] if base_url is None or isinstance(base_url, str) else list(base_url)
-        self.base_urls = tuple((url or OPENAI_BASE_URL).rstrip("/") for url in urls)
+        self.base_urls = server_urls(base_url)
         if not self.base_urls:
             raise UserError("openai engine: base_url is an empty list; expected one or more server URLs")
         repeated = sorted({url for url in self.base_urls if self.base_urls.count(url) > 1})
