@@ -352,16 +352,17 @@ def test_queries_without_candidates_get_their_own_status_and_no_reader_call(unin
         proc = run(cmd)
         asked = prompt_text_all = [prompt_text(b) for b in srv.requests]
         assert not any("grove" in t or "heron" in t for t in prompt_text_all), asked
-    recs = records(only_dir(tmp_path / "out"))
-    empty = sorted((r["reranker"], r["qid"]) for r in recs if r["status"] == "no_candidates")
-    assert empty == [("none", "q6"), ("none", "q7"), ("random", "q6"), ("random", "q7")]
-    assert all(r["metrics"] == {} and r["answer"] is None for r in recs if r["status"] == "no_candidates")
-    assert "2 of 8 queries have no first-stage candidates" in proc.stderr
-    none_row = next(l for l in proc.stdout.splitlines() if l.startswith("| none"))
-    assert [c.strip() for c in none_row.split("|")[2:6]] == [str(N_QUESTIONS - 2), str(N_QUESTIONS - 2), "0", "2"]
-    count = srv.count
-    run(cmd)                                   # final: nothing to redo
-    assert len(records(only_dir(tmp_path / "out"))) == 2 * N_QUESTIONS and srv.count == count
+        recs = records(only_dir(tmp_path / "out"))
+        empty = sorted((r["reranker"], r["qid"]) for r in recs if r["status"] == "no_candidates")
+        assert empty == [("none", "q6"), ("none", "q7"), ("random", "q6"), ("random", "q7")]
+        assert all(r["metrics"] == {} and r["answer"] is None for r in recs if r["status"] == "no_candidates")
+        assert "2 of 8 queries have no first-stage candidates" in proc.stderr
+        none_row = next(l for l in proc.stdout.splitlines() if l.startswith("| none"))
+        assert [c.strip() for c in none_row.split("|")[2:6]] == [str(N_QUESTIONS - 2), str(N_QUESTIONS - 2), "0",
+                                                                 "2"]
+        count = srv.count
+        run(cmd)                                   # final: nothing to redo (the server is still up: pre-flight)
+        assert len(records(only_dir(tmp_path / "out"))) == 2 * N_QUESTIONS and srv.count == count
 
 
 def test_second_run_into_a_locked_run_folder_exits_2_naming_the_holder(uninterrupted, tmp_path):
@@ -411,7 +412,9 @@ def test_missing_reranker_extra_fails_before_the_run_folder(monkeypatch, tmp_pat
     from bench.runner import RunConfig, Runner
 
     monkeypatch.setitem(errors.EXTRA_MODULES, "t5", ("sentencepiece", "no_such_module_for_this_test"))
-    runner = Runner(RunConfig(rerankers=["none", "monot5"], readers=["none"], output=str(tmp_path / "out")))
+    # a local folder for its weights: the weights are checked first (of what is missing, the hardest to get)
+    runner = Runner(RunConfig(rerankers=["none", "monot5"], readers=["none"], output=str(tmp_path / "out"),
+                              checkpoints={"monot5": str(tmp_path)}))
     with pytest.raises(errors.MissingDependency) as err:
         runner.run()
     assert str(err.value) == ("reranker 'monot5' needs the Python package 'no_such_module_for_this_test': "
