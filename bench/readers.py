@@ -71,7 +71,7 @@ class Reader:
         """Answer one question from passages in the given order (strings, or ``(id, text)`` pairs; none: closed
         book) through ``answer``, the batched call the runner makes.
 
-        >>> bench.load_reader("smollm2").ask("What is the capital of France?", ["Paris is the capital of France."]).text
+        >>> bench.load_reader("smollm2").ask("Who wrote Hamlet?", ["Hamlet is a tragedy by William Shakespeare."]).text
         """
         return self.answer([Query(qid="0", text=question)], [documents(docs)])[0]
 

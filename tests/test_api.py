@@ -121,6 +121,18 @@ def test_compare_pools_runs_and_selects_metrics(runs, tmp_path):
         bench.compare([api, changed])
 
 
+def test_leaderboard_reads_only_empty_cells_as_missing(tmp_path):
+    from bench.api import RunResult
+    from bench.runner import RunConfig
+
+    csv = "dataset,reader,reranker,n,F1\nNA,None,null,3,\nNA,None,nan,3,0.5\n"
+    (tmp_path / "leaderboard.csv").write_text(csv)
+    board = RunResult(folder=tmp_path, config=RunConfig(), status_counts={}, markdown="").leaderboard
+    assert board["reranker"].tolist() == ["null", "nan"] and board["reader"].tolist() == ["None", "None"]
+    assert board["F1"].isna().tolist() == [True, False]
+    assert board.to_csv(index=False) == csv
+
+
 def test_run_errors_are_exceptions_with_the_clis_messages(tmp_path):
     for settings, message in ((dict(pool=0), "--pool 0: expected a positive number"),
                               (dict(limit="five"), "setting: limit='five': expected int | None"),
