@@ -239,7 +239,8 @@ def load_reader(spec: str, **options: Any) -> "Reader":
     settings (reader_template, max_tokens, base_url, api_key_env, cache_dir, llm_cache, ...). ``.ask(question,
     docs)`` answers one question; ``.answer(queries, documents)`` is the runner's batched call.
 
-    >>> bench.load_reader("openai:my-model", base_url="http://localhost:8000/v1").ask("Capital of France?", ["Paris is."])
+    >>> reader = bench.load_reader("openai:my-model", base_url="http://localhost:8000/v1", max_tokens=16)
+    >>> reader.ask("What is the capital of France?", ["Paris is the capital of France."]).text
     """
     from bench.builder import Builder
 

@@ -63,7 +63,8 @@ class Reranker(ABC):
         ...) or ``(id, text)`` pairs. The ranking's ``docids`` and ``scores`` are the backend's; a batch of queries
         goes through ``rank_batch`` in one ``rerank`` call.
 
-        >>> bench.load_reranker("minilm").rank("Who wrote Hamlet?", ["Paris is in France.", "Shakespeare wrote Hamlet."]).docids
+        >>> reranker = bench.load_reranker("minilm")
+        >>> reranker.rank("Who wrote Hamlet?", ["Paris is in France.", "Shakespeare wrote Hamlet."]).docids
         ['1', '0']
         """
         return self.rank_batch([query], [docs])[0]

@@ -136,7 +136,8 @@ def test_leaderboard_reads_only_empty_cells_as_missing(tmp_path):
 def test_run_errors_are_exceptions_with_the_clis_messages(tmp_path):
     for settings, message in ((dict(pool=0), "--pool 0: expected a positive number"),
                               (dict(limit="five"), "setting: limit='five': expected int | None"),
-                              (dict(rerankers="none", baseline="minilm"), "--baseline 'minilm' is not among --rerankers"),
+                              (dict(rerankers="none", baseline="minilm"),
+                               "--baseline 'minilm' is not among --rerankers"),
                               (dict(poool=3), "unknown setting 'poool'; valid: reader, datasets, "),
                               (dict(reader=None, readers=["none"]), "give reader= or readers=, not both")):
         with pytest.raises(UserError) as err:
@@ -237,7 +238,8 @@ def test_load_dataset_as_the_run_loads_it():
 
 
 def test_import_bench_stays_light():
-    code = "import sys, bench; print(sorted(m for m in ('bench.api', 'bench.runner', 'pandas', 'torch') if m in sys.modules))"
+    code = ("import sys, bench; "
+            "print(sorted(m for m in ('bench.api', 'bench.runner', 'pandas', 'torch') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
     assert out.strip() == "[]"
     assert "run" in dir(bench) and bench.run is bench.api.run
