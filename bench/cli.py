@@ -2,15 +2,16 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import fields
 from pathlib import Path
 
+from bench import api
+from bench.api import read_config_file
 from bench.errors import UserError
 from bench.metrics import answer_metric_names
 from bench.options import parse_component_args
-from bench.runner import RunConfig, Runner
+from bench.runner import RunConfig
 
 
 def _checkpoint_pairs(values: list[str]) -> dict[str, str]:
@@ -134,26 +135,6 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def read_config_file(path: str) -> dict:
-    """The RunConfig fields of a JSON or YAML file (a run's config.json works: its fingerprints are ignored)."""
-    import yaml
-
-    file = Path(path)
-    try:
-        text = file.read_text(encoding="utf-8")
-        values = yaml.safe_load(text) if file.suffix in (".yaml", ".yml") else json.loads(text)
-    except (OSError, ValueError, yaml.YAMLError) as exc:
-        raise UserError(f"--config {path}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
-    if not isinstance(values, dict):
-        raise UserError(f"--config {path}: expected a mapping of RunConfig fields")
-    values.pop("fingerprints", None)
-    names = [f.name for f in fields(RunConfig)]
-    unknown = sorted(set(values) - set(names))
-    if unknown:
-        raise UserError(f"--config {path}: unknown key {unknown[0]!r}; valid: {', '.join(names)}")
-    return values
-
-
 def parse_run_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict]:
     """Flags over ``--config``'s values over RunConfig's defaults. Mappings of the file (checkpoints, component
     args) come back apart and are merged with the flags' in ``config_from_args``."""
@@ -179,10 +160,6 @@ def config_from_args(args: argparse.Namespace, from_file: dict | None = None) ->
         values[key] = {name: dict(opts) for name, opts in from_file.get(key, {}).items()}
         for name, opts in parse_component_args(f"--{role}-args", getattr(args, key)).items():
             values[key].setdefault(name, {}).update(opts)
-    for name in ("pool", "top_k", "chunk_size", "batch_size", "concurrency"):
-        if values[name] is not None and values[name] < (0 if name == "top_k" else 1):
-            expected = "0 or a positive number" if name == "top_k" else "a positive number"
-            raise UserError(f"--{name.replace('_', '-')} {values[name]}: expected {expected}")
     return RunConfig(**values)
 
 
@@ -249,12 +226,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args, from_file = parse_run_args(argv)
         if args.command == "run":
-            runner = Runner(config_from_args(args, from_file))
-            print(runner.run())
-            print(f"\nresults: {runner.out_dir}")
-            if not runner.status_counts.get("ok"):
-                print(f"error: no query was answered ({', '.join(f'{n} {s}' for s, n in runner.status_counts.items())}"
-                      f"); the errors are in {runner.out_dir / 'records.jsonl'}", file=sys.stderr)
+            result = api.run(config_from_args(args, from_file))
+            print(result.report())
+            print(f"\nresults: {result.folder}")
+            if not result.status_counts.get("ok"):
+                print(f"error: no query was answered ({', '.join(f'{n} {s}' for s, n in result.status_counts.items())}"
+                      f"); the errors are in {result.folder / 'records.jsonl'}", file=sys.stderr)
                 return 1
         elif args.command == "list":
             if args.reranker or args.reader or args.judge:

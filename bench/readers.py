@@ -19,7 +19,7 @@ from typing import Sequence
 
 from bench.llm.base import ChatRequest, Engine
 from bench.prompts import PromptTemplate, load_template
-from bench.types import Answer, Document, Query
+from bench.types import Answer, Document, Query, documents
 
 
 def render_documents(docs: Sequence[Document], passage_words: int | None) -> str:
@@ -66,6 +66,14 @@ class Reader:
                 out.append(self.closed_book_template.request(max_tokens=self.max_tokens, stop=("\n",),
                                                              question=q.text))
         return out
+
+    def ask(self, question: str, docs: Sequence[str | tuple[str, str]] = ()) -> Answer:
+        """Answer one question from passages in the given order (strings, or ``(id, text)`` pairs; none: closed
+        book) through ``answer``, the batched call the runner makes.
+
+        >>> bench.load_reader("smollm2").ask("Who wrote Hamlet?", ["Hamlet is a tragedy by William Shakespeare."]).text
+        """
+        return self.answer([Query(qid="0", text=question)], [documents(docs)])[0]
 
     def answer(self, questions: Sequence[Query], docs: Sequence[Sequence[Document]]) -> list[Answer]:
         """One answer per question, same order; a failed LLM call gives an Answer with ``error`` set and no text."""

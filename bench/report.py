@@ -353,28 +353,70 @@ def plot_matrix(matrix: pd.DataFrame, metric: str, path: Path) -> None:
     plt.close(fig)
 
 
-def write_reports(records: Sequence[QueryRecord], out_dir: Path, opts: ReportOptions, judge: str | None = None,
-                  costs: Mapping[str, Any] | None = None) -> str:
-    """Write leaderboard.csv, leaderboard.md, leaderboard.tex, pairs.csv and, with several readers, cross-reader
-    matrices; return the Markdown. ``judge`` (its engine spec) adds the judge-agreement section, ``costs`` (the run's
-    costs.json) the cost section: everything comes from the records and files the run folder keeps, so ``bench
-    report`` rewrites what the run wrote."""
-    df = leaderboard(records, opts)
-    df.to_csv(out_dir / "leaderboard.csv", index=False)
-    (out_dir / "leaderboard.tex").write_text(to_latex(df, opts))
-    md = to_markdown(df, opts)
-    if df["reader"].nunique() > 1:
-        for m in [c for c in ("F1", "accuracy", "judge") if c in df.columns]:
-            matrix = cross_reader_matrix(df, m)
+@dataclass
+class Report:
+    """Every table of a leaderboard, computed from records and not yet written: what ``bench run`` and ``bench
+    report`` write into a run folder (``write``) and what ``bench.compare`` returns."""
+
+    leaderboard: pd.DataFrame               # leaderboard.csv
+    pairs: pd.DataFrame                     # pairs.csv
+    matrices: dict[str, pd.DataFrame]       # matrix_<metric>.csv (several readers only)
+    options: ReportOptions
+    markdown: str                           # leaderboard.md, less its final newline
+
+    def to_markdown(self) -> str:
+        """The Markdown ``bench report`` prints: leaderboards, pairwise tables and the sections the records allow."""
+        return self.markdown
+
+    def to_latex(self) -> str:
+        """leaderboard.tex: the leaderboards as booktabs tables."""
+        return to_latex(self.leaderboard, self.options)
+
+    def to_csv(self, path: str | Path | None = None, table: str = "leaderboard") -> str | None:
+        """leaderboard.csv (``table="pairs"``: pairs.csv) as text, or written to ``path`` (then None), as pandas
+        does."""
+        frames = {"leaderboard": self.leaderboard, "pairs": self.pairs}
+        if table not in frames:
+            raise ValueError(f"table={table!r}: expected one of {', '.join(frames)}")
+        return frames[table].to_csv(path, index=False)
+
+    def write(self, out_dir: Path) -> None:
+        """The report's files in a run folder: leaderboard.csv/.md/.tex, pairs.csv and the cross-reader matrices
+        (CSV and PNG)."""
+        self.to_csv(out_dir / "leaderboard.csv")
+        (out_dir / "leaderboard.tex").write_text(self.to_latex())
+        for m, matrix in self.matrices.items():
             matrix.to_csv(out_dir / f"matrix_{m}.csv")
             plot_matrix(matrix, m, out_dir / f"matrix_{m}.png")
+        self.to_csv(out_dir / "pairs.csv", table="pairs")
+        (out_dir / "leaderboard.md").write_text(self.markdown + "\n")
+
+
+def build_report(records: Sequence[QueryRecord], opts: ReportOptions, judge: str | None = None,
+                 costs: Mapping[str, Any] | None = None) -> Report:
+    """The leaderboards, pairwise tests and, with several readers, cross-reader matrices of ``records``. ``judge``
+    (its engine spec) adds the judge-agreement section, ``costs`` (a run's costs.json) the cost section."""
+    df = leaderboard(records, opts)
+    md = to_markdown(df, opts)
+    matrices = {}
+    if df["reader"].nunique() > 1:
+        for m in [c for c in ("F1", "accuracy", "judge") if c in df.columns]:
+            matrices[m] = matrix = cross_reader_matrix(df, m)
             shown = matrix.set_axis(row_labels(matrix), axis=0)
             md += f"\n\n### {m}: reranker × reader\n\n{shown.to_markdown(floatfmt='.3f')}\n"
     pairs = pairwise(records, opts)
-    pairs.to_csv(out_dir / "pairs.csv", index=False)
     sections = [pairs_markdown(pairs, _headline_columns(df, opts.top_k)),
                 trained_rerankers(records), judge_agreement(records, judge) if judge else None,
                 cost_report(costs) if costs else None]
     md = "\n\n".join([md, *(s for s in sections if s)])
-    (out_dir / "leaderboard.md").write_text(md + "\n")
-    return md
+    return Report(leaderboard=df, pairs=pairs, matrices=matrices, options=opts, markdown=md)
+
+
+def write_reports(records: Sequence[QueryRecord], out_dir: Path, opts: ReportOptions, judge: str | None = None,
+                  costs: Mapping[str, Any] | None = None) -> str:
+    """Write leaderboard.csv, leaderboard.md, leaderboard.tex, pairs.csv and, with several readers, cross-reader
+    matrices; return the Markdown. Everything comes from the records and files the run folder keeps, so ``bench
+    report`` rewrites what the run wrote."""
+    report = build_report(records, opts, judge, costs)
+    report.write(out_dir)
+    return report.markdown

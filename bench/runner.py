@@ -356,6 +356,11 @@ class Runner:
         from rerankers.registry import resolve
 
         c = self.config
+        for name in ("pool", "top_k", "chunk_size", "batch_size", "concurrency"):
+            value = getattr(c, name)
+            if value is not None and value < (0 if name == "top_k" else 1):
+                expected = "0 or a positive number" if name == "top_k" else "a positive number"
+                raise UserError(f"--{name.replace('_', '-')} {value}: expected {expected}")
         for flag, value in (("--limit", c.limit), ("--max-tokens", c.max_tokens)):
             if value is not None and value < 1:
                 raise UserError(f"{flag} {value}: expected a positive number")
@@ -541,16 +546,22 @@ class Runner:
         return {"stage_seconds": {k: round(v, 2) for k, v in self.stage_seconds.items()}, "llm": llm}
 
 
-def report_run_folder(out_dir: Path) -> str:
-    """Write every report of a run folder from what it keeps (config.json, records.jsonl, costs.json) and return the
-    Markdown: what ``bench run`` writes at its end and ``bench report`` rewrites, byte for byte."""
-    from bench.report import ReportOptions, write_reports
-
+def read_run_folder(out_dir: Path) -> tuple[dict[str, Any], list[QueryRecord], dict[str, Any] | None]:
+    """What a run folder keeps: its config.json (empty when missing), its records and its costs.json (None when
+    missing)."""
     if not (out_dir / "records.jsonl").is_file():
         raise UserError(f"{out_dir}: no records.jsonl (expected a results/<run-id>/ folder)")
     config_path, costs_path = out_dir / "config.json", out_dir / "costs.json"
     config = json.loads(config_path.read_text()) if config_path.is_file() else {}
     costs = json.loads(costs_path.read_text()) if costs_path.is_file() else None
-    records = list(RecordStore(out_dir / "records.jsonl").records.values())
+    return config, list(RecordStore(out_dir / "records.jsonl").records.values()), costs
+
+
+def report_run_folder(out_dir: Path) -> str:
+    """Write every report of a run folder from what it keeps (config.json, records.jsonl, costs.json) and return the
+    Markdown: what ``bench run`` writes at its end and ``bench report`` rewrites, byte for byte."""
+    from bench.report import ReportOptions, write_reports
+
+    config, records, costs = read_run_folder(out_dir)
     return write_reports(records, out_dir, ReportOptions.from_config(config), judge=config.get("judge"),
                          costs=costs)

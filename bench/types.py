@@ -7,7 +7,9 @@ rank_llm's Request JSONL (``{"query": {"text", "qid"}, "candidates": [{"docid", 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import Any, Sequence
+
+from bench.errors import UserError
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,24 @@ class Document:
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> "Document":
         return cls(docid=str(obj["docid"]), text=obj.get("text", ""), title=obj.get("title", ""))
+
+
+def documents(docs: Sequence[str | tuple[str, str]], where: str = "docs") -> list[Document]:
+    """Passages given in code as ``Document``s: plain strings get their position as id ("0", "1", ...), ``(id,
+    text)`` pairs keep their id. Ids must be unique (a ranking is a permutation of them)."""
+    out = []
+    for i, doc in enumerate(docs):
+        if isinstance(doc, str):
+            out.append(Document(docid=str(i), text=doc))
+        elif isinstance(doc, (tuple, list)) and len(doc) == 2 and all(isinstance(x, str) for x in doc):
+            out.append(Document(docid=doc[0], text=doc[1]))
+        else:
+            raise UserError(f"{where}[{i}]: expected a string or an (id, text) pair of strings, got {doc!r:.80}")
+    ids = [d.docid for d in out]
+    if len(set(ids)) != len(ids):
+        dup = next(i for i in ids if ids.count(i) > 1)
+        raise UserError(f"{where}: document id {dup!r} is given twice; ids must be unique")
+    return out
 
 
 @dataclass

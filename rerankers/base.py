@@ -11,8 +11,9 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from bench.errors import UserError
 from bench.options import typed_options
-from bench.types import CandidateList, Ranking
+from bench.types import Candidate, CandidateList, Query, Ranking, documents
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,29 @@ class Reranker(ABC):
     @abstractmethod
     def rerank(self, lists: Sequence[CandidateList]) -> list[Ranking]:
         """One Ranking per CandidateList, same order, each a permutation of its candidates."""
+
+    def rank(self, query: str, docs: Sequence[str | tuple[str, str]]) -> Ranking:
+        """Rank one query's passages, best first: ``docs`` are strings (their ids are their positions, "0", "1",
+        ...) or ``(id, text)`` pairs. The ranking's ``docids`` and ``scores`` are the backend's; a batch of queries
+        goes through ``rank_batch`` in one ``rerank`` call.
+
+        >>> reranker = bench.load_reranker("minilm")
+        >>> reranker.rank("Who wrote Hamlet?", ["Paris is in France.", "Shakespeare wrote Hamlet."]).docids
+        ['1', '0']
+        """
+        return self.rank_batch([query], [docs])[0]
+
+    def rank_batch(self, queries: Sequence[str], docs: Sequence[Sequence[str | tuple[str, str]]]) -> list[Ranking]:
+        """``rank`` for many queries at once (``docs[i]`` are query i's passages; qids are "0", "1", ...): one
+        ``rerank`` call, the one the runner makes, so a pointwise backend pools every pair into its batches."""
+        if len(queries) != len(docs):
+            raise UserError(f"rank_batch: {len(queries)} queries but {len(docs)} lists of documents")
+        lists = [CandidateList(query=Query(qid=str(i), text=q),
+                               candidates=[Candidate(docid=d.docid, score=0.0, doc=d)
+                                           for d in documents(ds, "docs" if len(docs) == 1 else f"docs[{i}]")])
+                 for i, (q, ds) in enumerate(zip(queries, docs))]
+        ranked = iter(self.rerank([cl for cl in lists if cl.candidates]))
+        return [next(ranked) if cl.candidates else Ranking(qid=cl.query.qid, docids=[], scores=[]) for cl in lists]
 
     def identity(self) -> dict:
         """What determines this reranker's output; the runner records it with every ranking it makes."""
