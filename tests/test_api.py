@@ -136,8 +136,7 @@ def test_leaderboard_reads_only_empty_cells_as_missing(tmp_path):
 def test_run_errors_are_exceptions_with_the_clis_messages(tmp_path):
     for settings, message in ((dict(pool=0), "--pool 0: expected a positive number"),
                               (dict(limit="five"), "setting: limit='five': expected int | None"),
-                              (dict(rerankers="none", baseline="minilm"),
-                               "--baseline 'minilm' is not among --rerankers"),
+                              (dict(top_k=5, pool=3), "--top-k 5 is larger than --pool 3"),
                               (dict(poool=3), "unknown setting 'poool'; valid: reader, datasets, "),
                               (dict(reader=None, readers=["none"]), "give reader= or readers=, not both")):
         with pytest.raises(UserError) as err:
