@@ -522,5 +522,13 @@ def report_run_folder(out_dir: Path) -> str:
     config = json.loads(config_path.read_text()) if config_path.is_file() else {}
     costs = json.loads(costs_path.read_text()) if costs_path.is_file() else None
     records = list(RecordStore(out_dir / "records.jsonl").records.values())
-    return write_reports(records, out_dir, ReportOptions.from_config(config), judge=config.get("judge"),
-                         costs=costs)
+    judge = config.get("judge")
+    measured = None
+    if judge:
+        from bench.judges import measurements
+        from bench.prompts import load_template
+
+        measured = measurements(config.get("cache_dir"), judge,
+                                load_template(config.get("judge_template", RunConfig.judge_template)))
+    return write_reports(records, out_dir, ReportOptions.from_config(config), judge=judge, costs=costs,
+                         judge_measured=measured)
