@@ -154,6 +154,7 @@ def add_judge_eval_parser(sub) -> None:
     add_server_options(ev)
     ev.add_argument("--concurrency", type=int, default=d.concurrency, help="requests in flight per server")
     ev.add_argument("--timeout", type=float, default=d.timeout)
+    ev.add_argument("--max-retries", type=int, default=d.max_retries)
     ev.add_argument("--device", default=d.device)
     ev.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples of the rows (default: 2000)")
     ev.add_argument("--seed", type=int, default=d.seed)
@@ -284,7 +285,7 @@ def cmd_judge_eval(args: argparse.Namespace) -> None:
                        judge_args=parse_component_args("--judge-args", args.judge_args), base_url=args.base_url,
                        api_key_env=args.api_key_env, judge_base_url=args.judge_base_url,
                        judge_api_key_env=args.judge_api_key_env, concurrency=args.concurrency, timeout=args.timeout,
-                       device=args.device, seed=args.seed, cache_dir=args.cache_dir, data_dir=args.data_dir,
+                       max_retries=args.max_retries, device=args.device, seed=args.seed, cache_dir=args.cache_dir, data_dir=args.data_dir,
                        llm_cache=args.llm_cache)
     md, out_dir = run_judge_eval(args.data, config, args.judge_limit, args.threshold, args.output, args.resamples)
     print(md)

@@ -257,6 +257,22 @@ def test_judge_through_the_cache_with_a_declared_subset(tmp_path, monkeypatch):
     assert saved["openqa-eval"]["kappa"][0] == pytest.approx(judge.kappa)
 
 
+def test_a_failed_judge_call_is_no_verdict_and_the_rerun_judges_only_it(tmp_path, monkeypatch):
+    monkeypatch.setenv("TOY_KEY", "sk-toy")
+    folder, cache = write_release(tmp_path / "openqa-eval"), tmp_path / "cache"
+    with ScriptedLLMServer(reply=judge_reply, faults=["500"]) as srv:
+        cmd = judge_eval_cmd(folder, srv.base_url, cache, tmp_path / "out", "--max-retries", "0")
+        assert main(cmd) == 0
+        table = read_table(tmp_path / "out")
+        assert table.loc[("judge (invalid = incorrect)", "all rows")].n == 9       # 10 rows, one call failed
+        assert "; 1 call(s) failed (no verdict: run again to retry them)." in (tmp_path / "out" /
+                                                                              "agreement.md").read_text()
+        assert srv.count == 10
+        assert main(cmd) == 0
+        assert srv.count == 11                                  # only the failed call is asked again
+    assert read_table(tmp_path / "out").loc[("judge (invalid = incorrect)", "all rows")].n == 10
+
+
 # --- the leaderboard names the measurement ------------------------------------------------------------------------
 
 def write_run_folder(run_dir: Path, cache: Path, template: str = "judge-reference") -> Path:
