@@ -155,7 +155,8 @@ def markdown(result: JudgeEvalResult, judge: str | None, prompt: str | None, thr
     if judge:
         judged = table[table["reading"] == "judge"].iloc[0]
         failed = sum(bool(r["judge_error"]) for r in result.judge_rows)
-        parts.append(f"Judge: `{judge}` with prompt `{prompt}`, on the {judged['rows']} (file order); "
+        scope = "all rows" if judged["rows"] == "all rows" else f"the {judged['rows']} (file order)"
+        parts.append(f"Judge: `{judge}` with prompt `{prompt}`, on {scope}; "
                      f"{int(judged['invalid'])} invalid verdict(s)"
                      + (f"; {failed} call(s) failed (no verdict: run again to retry them)." if failed else "."))
     shown = [{"reading": line["reading"], "rows": line["rows"], "n": line["n"],

@@ -247,7 +247,8 @@ def test_judge_through_the_cache_with_a_declared_subset(tmp_path, monkeypatch):
     # the lexical metrics on all rows and on the judge's rows
     assert table.loc[("EM", "all rows")].n == 10 and table.loc[("EM", "first 9 rows")].n == 9
     md = (tmp_path / "out" / "agreement.md").read_text()
-    assert "Judge: `openai:toy-judge` with prompt `judge-reference@v1:" in md and "1 invalid verdict(s)." in md
+    assert "Judge: `openai:toy-judge` with prompt `judge-reference@v1:" in md
+    assert "`, on the first 9 rows (file order); 1 invalid verdict(s)." in md
     rows = pd.read_csv(tmp_path / "out" / "rows.csv", keep_default_na=False)
     assert rows["judge_verdict"].tolist() == ["correct", "incorrect", "incorrect", "incorrect", "correct",
                                               "incorrect", "correct", "incorrect", "", ""]
