@@ -1,4 +1,4 @@
-"""``python -m bench run | list | report | data``."""
+"""``python -m bench run | list | report | data | judge-eval``."""
 from __future__ import annotations
 
 import argparse
@@ -132,7 +132,38 @@ def build_parser() -> argparse.ArgumentParser:
         cmd.add_argument("--data-dir", help="folder of local copies, one sub-folder per dataset "
                          "(default: $RERANK_BENCH_DATA, then the cache)")
         cmd.add_argument("--cache-dir", default=d.cache_dir)
+    add_judge_eval_parser(sub)
     return p
+
+
+def add_judge_eval_parser(sub) -> None:
+    d = RunConfig()
+    ev = sub.add_parser("judge-eval", help="agreement of every answer metric and an LLM judge with human verdicts "
+                        "(agreement, Cohen's κ, precision/recall of 'correct', bootstrap CIs)")
+    ev.add_argument("--judge", help="engine spec of the judge (as `run --judge`); without it only the answer "
+                    "metrics are scored")
+    ev.add_argument("--data", default="openqa-eval", help="openqa-eval (Kamalloo et al. 2023, downloaded on first "
+                    "use), a folder with its files, or a JSONL file of {question, gold_answers, answer, "
+                    "human_correct} objects (default: openqa-eval)")
+    ev.add_argument("--judge-limit", type=int, metavar="N", help="judge only the first N rows in file order (the "
+                    "answer metrics are reported on all rows and on these)")
+    ev.add_argument("--threshold", type=float, default=0.5, help="a graded metric (F1) reads as correct at score >= "
+                    "this (default: 0.5)")
+    ev.add_argument("--judge-template", default=d.judge_template)
+    ev.add_argument("--judge-args", action="append", default=[], metavar="NAME:KEY=VALUE,...",
+                    help="options of the judge, as `run --judge-args`")
+    add_server_options(ev)
+    ev.add_argument("--concurrency", type=int, default=d.concurrency, help="requests in flight per server")
+    ev.add_argument("--timeout", type=float, default=d.timeout)
+    ev.add_argument("--max-retries", type=int, default=d.max_retries)
+    ev.add_argument("--device", default=d.device)
+    ev.add_argument("--resamples", type=int, default=2000, help="bootstrap resamples of the rows (default: 2000)")
+    ev.add_argument("--seed", type=int, default=d.seed)
+    ev.add_argument("--output", help="folder of agreement.csv/.md and rows.csv (default: "
+                    "results/judge-eval/<data>-<judge>)")
+    ev.add_argument("--cache-dir", default=d.cache_dir)
+    ev.add_argument("--data-dir", default=d.data_dir, help="local copies of named datasets (as `run --data-dir`)")
+    ev.add_argument("--llm-cache", choices=["use", "bypass", "refresh"], default=d.llm_cache)
 
 
 def parse_run_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict]:
@@ -222,6 +253,22 @@ def cmd_report(run_dir: str) -> None:
     print(report_run_folder(Path(run_dir)))
 
 
+def cmd_judge_eval(args: argparse.Namespace) -> None:
+    from bench.judge_eval import run_judge_eval
+
+    if args.resamples < 1:
+        raise UserError(f"--resamples {args.resamples}: expected a positive number")
+    config = RunConfig(judge=args.judge, judge_template=args.judge_template,
+                       judge_args=parse_component_args("--judge-args", args.judge_args), base_url=args.base_url,
+                       api_key_env=args.api_key_env, judge_base_url=args.judge_base_url,
+                       judge_api_key_env=args.judge_api_key_env, concurrency=args.concurrency, timeout=args.timeout,
+                       max_retries=args.max_retries, device=args.device, seed=args.seed, cache_dir=args.cache_dir, data_dir=args.data_dir,
+                       llm_cache=args.llm_cache)
+    md, out_dir = run_judge_eval(args.data, config, args.judge_limit, args.threshold, args.output, args.resamples)
+    print(md)
+    print(f"\nresults: {out_dir}")
+
+
 def main(argv: list[str] | None = None) -> int:
     try:
         args, from_file = parse_run_args(argv)
@@ -240,6 +287,8 @@ def main(argv: list[str] | None = None) -> int:
                 cmd_list()
         elif args.command == "data":
             cmd_data(args)
+        elif args.command == "judge-eval":
+            cmd_judge_eval(args)
         else:
             cmd_report(args.run_dir)
     except UserError as exc:

@@ -5,16 +5,27 @@ The judge model replies in the strict format of ``bench/prompts/judge-reference.
 surrounding Markdown code fence are tolerated; any other reply is an invalid verdict (``correct=None``), counted in
 ``Judge.stats`` and never guessed. A failure of the judge's engine is no verdict at all (``Verdict.error``): the
 runner records the query as failed, to be judged again on the next run. ``bench.stats.cohens_kappa`` measures how far the judge agrees with lexical accuracy.
+
+How far a judge agrees with human verdicts is measured by ``python -m bench judge-eval`` (``bench.judge_eval``),
+which keeps its summary per labelled set in ``<cache dir>/judge-eval/<hash of judge spec and prompt tag>.json``
+(``save_measurement``); the leaderboard of a run with the same judge spec and prompt version names it
+(``measurements``). A changed prompt has another tag, so an old measurement is never shown for it.
 """
 from __future__ import annotations
 
 import json
 import re
 from dataclasses import dataclass, replace
-from typing import Sequence
+from pathlib import Path
+from typing import Any, Sequence
 
+from bench.environment import cache_dir as bench_cache_dir
+from bench.files import atomic_write
+from bench.hashing import stable_hash
 from bench.llm.base import Engine
 from bench.prompts import PromptTemplate, load_template
+
+MEASUREMENTS_DIR = "judge-eval"
 
 VERDICTS = {"correct": True, "incorrect": False}
 _FENCE = re.compile(r"\A```(?:json)?\s*(?P<body>.*?)\s*```\Z", re.DOTALL | re.IGNORECASE)
@@ -70,3 +81,28 @@ class Judge:
         self.stats["invalid"] += sum(not v.valid and v.error is None for v in verdicts)
         self.stats["engine_errors"] += sum(r.error is not None for r in responses)
         return verdicts
+
+
+# --- measured agreement with human verdicts (written by `bench judge-eval`) ----------------------------------------
+
+def measurement_path(cache_dir: str | None, spec: str, template: PromptTemplate) -> Path:
+    """Where the judge-eval summaries of judge ``spec`` with prompt ``template`` (its id, version and hash) live."""
+    return bench_cache_dir(cache_dir) / MEASUREMENTS_DIR / f"{stable_hash({'judge': spec, 'prompt': template.tag})}.json"
+
+
+def measurements(cache_dir: str | None, spec: str, template: PromptTemplate) -> dict[str, dict[str, Any]]:
+    """Labelled-set name -> the summary ``bench judge-eval`` saved for this judge and prompt ({} when none)."""
+    path = measurement_path(cache_dir, spec, template)
+    return json.loads(path.read_text(encoding="utf-8"))["measurements"] if path.is_file() else {}
+
+
+def save_measurement(cache_dir: str | None, spec: str, template: PromptTemplate, data_name: str,
+                     summary: dict[str, Any]) -> Path:
+    """Keep ``summary`` as this judge's measurement on ``data_name`` (replacing an earlier one on the same set)."""
+    path = measurement_path(cache_dir, spec, template)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    kept = {**measurements(cache_dir, spec, template), data_name: summary}
+    atomic_write(path, lambda tmp: tmp.write_text(json.dumps(
+        {"judge": spec, "prompt": template.tag, "measurements": kept}, indent=2, ensure_ascii=False) + "\n",
+        encoding="utf-8"))
+    return path

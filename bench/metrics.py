@@ -8,8 +8,12 @@ TREC Deep Learning (``Dataset.relevance_level``; trec_eval ``-l 2``); nDCG uses 
 level (trec_eval's ndcg ignores ``-l``). MRR@10 is trec_eval's ``recip_rank`` on the run cut at rank 10 (a first
 relevant document below rank 10 scores 0).
 
-Answers: SQuAD v2.0's official normalisation and token F1 (``evaluate-v2.0.py``), the maximum over gold aliases;
-``accuracy`` is FlashRAG's "acc": some normalised gold answer occurs as a substring of the normalised prediction.
+Answers: SQuAD v1.1's official normalisation, EM and token F1 (``evaluate-v1.1.py``), the maximum over gold aliases;
+``accuracy`` is FlashRAG's "acc": some normalised gold answer occurs in the normalised prediction. An answer that
+normalises to nothing scores 0 on every metric, and a gold answer that normalises to nothing ("*", "the") matches
+nothing: v1.1's F1 already gives 0 there (SQuAD v2.0's gives 1.0 when both sides are empty, which rewarded an empty
+answer, also as RRPO's reward); v1.1's EM would call "" equal to "*", ours does not (tests/test_squad_reference.py
+holds both against the re-typed reference).
 
 Every metric is one registered ``Metric`` (``METRICS``, a ``bench.registry.Registry``; plugins: entry-point group
 ``rerank_bench.metrics``, each a ``Metric`` instance): its kind (``answer``: scores the reader's answer; ``retrieval``:
@@ -122,11 +126,9 @@ def normalize_answer(text: str) -> str:
 
 
 def token_f1(prediction: str, gold: str) -> float:
-    """SQuAD v2.0 token F1 of two answers (1.0 when both normalise to nothing, 0.0 when only one does)."""
+    """SQuAD v1.1 token F1 of two answers (0.0 when either normalises to nothing)."""
     pred_tokens = normalize_answer(prediction).split()
     gold_tokens = normalize_answer(gold).split()
-    if not pred_tokens or not gold_tokens:
-        return float(pred_tokens == gold_tokens)
     common = collections.Counter(pred_tokens) & collections.Counter(gold_tokens)
     same = sum(common.values())
     if same == 0:
@@ -145,8 +147,9 @@ def contains_answer(text: str, gold_answers: Sequence[str]) -> bool:
 
 
 def exact_match(prediction: str, gold_answers: Sequence[str]) -> float:
+    """1.0 when the normalised prediction equals a normalised gold answer; an empty one equals nothing."""
     norm_pred = normalize_answer(prediction)
-    return float(any(norm_pred == normalize_answer(g) for g in gold_answers))
+    return float(bool(norm_pred) and any(norm_pred == normalize_answer(g) for g in gold_answers))
 
 
 def best_token_f1(prediction: str, gold_answers: Sequence[str]) -> float:
@@ -169,7 +172,7 @@ def answer_metrics(prediction: str, gold_answers: Sequence[str]) -> dict[str, fl
 
 METRICS.add("EM", Metric("EM", "answer", True, True, "exact match after SQuAD normalisation", exact_match),
             aliases=("em",))
-METRICS.add("F1", Metric("F1", "answer", True, False, "SQuAD token F1, max over gold aliases", best_token_f1),
+METRICS.add("F1", Metric("F1", "answer", True, False, "SQuAD v1.1 token F1, max over gold aliases", best_token_f1),
             aliases=("f1",))
 METRICS.add("accuracy", Metric("accuracy", "answer", True, True, "a gold answer occurs in the answer (FlashRAG acc)",
                                accuracy))

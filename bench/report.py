@@ -270,9 +270,28 @@ def to_latex(df: pd.DataFrame, opts: ReportOptions) -> str:
 
 # --- sections from what the run persisted: judge agreement, costs ---------------------------------------------------
 
-def judge_agreement(records: Sequence[QueryRecord], judge: str) -> str | None:
-    """Cohen's κ of the judge's verdicts with lexical accuracy over the judged answers, and the unparseable verdicts;
-    None when nothing was judged."""
+def _with_ci(triple: Sequence[float | None]) -> str:
+    value, lo, hi = triple
+    return "–" if value is None or value != value else f"{value:.3f} [{lo:.3f}, {hi:.3f}]"
+
+
+def measured_agreement(judge: str, measured: Mapping[str, Mapping[str, Any]] | None) -> str:
+    """What ``bench judge-eval`` measured of this judge spec with this prompt version against human verdicts (one
+    clause per labelled set), or how to measure it."""
+    if not measured:
+        return (f"Not measured against human verdicts with this prompt: `python -m bench judge-eval --judge {judge}` "
+                f"does (docs/answer-metrics.md).")
+    found = [f"on {name} ({'' if m['rows'] == 'all rows' else m['rows'] + ' of '}{m['of']:,} labelled answers, "
+             f"{m['n']} valid verdicts, prompt `{m['prompt']}`): agreement {_with_ci(m['agreement'])}, κ "
+             f"{_with_ci(m['kappa'])}" for name, m in measured.items()]
+    return "Measured against human verdicts (`bench judge-eval`) " + "; ".join(found) + "."
+
+
+def judge_agreement(records: Sequence[QueryRecord], judge: str,
+                    measured: Mapping[str, Mapping[str, Any]] | None = None) -> str | None:
+    """Cohen's κ of the judge's verdicts with lexical accuracy over the judged answers, the unparseable verdicts,
+    and the judge's measured agreement with human verdicts (``measured``: ``bench.judges.measurements`` of its spec
+    and prompt); None when nothing was judged."""
     judged = [r for r in records if r.status == "ok" and "judge" in r.metrics and "accuracy" in r.metrics]
     invalid = sum(1 for r in records if r.info.get("judge", {}).get("valid") is False)
     if not (judged or invalid):
@@ -280,7 +299,7 @@ def judge_agreement(records: Sequence[QueryRecord], judge: str) -> str | None:
     kappa = cohens_kappa([r.metrics["judge"] == 1.0 for r in judged],
                          [r.metrics["accuracy"] == 1.0 for r in judged]) if judged else float("nan")
     return (f"Judge `{judge}`: Cohen's κ with lexical accuracy = {kappa:.3f} over {len(judged)} judged answers; "
-            f"{invalid} unparseable verdicts (recorded as invalid, not scored).")
+            f"{invalid} unparseable verdicts (recorded as invalid, not scored). {measured_agreement(judge, measured)}")
 
 
 def trained_rerankers(records: Sequence[QueryRecord]) -> str | None:
@@ -393,9 +412,11 @@ class Report:
 
 
 def build_report(records: Sequence[QueryRecord], opts: ReportOptions, judge: str | None = None,
-                 costs: Mapping[str, Any] | None = None) -> Report:
+                 costs: Mapping[str, Any] | None = None,
+                 judge_measured: Mapping[str, Mapping[str, Any]] | None = None) -> Report:
     """The leaderboards, pairwise tests and, with several readers, cross-reader matrices of ``records``. ``judge``
-    (its engine spec) adds the judge-agreement section, ``costs`` (a run's costs.json) the cost section."""
+    (its engine spec) adds the judge-agreement section (with ``judge_measured``, its measurements against human
+    verdicts), ``costs`` (a run's costs.json) the cost section."""
     df = leaderboard(records, opts)
     md = to_markdown(df, opts)
     matrices = {}
@@ -406,17 +427,18 @@ def build_report(records: Sequence[QueryRecord], opts: ReportOptions, judge: str
             md += f"\n\n### {m}: reranker × reader\n\n{shown.to_markdown(floatfmt='.3f')}\n"
     pairs = pairwise(records, opts)
     sections = [pairs_markdown(pairs, _headline_columns(df, opts.top_k)),
-                trained_rerankers(records), judge_agreement(records, judge) if judge else None,
+                trained_rerankers(records), judge_agreement(records, judge, judge_measured) if judge else None,
                 cost_report(costs) if costs else None]
     md = "\n\n".join([md, *(s for s in sections if s)])
     return Report(leaderboard=df, pairs=pairs, matrices=matrices, options=opts, markdown=md)
 
 
 def write_reports(records: Sequence[QueryRecord], out_dir: Path, opts: ReportOptions, judge: str | None = None,
-                  costs: Mapping[str, Any] | None = None) -> str:
+                  costs: Mapping[str, Any] | None = None,
+                  judge_measured: Mapping[str, Mapping[str, Any]] | None = None) -> str:
     """Write leaderboard.csv, leaderboard.md, leaderboard.tex, pairs.csv and, with several readers, cross-reader
     matrices; return the Markdown. Everything comes from the records and files the run folder keeps, so ``bench
     report`` rewrites what the run wrote."""
-    report = build_report(records, opts, judge, costs)
+    report = build_report(records, opts, judge, costs, judge_measured)
     report.write(out_dir)
     return report.markdown

@@ -559,9 +559,18 @@ def read_run_folder(out_dir: Path) -> tuple[dict[str, Any], list[QueryRecord], d
 
 def report_run_folder(out_dir: Path) -> str:
     """Write every report of a run folder from what it keeps (config.json, records.jsonl, costs.json) and return the
-    Markdown: what ``bench run`` writes at its end and ``bench report`` rewrites, byte for byte."""
+    Markdown: what ``bench run`` writes at its end and ``bench report`` rewrites, byte for byte. The judge's
+    measured agreement with human verdicts (``bench judge-eval``) is named when one was stored."""
     from bench.report import ReportOptions, write_reports
 
     config, records, costs = read_run_folder(out_dir)
-    return write_reports(records, out_dir, ReportOptions.from_config(config), judge=config.get("judge"),
-                         costs=costs)
+    judge = config.get("judge")
+    measured = None
+    if judge:
+        from bench.judges import measurements
+        from bench.prompts import load_template
+
+        measured = measurements(config.get("cache_dir"), judge,
+                                load_template(config.get("judge_template", RunConfig.judge_template)))
+    return write_reports(records, out_dir, ReportOptions.from_config(config), judge=judge, costs=costs,
+                         judge_measured=measured)

@@ -107,12 +107,47 @@ def bootstrap_ci(values: Sequence[float], confidence: float = 0.95, n_resamples:
 def cohens_kappa(a: Sequence[bool], b: Sequence[bool]) -> float:
     """Cohen's kappa of two binary raters: (p_o - p_e) / (1 - p_e). NaN when chance agreement is 1 (both raters
     gave one and the same label to every item), as in ``sklearn.metrics.cohen_kappa_score``."""
-    if len(a) != len(b) or not a:
+    if len(a) != len(b) or not len(a):
         raise ValueError(f"cohens_kappa needs two non-empty label lists of equal length (got {len(a)} and {len(b)})")
-    n = len(a)
-    observed = sum(x == y for x, y in zip(a, b)) / n
-    pa, pb = sum(map(bool, a)) / n, sum(map(bool, b)) / n
-    expected = pa * pb + (1 - pa) * (1 - pb)
-    if expected == 1:
-        return float("nan")
-    return (observed - expected) / (1 - expected)
+    return float(binary_agreement(np.asarray(a, dtype=bool), np.asarray(b, dtype=bool))["kappa"])
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    with np.errstate(invalid="ignore", divide="ignore"):
+        return np.where(den > 0, num / np.where(den > 0, den, 1), np.nan)
+
+
+def binary_agreement(rater: np.ndarray, reference: np.ndarray) -> dict[str, np.ndarray]:
+    """How a 0/1 rater (a metric, a judge) agrees with a 0/1 reference (the human label), over the last axis (so a
+    stack of bootstrap resamples is computed at once): ``agreement`` (share of equal labels), Cohen's ``kappa``,
+    ``precision`` (of the items the rater calls 1, the share the reference calls 1), ``recall`` (of the reference's
+    1s, the share the rater calls 1). NaN where undefined: kappa when chance agreement is 1, precision when the
+    rater never says 1, recall when the reference never does."""
+    rater, reference = rater.astype(bool), reference.astype(bool)
+    n = rater.shape[-1]
+    both = np.sum(rater & reference, axis=-1)
+    p_rater, p_reference = rater.sum(axis=-1) / n, reference.sum(axis=-1) / n
+    observed = np.sum(rater == reference, axis=-1) / n
+    expected = p_rater * p_reference + (1 - p_rater) * (1 - p_reference)
+    return {"agreement": observed, "kappa": _ratio(observed - expected, 1 - expected),
+            "precision": _ratio(both, rater.sum(axis=-1)), "recall": _ratio(both, reference.sum(axis=-1))}
+
+
+def binary_agreement_ci(rater: Sequence[bool], reference: Sequence[bool], confidence: float = 0.95,
+                        n_resamples: int = 2000, seed: int = 0) -> dict[str, tuple[float, float, float]]:
+    """``binary_agreement`` of the items with a percentile bootstrap CI (items resampled with replacement, seeded):
+    name -> (value, low, high). Resamples where a statistic is undefined are left out of its interval."""
+    x, y = np.asarray(rater, dtype=bool), np.asarray(reference, dtype=bool)
+    if x.shape != y.shape or x.ndim != 1 or not len(x):
+        raise ValueError(f"binary_agreement_ci needs two non-empty label lists of equal length (got {x.shape} and "
+                         f"{y.shape})")
+    point = binary_agreement(x, y)
+    idx = np.random.default_rng(seed).integers(0, len(x), size=(n_resamples, len(x)))
+    resampled = binary_agreement(x[idx], y[idx])
+    alpha = (1 - confidence) / 2
+    out = {}
+    for name, value in point.items():
+        values = resampled[name][~np.isnan(resampled[name])]
+        lo, hi = np.quantile(values, [alpha, 1 - alpha]) if len(values) else (np.nan, np.nan)
+        out[name] = (float(value), float(lo), float(hi))
+    return out

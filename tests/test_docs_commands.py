@@ -15,8 +15,9 @@ COMMAND = re.compile(r"(?:^|\s)(?:torchrun\b.*?\s)?(?:python3? )?-m (bench|rrpo)
 def shown_commands(text: str) -> list[str]:
     """Command lines of fenced blocks (backslash continuations joined) and of inline code spans."""
     lines = []
-    for block in re.findall(r"```[a-z]*\n(.*?)```", text, re.S):
-        lines += block.replace("\\\n", " ").splitlines()
+    for language, block in re.findall(r"```([a-z]*)\n(.*?)```", text, re.S):
+        if language in ("", "bash", "sh", "console"):        # shell blocks (a python block's comments are prose)
+            lines += block.replace("\\\n", " ").splitlines()
     prose = re.sub(r"```.*?```", "", text, flags=re.S)
     lines += re.findall(r"`([^`\n]*python3? -m (?:bench|rrpo) [^`\n]*)`", prose)
     return [line for line in lines if COMMAND.search(line) and not line.lstrip().startswith("#")]

@@ -93,7 +93,7 @@ def test_answer_metrics(prediction, gold, expected):
 def test_normalisation_and_edge_cases():
     assert normalize_answer("  The  Quick,\tbrown FOX. ") == "quick brown fox"
     assert normalize_answer("theatre another") == "theatre another"        # articles only as whole words
-    assert token_f1("", "") == 1.0 and token_f1("the", "") == 1.0           # SQuAD v2: both empty -> 1
+    assert token_f1("", "") == 0.0 and token_f1("the", "") == 0.0           # SQuAD v1.1: nothing to match
     assert answer_metrics("the", ["an"])["accuracy"] == 0.0                 # an empty gold never "occurs"
     assert answer_metrics("x", []) == {}                                    # no gold: no answer metrics
 

@@ -236,8 +236,14 @@ def load_entry(name: str, split: str = "test", cache_dir: str | None = None, dat
     if split not in (entry.evaluated, "test"):   # "test" is the runner's default: it means the evaluated split
         raise UserError(f"dataset {name!r} has the {entry.evaluated} split only (splits of the release: "
                         f"{entry.splits}); got --split {split}")
+    return entry.read(checked_folder(name, data_dir, cache_dir), entry.evaluated)
+
+
+def checked_folder(name: str, data_dir: str | None = None, cache_dir: str | None = None) -> Path:
+    """The folder of the catalogued dataset ``name`` with every file present and checked (missing ones downloaded)."""
+    entry = CATALOG[name]
     folder = find_folder(entry, data_dir, cache_dir) or target_folder(entry, data_dir, cache_dir)
-    return entry.read(ensure(entry, folder, cache_dir=cache_dir), entry.evaluated)
+    return ensure(entry, folder, cache_dir=cache_dir)
 
 
 def add(entry: Entry) -> Entry:
@@ -409,6 +415,23 @@ CATALOG["hotpotqa-distractor"] = Entry(
     source=loaders.HOTPOTQA_DEV_DISTRACTOR_URL, metrics="EM/F1/accuracy over answer; supporting paragraphs as qrels",
     cache_path="hotpotqa")
 
+# Human judgments of answers, for `bench judge-eval` (bench.data.judgments reads them; not a --datasets name).
+OPENQA_EVAL_COMMIT = "8b9317d0f0c92b52e1c71c0168dff74b5f76a5f4"
+OPENQA_EVAL_RAW = f"https://raw.githubusercontent.com/ehsk/OpenQA-eval/{OPENQA_EVAL_COMMIT}/data"
+CATALOG["openqa-eval"] = Entry(
+    name="openqa-eval", task="human judgments of open-domain QA answers (for `bench judge-eval`)",
+    files=(DataFile("NQ301_human.tsv", f"{OPENQA_EVAL_RAW}/NQ301_human.tsv", size=134961,
+                    sha256="45ea9fa6106eb3a094efef41de12ce5b0bc88522cf310bcdf99277d4d297890e"),
+           DataFile("NQ_DPR.jsonl", f"{OPENQA_EVAL_RAW}/model_outputs/NQ_DPR.jsonl", size=503867,
+                    sha256="81655079becfd538e91bae4bfef933243036c0500d544be7c1b60c6846748e72")),
+    read=None, splits="NQ-open test (301 sampled questions)", evaluated="test",
+    counts="1,489 judged (question, answer) pairs of 12 QA systems on 301 questions (1,490 rows, one repeated)",
+    size="0.6 MB", licence="MIT (the OpenQA-eval repository); NQ-open questions and answers CC BY-SA 3.0",
+    source=f"https://github.com/ehsk/OpenQA-eval at commit {OPENQA_EVAL_COMMIT} (data/NQ301_human.tsv; gold "
+           f"answers from data/model_outputs/NQ_DPR.jsonl). Cite: Kamalloo, Dziri, Clarke, Rafiei, \"Evaluating "
+           f"Open-Domain Question Answering in the Era of Large Language Models\", ACL 2023 (arXiv:2305.06984)",
+    metrics="agreement / Cohen's κ / precision / recall of each answer metric and a judge against the human "
+            "'Acceptable?' label (`python -m bench judge-eval`)")
 
 # --- python -m bench data list | info | pull | verify ----------------------------------------------------------
 
@@ -425,12 +448,11 @@ def where_is(entry: Entry, data_dir: str | None, cache_dir: str | None) -> str:
 
 def list_text(data_dir: str | None = None, cache_dir: str | None = None) -> str:
     rows = []
-    for name in [e.name for e in DATASETS.entries()]:
-        description = DATASETS.meta(name).get("description", "")
+    for name in [e.name for e in DATASETS.entries()] + [n for n in CATALOG if n not in DATASETS]:
         entry = CATALOG.get(name)
         if entry is None:
-            rows.append({"name": name, "task": description, "split": "", "counts": "", "licence": "",
-                         "local copy": "built in"})
+            rows.append({"name": name, "task": DATASETS.meta(name).get("description", ""), "split": "", "counts": "",
+                         "licence": "", "local copy": "built in"})
         else:
             rows.append({"name": name, "task": entry.task, "split": entry.evaluated, "counts": entry.counts,
                          "licence": entry.licence, "local copy": where_is(entry, data_dir, cache_dir)})
