@@ -20,6 +20,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import pandas as pd
 
+from bench.answer_position import answer_position_markdown, answer_position_table
 from bench.metrics import is_answer_metric, is_binary_metric
 from bench.stats import bootstrap_ci, cohens_kappa, holm, is_binary, mcnemar_exact, paired_tests
 from bench.types import QueryRecord
@@ -355,10 +356,10 @@ def plot_matrix(matrix: pd.DataFrame, metric: str, path: Path) -> None:
 
 def write_reports(records: Sequence[QueryRecord], out_dir: Path, opts: ReportOptions, judge: str | None = None,
                   costs: Mapping[str, Any] | None = None) -> str:
-    """Write leaderboard.csv, leaderboard.md, leaderboard.tex, pairs.csv and, with several readers, cross-reader
-    matrices; return the Markdown. ``judge`` (its engine spec) adds the judge-agreement section, ``costs`` (the run's
-    costs.json) the cost section: everything comes from the records and files the run folder keeps, so ``bench
-    report`` rewrites what the run wrote."""
+    """Write leaderboard.csv, leaderboard.md, leaderboard.tex, pairs.csv, answer_position.csv (where records name
+    their answer-bearing passages) and, with several readers, cross-reader matrices; return the Markdown. ``judge``
+    (its engine spec) adds the judge-agreement section, ``costs`` (the run's costs.json) the cost section: everything
+    comes from the records and files the run folder keeps, so ``bench report`` rewrites what the run wrote."""
     df = leaderboard(records, opts)
     df.to_csv(out_dir / "leaderboard.csv", index=False)
     (out_dir / "leaderboard.tex").write_text(to_latex(df, opts))
@@ -372,7 +373,11 @@ def write_reports(records: Sequence[QueryRecord], out_dir: Path, opts: ReportOpt
             md += f"\n\n### {m}: reranker × reader\n\n{shown.to_markdown(floatfmt='.3f')}\n"
     pairs = pairwise(records, opts)
     pairs.to_csv(out_dir / "pairs.csv", index=False)
+    positions = answer_position_table(records, opts.top_k)
+    if not positions.empty:
+        positions.to_csv(out_dir / "answer_position.csv", index=False)
     sections = [pairs_markdown(pairs, _headline_columns(df, opts.top_k)),
+                answer_position_markdown(positions, opts.top_k, opts.primary_metric),
                 trained_rerankers(records), judge_agreement(records, judge) if judge else None,
                 cost_report(costs) if costs else None]
     md = "\n\n".join([md, *(s for s in sections if s)])

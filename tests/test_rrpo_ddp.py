@@ -1,6 +1,7 @@
 """RRPO under torchrun-style data parallelism (2 gloo processes on CPU): the gradient equals one process's with
-uneven shards (given the same rollouts, and through a whole ``train_step``), a process without queries in a step still joins every collective, unused parameters are left alone
-as in one process, and the reference baseline is written once per (query, depth)."""
+uneven shards (given the same rollouts, and through a whole ``train_step``), a process without queries in a step
+still joins every collective, unused parameters are left alone as in one process, and the reference baseline is
+written once per (query, depth)."""
 from __future__ import annotations
 
 import datetime
