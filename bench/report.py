@@ -20,6 +20,7 @@ from typing import Any, Iterable, Iterator, Mapping, Sequence
 
 import pandas as pd
 
+from bench.answer_position import answer_position_markdown, answer_position_table
 from bench.metrics import is_answer_metric, is_binary_metric
 from bench.stats import bootstrap_ci, cohens_kappa, holm, is_binary, mcnemar_exact, paired_tests
 from bench.types import QueryRecord
@@ -380,6 +381,7 @@ class Report:
     leaderboard: pd.DataFrame               # leaderboard.csv
     pairs: pd.DataFrame                     # pairs.csv
     matrices: dict[str, pd.DataFrame]       # matrix_<metric>.csv (several readers only)
+    answer_positions: pd.DataFrame          # answer_position.csv (records naming their answer-bearing passages)
     options: ReportOptions
     markdown: str                           # leaderboard.md, less its final newline
 
@@ -408,6 +410,8 @@ class Report:
             matrix.to_csv(out_dir / f"matrix_{m}.csv")
             plot_matrix(matrix, m, out_dir / f"matrix_{m}.png")
         self.to_csv(out_dir / "pairs.csv", table="pairs")
+        if not self.answer_positions.empty:
+            self.answer_positions.to_csv(out_dir / "answer_position.csv", index=False)
         (out_dir / "leaderboard.md").write_text(self.markdown + "\n")
 
 
@@ -426,18 +430,21 @@ def build_report(records: Sequence[QueryRecord], opts: ReportOptions, judge: str
             shown = matrix.set_axis(row_labels(matrix), axis=0)
             md += f"\n\n### {m}: reranker × reader\n\n{shown.to_markdown(floatfmt='.3f')}\n"
     pairs = pairwise(records, opts)
+    positions = answer_position_table(records, opts.top_k)
     sections = [pairs_markdown(pairs, _headline_columns(df, opts.top_k)),
+                answer_position_markdown(positions, opts.top_k, opts.primary_metric),
                 trained_rerankers(records), judge_agreement(records, judge, judge_measured) if judge else None,
                 cost_report(costs) if costs else None]
     md = "\n\n".join([md, *(s for s in sections if s)])
-    return Report(leaderboard=df, pairs=pairs, matrices=matrices, options=opts, markdown=md)
+    return Report(leaderboard=df, pairs=pairs, matrices=matrices, answer_positions=positions, options=opts,
+                  markdown=md)
 
 
 def write_reports(records: Sequence[QueryRecord], out_dir: Path, opts: ReportOptions, judge: str | None = None,
                   costs: Mapping[str, Any] | None = None,
                   judge_measured: Mapping[str, Mapping[str, Any]] | None = None) -> str:
-    """Write leaderboard.csv, leaderboard.md, leaderboard.tex, pairs.csv and, with several readers, cross-reader
-    matrices; return the Markdown. Everything comes from the records and files the run folder keeps, so ``bench
+    """Write leaderboard.csv, leaderboard.md, leaderboard.tex, pairs.csv, answer_position.csv (where records name
+    their answer-bearing passages) and, with several readers, cross-reader matrices; return the Markdown. Everything comes from the records and files the run folder keeps, so ``bench
     report`` rewrites what the run wrote."""
     report = build_report(records, opts, judge, costs, judge_measured)
     report.write(out_dir)

@@ -471,6 +471,7 @@ class Runner:
 
     def _records(self, ds_name, rr_name, reader_spec, reader, judge, chunk, rankings, by_qid, corpus,
                  relevance_level=1, pseudo_docs=None):
+        from bench.answer_position import answer_bearing
         from bench.metrics import answer_metrics, retrieval_metrics
 
         c = self.config
@@ -507,6 +508,9 @@ class Runner:
             ranking = chunk_rankings[q.qid]
             metrics = dict(retrieval.get(q.qid, {}))
             info: dict[str, Any] = {**ranking.info, **expansion}
+            bearing = answer_bearing(q.qrels)
+            if bearing is not None:     # for the report's answer-position split
+                info["answer_bearing"] = bearing
             status, error, text = "ok", None, None
             if reader is not None:
                 a = answers[q.qid]

@@ -1,12 +1,13 @@
-"""Where each reranker puts each kind of passage of the embedded ``fictional`` dataset, from a run's records.
+"""Where each reranker puts each kind of passage of the embedded ``fictional`` datasets, from a run's records.
 
     python benchmarks/fictional_roles.py results/<run-id> [--top-k 3]
 
-For every (reader, reranker) of the run's fictional records: the mean rank of each passage role of the question
-(answer-bearing, echoing topical, unknown-fact, related, near-miss; ranks over the reranked pool, 1 = first), how
-many questions have the answer-bearing passage and a near-miss one in the top-k, and how often the reader's answer
-says the fact is unknown, with and without an unknown-fact passage in its top-k. The roles come from the generator
-(``generate(seed).roles``), so the numbers trace back to ``records.jsonl`` and the seed alone.
+For every (reader, reranker) of the run's ``fictional`` and ``fictional-large`` records (a table per dataset): the
+mean rank of each passage role of the question (answer-bearing, echoing topical, unknown-fact, related, near-miss;
+ranks over the reranked pool, 1 = first), how many questions have the answer-bearing passage and a near-miss one in
+the top-k, and how often the reader's answer says the fact is unknown, with and without an unknown-fact passage in
+its top-k. The roles come from the generator (``generate(seed, sizes).roles``), so the numbers trace back to
+``records.jsonl`` and the seed alone.
 """
 from __future__ import annotations
 
@@ -21,9 +22,11 @@ import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.data.synthetic import ANSWER, NEAR_MISS, RELATED, TOPICAL, UNKNOWN, generate  # noqa: E402
+from bench.data.synthetic import (ANSWER, LARGE_SPLIT_SIZES, NEAR_MISS, RELATED, SPLIT_SIZES, TOPICAL,  # noqa: E402
+                                   UNKNOWN, generate)
 
 ROLES = (ANSWER, TOPICAL, UNKNOWN, RELATED, NEAR_MISS)
+FICTIONAL_SIZES = {"fictional": SPLIT_SIZES, "fictional-large": LARGE_SPLIT_SIZES}   # each its own collection
 # How SmolLM2 and other readers put "the context does not say": the unknown-fact passages' own words among them.
 SAYS_UNKNOWN = re.compile(r"myster|nobody knows|no one knows|unknown|not known", re.IGNORECASE)
 
@@ -61,12 +64,16 @@ def main(argv: list[str] | None = None) -> int:
     top_k = args.top_k if args.top_k is not None else config["top_k"]
     with open(args.run / "records.jsonl") as f:
         records = [json.loads(line) for line in f if line.strip()]
-    records = [r for r in records if r["dataset"] == "fictional" and r["status"] == "ok"]
-    if not records:
-        print(f"error: {args.run / 'records.jsonl'}: no answered fictional records", file=sys.stderr)
+    found = False
+    for dataset, sizes in FICTIONAL_SIZES.items():
+        mine = [r for r in records if r["dataset"] == dataset and r["status"] == "ok"]
+        if mine:
+            found = True
+            table = role_table(mine, generate(args.seed, sizes).roles, top_k)
+            print(f"{dataset}\n\n{table.to_markdown(index=False, floatfmt='.3f')}\n")
+    if not found:
+        print(f"error: {args.run / 'records.jsonl'}: no answered fictional or fictional-large records", file=sys.stderr)
         return 2
-    table = role_table(records, generate(args.seed).roles, top_k)
-    print(table.to_markdown(index=False, floatfmt=".2f"))
     return 0
 
 

@@ -4,9 +4,10 @@ Inference is the policy's greedy decoding, i.e. sorting by the trained backbone'
 temperature: exactly the cost of the base reranker. The checkpoint (``--rrpo-checkpoint``, or ``--checkpoint`` in
 ``RerankerSettings``) is a folder written by the trainer (config.json + a float16 weights delta from the backbone):
 a local path, the name of a checkpoint shipped in ``rrpo/checkpoints/``, or a hub id. The default is the shipped
-``minilm-fictional`` (MiniLM's last layer trained on fictional/train with the SmolLM2 reader; its config.json,
-train_log.jsonl and eval_leaderboard.csv say how it was trained and what it measured). ``rrpo-hotpotqa`` is the same
-reranker with the shipped ``minilm-hotpotqa`` checkpoint (trained on HotpotQA's ``rrpo-train`` part, k = 3).
+``minilm-fictional`` (MiniLM's last layer trained on the first 160 questions of fictional-large/train with the
+SmolLM2 reader, k = 1; its config.json, train_log.jsonl and eval_leaderboard.csv say how it was trained and what it
+measured). ``rrpo-hotpotqa`` is the same reranker with the shipped ``minilm-hotpotqa`` checkpoint (trained on
+HotpotQA's ``rrpo-train`` part, k = 3).
 """
 from __future__ import annotations
 

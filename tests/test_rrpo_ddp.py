@@ -1,6 +1,7 @@
 """RRPO under torchrun-style data parallelism (2 gloo processes on CPU): the gradient equals one process's with
-uneven shards, a process without queries in a step still joins every collective, unused parameters are left alone
-as in one process, and the reference baseline is written once per (query, depth)."""
+uneven shards (given the same rollouts, and through a whole ``train_step``), a process without queries in a step
+still joins every collective, unused parameters are left alone as in one process, and the reference baseline is
+written once per (query, depth)."""
 from __future__ import annotations
 
 import datetime
@@ -85,6 +86,52 @@ def test_ddp_gradient_equals_one_process_gradient_with_uneven_shards(tmp_path):
         for name, grad in r["one_process"].items():
             assert r["ddp"][name] == pytest.approx(grad, abs=1e-6), (rank, name)
         assert r["unused_after_step"] == [1.0, 1.0, 1.0]              # no zero gradient for weight decay to act on
+
+
+def _train_step_worker(rank: int, port: int, out: str) -> None:
+    import torch.distributed as dist
+
+    _join(rank, port)
+    # One step holds all 3 queries: 2 on rank 0, 1 on rank 1. One update and no effective clipping, so the gradient
+    # left on the parameters after the step is the step's gradient itself.
+    cfg = _config(queries_per_step=3, updates_per_batch=1, grad_clip=1e6)
+    lists = [candidate_list(f"q{i}") for i in range(3)]
+    single = assemble_trainer(cfg, TableReranker(), TargetReader("d0"), yes_metric, lists)
+    sampled = {}
+    sample = single.collector.collect
+
+    def recorded(batch):
+        rollouts = sample(batch)
+        sampled.update((ro.cl.query.qid, ro) for ro in rollouts)
+        return rollouts
+
+    single.collector.collect = recorded
+    single_row = single.train_step()
+    # The data-parallel trainer's processes sample with other seeds; hand them the single process's rollouts, so
+    # that the rest of train_step (its share, advantages, the count it divides by, the update) is what is compared.
+    ddp = assemble_trainer(cfg, TableReranker(), TargetReader("d0"), yes_metric, lists, None, Dist(rank, WORLD))
+    ddp.collector.collect = lambda batch: [sampled[cl.query.qid] for cl in batch]
+    shard = len(ddp.batch(0))
+    ddp_row = ddp.train_step()
+    grads = {name: {n: p.grad.flatten().tolist() for n, p in trainer.policy.trainable_parameters().items()}
+             for name, trainer in (("one_process", single), ("ddp", ddp))}
+    with open(os.path.join(out, f"rank{rank}.json"), "w") as f:
+        json.dump({"shard": shard, "queries": [single_row["queries"], ddp_row["queries"]], **grads}, f)
+    dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_ddp_train_step_gradient_equals_one_process_train_step_gradient_with_uneven_shards(tmp_path):
+    """Each process must divide its loss by the step's global number of queries; dividing by its own count (2 and 1
+    here) would weigh rank 1's query twice as much as in one process."""
+    torch.multiprocessing.spawn(_train_step_worker, args=(_free_port(), str(tmp_path)), nprocs=WORLD, join=True)
+    for rank in range(WORLD):
+        r = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        assert r["shard"] == 2 - rank and r["queries"] == [3, 3]
+        assert max(map(abs, r["one_process"]["backbone.layer.1.weight"])) > 1e-3    # a real gradient, not zeros
+        assert set(r["ddp"]) == set(r["one_process"])
+        for name, grad in r["one_process"].items():
+            assert r["ddp"][name] == pytest.approx(grad, abs=1e-6), (rank, name)
 
 
 def _training_worker(rank: int, port: int, out: str) -> None:

@@ -122,6 +122,27 @@ def test_records_name_the_reranker_that_ranked_them(uninterrupted):
         json.dumps({"name": "random", "checkpoint": None, "seed": 0}, sort_keys=True)}
 
 
+def test_records_name_the_answer_passage_and_the_run_splits_accuracy_by_where_it_landed(uninterrupted):
+    run_dir = uninterrupted["run_dir"]
+    recs = records(run_dir)
+    assert all(r["info"]["answer_bearing"] == {"source": "qrels (max grade)", "docids": [f"a{r['qid'][1:]}"]}
+               for r in recs)                                          # grade 2 beats b<i>'s grade 1
+    # --top-k 1: the reader saw only the first passage; by hand from the records' rankings and answers
+    expected = []
+    for reranker in ("none", "random"):
+        mine = [r for r in recs if r["reranker"] == reranker]
+        for first in (True, False):
+            part = [r for r in mine if (r["ranking"][0] == f"a{r['qid'][1:]}") == first]
+            expected.append([reranker, "rank 1" if first else "not in top 1", len(part),
+                             sum(r["metrics"]["accuracy"] for r in part) / len(part) if part else None])
+    csv = [line.split(",") for line in (run_dir / "answer_position.csv").read_text().splitlines()]
+    column = {name: i for i, name in enumerate(csv[0])}
+    got = [[row[column["reranker"]], row[column["position"]], int(row[column["n"]]),
+            float(row[column["accuracy"]]) if row[column["accuracy"]] else None] for row in csv[1:]]
+    assert got == expected and expected[0][1:] == ["rank 1", N_QUESTIONS, 1.0]   # BM25 puts a<i> first
+    assert "### Where the answer-bearing passage landed" in (run_dir / "leaderboard.md").read_text()
+
+
 def test_second_run_makes_no_llm_calls(uninterrupted):
     assert uninterrupted["again"] == 0
     a = (uninterrupted["run_dir"] / "leaderboard.csv").read_text()

@@ -2,6 +2,8 @@
 and the property it exists for - BM25 does not put the answer-bearing passage first."""
 from __future__ import annotations
 
+import json
+
 import pandas as pd
 import pytest
 
@@ -167,3 +169,21 @@ def test_role_table_of_a_run():
     assert a["says unknown (unknown-fact in top 3)"] == 1.0 and a["says unknown (otherwise)"] == 0.0
     assert b["rank answer"] == 5.0 and b["answer in top 3"] == 0.0 and b["near-miss in top 3"] == 1.0
     assert pd.isna(b["says unknown (unknown-fact in top 3)"]) and b["says unknown (otherwise)"] == 0.0
+
+
+def test_role_script_reads_fictional_large_runs_with_their_own_collection(tmp_path, capsys):
+    """fictional-large is another collection than fictional (same seed, other split sizes): its records must be read
+    against its own roles, or the answer passage of test-000 would not be found."""
+    from benchmarks.fictional_roles import main
+
+    query = load_dataset("fictional-large", "test").queries[0]
+    ranking = sorted(query.qrels, key=lambda d: -query.qrels[d])          # answer-bearing first, as the oracle
+    (tmp_path / "config.json").write_text(json.dumps({"top_k": 3}))
+    (tmp_path / "records.jsonl").write_text(json.dumps(
+        {"dataset": "fictional-large", "reader": "r", "reranker": "oracle", "qid": query.qid, "ranking": ranking,
+         "answer": "x", "status": "ok"}) + "\n")
+    assert main([str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("fictional-large\n")
+    row = next(line for line in out.splitlines() if "oracle" in line).split("|")
+    assert row[3].strip() == "1.000"                                    # rank of the answer-bearing passage
