@@ -54,6 +54,7 @@ def test_each_pair_is_read_once_and_the_same_command_again_reads_nothing(labelle
     costs = json.loads((labelled["run_dir"] / "costs.json").read_text())
     assert costs["utility"]["toyqa"]["openai:toy-reader"] == {
         "pairs": 16, "labelled_before": 16, "read_now": 0, "rerankers": {}, "llm_calls": 0, "failed": 0}
+    assert costs["llm"]["openai:toy-reader"]["requests"] == 0    # not even asked of the cache
 
 
 def test_labels_are_written_as_qrels_and_jsonl(labelled):
@@ -216,6 +217,26 @@ def test_erag_metrics_by_hand():
     graded = erag_metrics(ranking, {"q": {"a": 0.25, "b": 0.5, "c": 0.0, "d": 1.0}}, "F1", [2, 4])["q"]
     assert graded == {"eRAG-F1-P@2": 0.375, "eRAG-F1-success@2": 0.5, "eRAG-F1-P@4": 0.4375,
                       "eRAG-F1-success@4": 1.0}
+    # labels of passages the ranking does not hold (another reranker's) change nothing: eRAG's qrels are the list's
+    with_others = erag_metrics(ranking, {"q": {"a": 0, "b": 1, "c": 0, "d": 1, "e": 1, "f": 1}}, "accuracy", [1, 3])
+    assert with_others["q"] == binary
     # a ranking shorter than k: missing ranks count 0; an unlabelled passage leaves the query out
     assert erag_metrics({"q": ["a"]}, {"q": {"a": 1.0}}, "F1", [2])["q"]["eRAG-F1-P@2"] == 0.5
     assert erag_metrics({"q": ["a", "x"]}, {"q": {"a": 1.0}}, "F1", [2]) == {}
+
+
+def test_bench_validity_prints_the_table_and_its_taus_are_scipys(labelled, tmp_path):
+    from scipy import stats
+
+    proc = run([sys.executable, "-m", "bench", "validity", str(labelled["run_dir"]), "--output", str(tmp_path)])
+    assert "### toyqa · reader openai:toy-reader · accuracy" in proc.stdout
+    assert "| eRAG-accuracy-nDCG@1 " in proc.stdout and "| nDCG@10 " in proc.stdout
+    table = pd.read_csv(tmp_path / "validity.csv")
+    recs = [r for r in records(labelled["run_dir"]) if r["status"] == "ok"]
+    for retrieval in ("nDCG@10", "eRAG-accuracy-MRR@2"):
+        x = [r["metrics"][retrieval] for r in recs]
+        y = [r["metrics"]["F1"] for r in recs]
+        row = table[(table["retrieval"] == retrieval) & (table["answer"] == "F1")]
+        assert row["tau_b"].item() == pytest.approx(stats.kendalltau(x, y).statistic, abs=1e-12)
+        assert row["rho"].item() == pytest.approx(stats.spearmanr(x, y).statistic, abs=1e-12)
+    assert (tmp_path / "validity_toyqa__openai_toy-reader__accuracy.png").is_file()

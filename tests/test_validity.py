@@ -75,11 +75,14 @@ def test_system_tau_by_hand_and_its_bootstrap_ci():
 def test_pairwise_agreement_counts():
     values = {"a": {"nDCG@10": [0.9] * 30, "accuracy": [1.0] * 30},
               "b": {"nDCG@10": [0.1] * 30, "accuracy": [1.0] * 30},
-              "c": {"nDCG@10": [0.5] * 30, "accuracy": [0.0] * 30}}
+              "c": {"nDCG@10": [0.5] * 30, "accuracy": [0.0] * 30},
+              "d": {"nDCG@10": [0.95] * 30, "accuracy": [1.0] * 30},
+              "e": {"nDCG@10": [0.9] * 30, "accuracy": [1.0] * 30}}
     recs = records_of({n: {m: np.array(v) for m, v in ms.items()} for n, ms in values.items()})
     pairs = pairwise(recs, ReportOptions(n_resamples=2000))
-    # a-b: nDCG only (accuracy ties); a-c: both say a; b-c: nDCG says c, accuracy says b
-    assert agreement(pairs, "nDCG@10", "accuracy") == {"agree": 1, "disagree": 1, "one n.s.": 1, "both n.s.": 0}
+    # both say: a-c, c-d, c-e; opposite: b-c (nDCG says c, accuracy b); a-e the same system; the other five pairs
+    # tie on accuracy and differ on nDCG
+    assert agreement(pairs, "nDCG@10", "accuracy") == {"agree": 3, "disagree": 1, "one n.s.": 5, "both n.s.": 1}
 
 
 def test_report_files_and_utility_only_records_left_out(tmp_path):
