@@ -143,6 +143,8 @@ def build_parser() -> argparse.ArgumentParser:
                          "metric: query-level τ_b and ρ, system-level τ with a bootstrap CI, pairwise agreement")
     val.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
     val.add_argument("--output", help="folder of validity.md/.csv and the plots (default: the first RUN_DIR)")
+    val.add_argument("--rerankers", nargs="+", metavar="NAME", help="only these rerankers (default: every one read "
+                     "end to end), e.g. to leave out the oracles, which rank by the labels themselves")
 
     data = sub.add_parser("data", help="benchmarks by name: list | info NAME | pull NAME | verify NAME")
     data_sub = data.add_subparsers(dest="data_command", required=True)
@@ -286,7 +288,10 @@ def cmd_validity(args: argparse.Namespace) -> None:
     for run_dir in map(Path, args.run_dirs):
         if not (run_dir / "records.jsonl").is_file():
             raise UserError(f"{run_dir}: no records.jsonl (expected a results/<run-id>/ folder)")
-        records += RecordStore(run_dir / "records.jsonl").records.values()
+        records += [r for r in RecordStore(run_dir / "records.jsonl").records.values()
+                    if not args.rerankers or r.reranker in args.rerankers]
+    if not records:
+        raise UserError(f"--rerankers {' '.join(args.rerankers)}: no records of these rerankers in the run folders")
     config_path = Path(args.run_dirs[0]) / "config.json"
     config = json.loads(config_path.read_text()) if config_path.is_file() else {}
     out = Path(args.output or args.run_dirs[0])

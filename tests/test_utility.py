@@ -3,6 +3,7 @@ once, the same command again reads nothing, a reranker judged from existing labe
 scores equal PyPI ``erag``'s on the same single-passage answers, and ``oracle-utility`` orders by them."""
 import json
 import re
+import subprocess
 import sys
 from pathlib import Path
 
@@ -240,3 +241,29 @@ def test_bench_validity_prints_the_table_and_its_taus_are_scipys(labelled, tmp_p
         assert row["tau_b"].item() == pytest.approx(stats.kendalltau(x, y).statistic, abs=1e-12)
         assert row["rho"].item() == pytest.approx(stats.spearmanr(x, y).statistic, abs=1e-12)
     assert (tmp_path / "validity_toyqa__openai_toy-reader__accuracy.png").is_file()
+
+
+def test_bench_validity_keeps_only_the_rerankers_named(labelled, tmp_path):
+    run([sys.executable, "-m", "bench", "validity", str(labelled["run_dir"]), "--output", str(tmp_path),
+         "--rerankers", "none", "random"])
+    assert set(pd.read_csv(tmp_path / "validity.csv")["rerankers"]) == {2}
+    proc = subprocess.run([sys.executable, "-m", "bench", "validity", str(labelled["run_dir"]), "--rerankers",
+                           "nosuch"], capture_output=True, text=True)
+    assert proc.returncode == 2 and "no records of these rerankers" in proc.stderr
+
+
+@pytest.mark.parametrize("extra, message", [
+    (["--utility", "--utility-depth", "0"], "--utility-depth 0: expected a positive number"),
+    (["--utility-only", "none"], "--utility-only none: also in --rerankers"),
+])
+def test_bad_utility_options_fail_in_one_line(tmp_path, extra, message):
+    proc = subprocess.run([sys.executable, "-m", "bench", "run", "--rerankers", "none", "--reader", "none",
+                           "--output", str(tmp_path), *extra], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr.startswith(f"error: {message}") and proc.stderr.count("\n") == 1
+    assert not any(tmp_path.iterdir())
+
+
+def test_bench_utility_needs_a_run_folder(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "bench", "utility", str(tmp_path)], capture_output=True, text=True)
+    assert proc.returncode == 2 and proc.stderr == f"error: {tmp_path}: no config.json (expected a results/<run-id>/ " \
+                                                   f"folder that `bench run` wrote)\n"
