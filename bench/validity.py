@@ -7,7 +7,9 @@ folders (the rerankers read end to end; ``utility_only`` ones have no answer met
   per reranker and pooled over every (reranker, question) pair. τ_b is ``scipy.stats.kendalltau`` (variant "b":
   concordant minus discordant pairs over the geometric mean of the pairs not tied in each variable, so ties, common
   with 0/1 metrics, neither count for nor against); ρ is ``scipy.stats.spearmanr`` (Pearson correlation of average
-  ranks: ties get their mean rank). A constant vector has no order: τ and ρ are NaN.
+  ranks: ties get their mean rank). A constant vector has no order: τ and ρ are NaN. The pooled τ_b has a 95%
+  percentile bootstrap CI over questions (a resampled question brings its pairs of every reranker; resamples with
+  an undefined τ are dropped).
 - **system level** (the leaderboard reader's question: does R order the rerankers as A does?): τ_b between the
   rerankers' means of R and of A over the questions every compared reranker has both for, with a 95% percentile
   bootstrap CI: questions resampled with replacement (``n_resamples``, seeded), the means and τ_b recomputed on
@@ -62,6 +64,27 @@ def spearman_rho(x: Sequence[float], y: Sequence[float]) -> float:
 def paired_by_query(retrieval: Mapping[str, float], answer: Mapping[str, float]) -> tuple[list[float], list[float]]:
     shared = [q for q in answer if q in retrieval]
     return [retrieval[q] for q in shared], [answer[q] for q in shared]
+
+
+def query_tau_ci(pairs_by_question: Mapping[str, Sequence[tuple[float, float]]], n_resamples: int = 1000,
+                 seed: int = 0) -> tuple[float, float]:
+    """95% percentile bootstrap CI of the pooled query-level τ_b: questions resampled with replacement, each bringing
+    its (retrieval, answer) pairs of every reranker."""
+    questions = list(pairs_by_question)
+    if not questions:
+        return math.nan, math.nan
+    rng = np.random.default_rng(seed)
+    taus = []
+    for _ in range(n_resamples):
+        drawn = [p for i in rng.integers(0, len(questions), size=len(questions))
+                 for p in pairs_by_question[questions[i]]]
+        t = kendall_tau_b([x for x, _ in drawn], [y for _, y in drawn])
+        if not math.isnan(t):
+            taus.append(t)
+    if not taus:
+        return math.nan, math.nan
+    lo, hi = np.quantile(taus, [0.025, 0.975])
+    return float(lo), float(hi)
 
 
 def system_tau(retrieval: Mapping[str, Mapping[str, float]], answer: Mapping[str, Mapping[str, float]],
@@ -129,16 +152,21 @@ def validity_table(records: Sequence[QueryRecord], opts: ReportOptions,
                 if not any(r_vals.values()):
                     continue
                 pooled_x, pooled_y = [], []
+                by_question: dict[str, list[tuple[float, float]]] = {}
                 for name in a_vals:
                     x, y = paired_by_query(r_vals[name], a_vals[name])
                     pooled_x += x
                     pooled_y += y
+                    for q in (q for q in a_vals[name] if q in r_vals[name]):
+                        by_question.setdefault(q, []).append((r_vals[name][q], a_vals[name][q]))
                     per_reranker.append({"dataset": dataset, "reader": reader, "retrieval": m, "answer": a,
                                          "reranker": name, "n": len(x), "tau_b": kendall_tau_b(x, y),
                                          "rho": spearman_rho(x, y)})
                 tau, lo, hi, n_q, undefined = system_tau(r_vals, a_vals, n_resamples, opts.seed)
                 rows.append({"dataset": dataset, "reader": reader, "retrieval": m, "answer": a,
                              "n_pairs": len(pooled_x), "tau_b": kendall_tau_b(pooled_x, pooled_y),
+                             **dict(zip(("tau_b_ci_lo", "tau_b_ci_hi"),
+                                        query_tau_ci(by_question, n_resamples, opts.seed))),
                              "rho": spearman_rho(pooled_x, pooled_y), "rerankers": len(a_vals),
                              "system_tau": tau, "system_tau_ci_lo": lo, "system_tau_ci_hi": hi,
                              "system_questions": n_q, "boot_undefined": undefined,
@@ -163,7 +191,9 @@ def to_markdown(table: pd.DataFrame, top_k: int) -> str:
             continue
         g = g.set_index("retrieval").loc[[m for m in shown if m in set(g["retrieval"])]]
         view = pd.DataFrame({
-            "retrieval metric": g.index, "query τ_b (pooled)": g["tau_b"].map("{:.3f}".format),
+            "retrieval metric": g.index,
+            "query τ_b (pooled) [95% CI]": [f"{t:.3f} [{lo:.3f}, {hi:.3f}]" for t, lo, hi in
+                                            zip(g["tau_b"], g["tau_b_ci_lo"], g["tau_b_ci_hi"])],
             "query ρ (pooled)": g["rho"].map("{:.3f}".format),
             "system τ_b [95% CI]": [f"{t:.3f} [{lo:.3f}, {hi:.3f}]" for t, lo, hi in
                                     zip(g["system_tau"], g["system_tau_ci_lo"], g["system_tau_ci_hi"])],
@@ -174,7 +204,8 @@ def to_markdown(table: pd.DataFrame, top_k: int) -> str:
                      f"{first['n_pairs']} (reranker, question) pairs; system τ over {first['rerankers']} rerankers "
                      f"and {first['system_questions']} questions.\n")
     parts.append("Query τ_b / ρ: Kendall τ_b and Spearman ρ between the retrieval metric and the answer metric of each "
-                 "(reranker, question), pooled (per reranker in validity.csv). System τ_b: between the rerankers' "
+                 "(reranker, question), pooled (per reranker in validity.csv); τ_b's CI: bootstrap over questions. "
+                 "System τ_b: between the rerankers' "
                  "mean retrieval metric and mean answer metric, with a 95% percentile bootstrap CI over questions. "
                  f"Pairs: reranker pairs whose significant differences (Holm over the pairs, α = {ALPHA}) point the "
                  "same way, opposite ways, or are significant on one metric only, or on neither.")

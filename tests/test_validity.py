@@ -94,3 +94,17 @@ def test_report_files_and_utility_only_records_left_out(tmp_path):
     assert set(table["rerankers"]) == {3}
     with pytest.raises(Exception, match="more than one of the run folders"):
         validity_report(recs + recs[:1], tmp_path, ReportOptions(top_k=3), n_resamples=10)
+
+
+def test_query_tau_ci_resamples_questions_with_all_their_pairs():
+    from bench.validity import query_tau_ci
+
+    # within every question the pairs are concordant, and across questions too: every resample has τ_b = 1
+    ordered = {f"q{i}": [(i, i), (i + 0.5, i + 0.5)] for i in range(6)}
+    assert query_tau_ci(ordered, n_resamples=200) == (pytest.approx(1.0), pytest.approx(1.0))
+    # one question reverses its pair: a resample without it has τ_b = 1, so the CI reaches 1 and lies below it too
+    ordered["q5"] = [(5, 5.5), (5.5, 5)]
+    x = [p[0] for ps in ordered.values() for p in ps]
+    y = [p[1] for ps in ordered.values() for p in ps]
+    lo, hi = query_tau_ci(ordered, n_resamples=500)
+    assert lo < stats.kendalltau(x, y).statistic < hi == pytest.approx(1.0)
