@@ -267,3 +267,31 @@ def test_bench_utility_needs_a_run_folder(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "bench", "utility", str(tmp_path)], capture_output=True, text=True)
     assert proc.returncode == 2 and proc.stderr == f"error: {tmp_path}: no config.json (expected a results/<run-id>/ " \
                                                    f"folder that `bench run` wrote)\n"
+
+
+def test_a_failed_label_is_counted_left_out_of_erag_and_read_by_the_next_run(tmp_path):
+    dataset = write_dataset(tmp_path)
+    # 8 end-to-end answers, then the first distractor read alone fails on both attempts (--max-retries 1)
+    with ScriptedLLMServer(reply=scripted_reply, faults=["ok"] * 8 + ["500", "500"]) as srv:
+        cmd = toy_cmd(dataset, srv.base_url, tmp_path / "out", tmp_path / "cache", "--rerankers", "none",
+                      "--pool", "2", "--top-k", "1", "--utility", "--utility-depth", "2")
+        run(cmd)
+        run_dir = only_dir(tmp_path / "out")
+        labels = [json.loads(l) for l in (run_dir / "utility" / "toyqa__openai_toy-reader.jsonl").read_text()
+                  .splitlines()]
+        (failed,) = [lab for lab in labels if lab["status"] == "failed"]
+        assert failed["error"] and failed["metrics"] == {} and failed["cache_key"] is None
+        costs = json.loads((run_dir / "costs.json").read_text())["utility"]["toyqa"]["openai:toy-reader"]
+        assert costs["failed"] == 1
+        assert f"{failed['qid']} 0 {failed['docid']}" not in (
+            run_dir / "utility" / "toyqa__openai_toy-reader__accuracy.qrels").read_text()
+        recs = {r["qid"]: r for r in records(run_dir)}
+        assert "eRAG-accuracy-P@2" not in recs[failed["qid"]]["metrics"]
+        assert sum("eRAG-accuracy-P@2" in r["metrics"] for r in recs.values()) == 7
+        count = srv.count
+        run(cmd)
+        assert srv.count == count + 1                     # only the failed pair
+        recs = {r["qid"]: r for r in records(run_dir)}
+        assert recs[failed["qid"]]["metrics"]["eRAG-accuracy-P@2"] == 0.5
+        assert json.loads((run_dir / "costs.json").read_text())["utility"]["toyqa"]["openai:toy-reader"][
+            "failed"] == 0
