@@ -42,6 +42,7 @@ class BuildConfig(Protocol):
     judge_template: str
     max_tokens: int
     judge: str | None
+    readers: list[str]
     query2doc: str | None
     query2doc_template: str
     query2doc_max_tokens: int
@@ -128,8 +129,12 @@ class Builder:
         if unknown:
             raise UserError(f"{where}: unknown option {unknown[0]!r}; valid: "
                             f"{', '.join([*PER_BACKEND_SETTINGS, *sorted(option_names)])}")
-        server = {k: v for k, v in (("base_url", c.base_url), ("api_key_env", c.api_key_env)) if k in option_names}
-        options = typed_options(cls.Options, {**server, **args}, where)
+        # run-wide values a backend's options may take: the server, and the reader (oracle-utility reads with it)
+        readers = [spec for spec in c.readers if spec != "none"]
+        run_wide = {"base_url": c.base_url, "api_key_env": c.api_key_env, "reader": readers[0] if readers else "none",
+                    "reader_template": c.reader_template, "reader_max_tokens": c.max_tokens}
+        defaults = {k: v for k, v in run_wide.items() if k in option_names}
+        options = typed_options(cls.Options, {**defaults, **args}, where)
         settings = RerankerSettings(checkpoint=c.checkpoints.get(name), device=c.device, dtype=c.dtype, seed=c.seed,
                                     cache_dir=c.cache_dir, trust_remote_code=c.trust_remote_code, options=options,
                                     **({"batch_size": c.batch_size} if c.batch_size is not None else {}))

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from dataclasses import fields
 from pathlib import Path
@@ -51,6 +52,20 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
                         help="the judge's server(s), if not --base-url's")
     parser.add_argument("--judge-api-key-env", default=d.judge_api_key_env, help="the judge's key variable, if not "
                         "--api-key-env's")
+
+
+def add_utility_options(parser: argparse.ArgumentParser, flag: bool = True) -> None:
+    """``bench run``'s utility options (``flag``: with ``--utility`` itself), which ``bench utility`` shares."""
+    d = RunConfig()
+    if flag:
+        parser.add_argument("--utility", action="store_true",
+                            help="utility labels (eRAG): each passage in the union of every reranker's top "
+                                 "--utility-depth read alone by the reader; eRAG metrics in the leaderboard")
+    parser.add_argument("--utility-depth", type=int, default=d.utility_depth,
+                        help=f"passages of each ranking to label and score by eRAG (default: {d.utility_depth})")
+    parser.add_argument("--utility-only", nargs="+", default=d.utility_only, metavar="RERANKER",
+                        help="rerankers judged by eRAG alone, from the labels this run folder already has: only "
+                             "the (question, passage) pairs no other reranker brought into the top depth are read")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -110,6 +125,7 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--data-dir", default=d.data_dir, help="local copies of named datasets, one folder each "
                      "(default: $RERANK_BENCH_DATA; see `python -m bench data`)")
     run.add_argument("--llm-cache", choices=["use", "bypass", "refresh"], default=d.llm_cache)
+    add_utility_options(run)
 
     p.run_parser = run     # type: ignore[attr-defined]  (parse_run_args sets a config file's defaults on it)
     lst = sub.add_parser("list", help="registered rerankers (alias -> checkpoint -> kind -> extra), datasets, readers; "
@@ -119,6 +135,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="rebuild the leaderboard of a finished or interrupted run from its records")
     rep.add_argument("run_dir")
+
+    util = sub.add_parser("utility", help="utility labels (eRAG) for a finished run: each passage in the union of "
+                          "every reranker's top depth read alone by the reader; eRAG metrics in its leaderboard")
+    util.add_argument("run_dir")
+    add_utility_options(util, flag=False)
+
+    val = sub.add_parser("validity", help="how far each retrieval metric (relevance and eRAG) predicts each answer "
+                         "metric: query-level τ_b and ρ, system-level τ with a bootstrap CI, pairwise agreement")
+    val.add_argument("run_dirs", nargs="+", metavar="RUN_DIR")
+    val.add_argument("--output", help="folder of validity.md/.csv and the plots (default: the first RUN_DIR)")
+    val.add_argument("--rerankers", nargs="+", metavar="NAME", help="only these rerankers (default: every one read "
+                     "end to end), e.g. to leave out the oracles, which rank by the labels themselves")
 
     data = sub.add_parser("data", help="benchmarks by name: list | info NAME | pull NAME | verify NAME")
     data_sub = data.add_subparsers(dest="data_command", required=True)
@@ -247,6 +275,39 @@ def cmd_data(args: argparse.Namespace) -> None:
         print(text_of[args.data_command](args.name, args.data_dir, args.cache_dir))
 
 
+def utility_config(args: argparse.Namespace) -> RunConfig:
+    """The config a run folder was made with (its ``config.json``), writing into that folder, with the utility
+    stage on."""
+    run_dir = Path(args.run_dir)
+    path = run_dir / "config.json"
+    if not path.is_file():
+        raise UserError(f"{run_dir}: no config.json (expected a results/<run-id>/ folder that `bench run` wrote)")
+    values = {k: v for k, v in json.loads(path.read_text()).items() if k in {f.name for f in fields(RunConfig)}}
+    return RunConfig(**{**values, "output": str(run_dir.parent), "run_id": run_dir.name, "utility": True,
+                        "utility_depth": args.utility_depth, "utility_only": args.utility_only})
+
+
+def cmd_validity(args: argparse.Namespace) -> None:
+    """Records of every run folder given; the report options (k, seed) of the first one's config.json."""
+    from bench.report import ReportOptions
+    from bench.runner import RecordStore
+    from bench.validity import validity_report
+
+    records = []
+    for run_dir in map(Path, args.run_dirs):
+        if not (run_dir / "records.jsonl").is_file():
+            raise UserError(f"{run_dir}: no records.jsonl (expected a results/<run-id>/ folder)")
+        records += [r for r in RecordStore(run_dir / "records.jsonl").records.values()
+                    if not args.rerankers or r.reranker in args.rerankers]
+    if not records:
+        raise UserError(f"--rerankers {' '.join(args.rerankers)}: no records of these rerankers in the run folders")
+    config_path = Path(args.run_dirs[0]) / "config.json"
+    config = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    out = Path(args.output or args.run_dirs[0])
+    print(validity_report(records, out, ReportOptions.from_config(config)))
+    print(f"\nvalidity: {out / 'validity.md'}")
+
+
 def cmd_report(run_dir: str) -> None:
     from bench.runner import report_run_folder
 
@@ -272,8 +333,8 @@ def cmd_judge_eval(args: argparse.Namespace) -> None:
 def main(argv: list[str] | None = None) -> int:
     try:
         args, from_file = parse_run_args(argv)
-        if args.command == "run":
-            result = api.run(config_from_args(args, from_file))
+        if args.command in ("run", "utility"):
+            result = api.run(config_from_args(args, from_file) if args.command == "run" else utility_config(args))
             print(result.report())
             print(f"\nresults: {result.folder}")
             if not result.status_counts.get("ok"):
@@ -289,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
             cmd_data(args)
         elif args.command == "judge-eval":
             cmd_judge_eval(args)
+        elif args.command == "validity":
+            cmd_validity(args)
         else:
             cmd_report(args.run_dir)
     except UserError as exc:

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 from bench.registry import Registry
-from bench.types import Ranking
+from bench.types import Ranking, rank_scores
 
 NDCG_CUTOFFS = (1, 3, 5, 10)
 RECALL_CUTOFFS = (10, 100)
@@ -83,10 +83,10 @@ def _recall_cutoffs(top_k: int | None) -> tuple[int, ...]:
 
 
 def retrieval_metric_names(top_k: int | None = None) -> list[str]:
-    """Names of the per-query retrieval metrics, in report order; ``top_k`` adds Recall@k for the reader's
+    """Names of the per-query retrieval metrics, in report order; ``top_k`` adds Recall@k and P@k for the reader's
     top-k."""
     return ([f"nDCG@{c}" for c in NDCG_CUTOFFS] + [f"Recall@{c}" for c in _recall_cutoffs(top_k)]
-            + [f"MRR@{MRR_CUTOFF}", "MAP"])
+            + [f"MRR@{MRR_CUTOFF}", "MAP"] + ([f"P@{top_k}"] if top_k else []))
 
 
 def retrieval_metrics(rankings: Mapping[str, Ranking], qrels: Mapping[str, Mapping[str, int]],
@@ -100,11 +100,12 @@ def retrieval_metrics(rankings: Mapping[str, Ranking], qrels: Mapping[str, Mappi
     recall_cutoffs = _recall_cutoffs(top_k)
     full = pytrec_eval.RelevanceEvaluator(
         qrels, {f"ndcg_cut.{','.join(map(str, NDCG_CUTOFFS))}", f"recall.{','.join(map(str, recall_cutoffs))}",
-                "map"}, relevance_level=relevance_level).evaluate(run)
+                "map", *((f"P.{top_k}",) if top_k else ())}, relevance_level=relevance_level).evaluate(run)
     cut_run = {q: dict(list(scores.items())[:MRR_CUTOFF]) for q, scores in run.items()}  # dicts keep rank order
     cut = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}, relevance_level=relevance_level).evaluate(cut_run)
     names = {**{f"ndcg_cut_{c}": f"nDCG@{c}" for c in NDCG_CUTOFFS},
-             **{f"recall_{c}": f"Recall@{c}" for c in recall_cutoffs}, "map": "MAP"}
+             **{f"recall_{c}": f"Recall@{c}" for c in recall_cutoffs}, "map": "MAP",
+             **({f"P_{top_k}": f"P@{top_k}"} if top_k else {})}
     out = {}
     for qid in qrels:
         row = {name: float(full.get(qid, {}).get(key, 0.0)) for key, name in names.items()}
@@ -180,5 +181,67 @@ METRICS.add("judge", Metric("judge", "answer", True, True, "an LLM judge calls t
 for _family, _description in (("nDCG@k", "trec_eval ndcg_cut.k, graded gains"),
                               ("Recall@k", "trec_eval recall.k at the relevance level"),
                               ("MRR@10", "trec_eval recip_rank on the run cut at rank 10"),
-                              ("MAP", "trec_eval map at the relevance level")):
+                              ("MAP", "trec_eval map at the relevance level"),
+                              ("P@k", "trec_eval P.k at the relevance level: relevant among the top k, over k")):
     METRICS.add(_family, Metric(_family, "retrieval", True, False, _description))
+
+
+# --- eRAG: retrieval metrics over utility labels ------------------------------------------------------------------
+# eRAG (Salemi & Zamani, SIGIR 2024): each passage of a ranking is read alone by the reader and the answer's metric
+# against the gold answers is the passage's label; a ranking is then scored over those labels. With 0/1 labels any
+# trec_eval measure applies (through pytrec_eval, the qrels holding just the ranked passages, so nDCG's ideal order
+# is that of the ranking's own labels); with graded labels (F1) eRAG defines success@k as the largest label of the
+# top k and P@k as their sum over k.
+UTILITY_LABELS = ("accuracy", "EM", "F1")         # the answer metrics a passage's single-passage answer is scored by
+BINARY_ERAG_MEASURES = ("nDCG", "MRR", "P", "success")
+GRADED_ERAG_MEASURES = ("P", "success")
+
+
+def erag_name(label: str, measure: str, cutoff: int | str) -> str:
+    """``eRAG-<label>-<measure>@<cutoff>``, e.g. ``eRAG-accuracy-nDCG@10``."""
+    return f"eRAG-{label}-{measure}@{cutoff}"
+
+
+def erag_measures(label: str) -> tuple[str, ...]:
+    return BINARY_ERAG_MEASURES if metric(label).binary else GRADED_ERAG_MEASURES
+
+
+def erag_metrics(rankings: Mapping[str, Sequence[str]], labels: Mapping[str, Mapping[str, float]], label: str,
+                 cutoffs: Sequence[int]) -> dict[str, dict[str, float]]:
+    """Per-query eRAG scores of ``rankings`` (qid -> docids, best first: the list eRAG scores) over ``labels`` (qid ->
+    docid -> the ``label`` metric of the reader's answer from that passage alone), at each cutoff; names as
+    ``erag_name``. A query whose ranked passages are not all labelled (a failed read) is left out. 0/1 labels:
+    pytrec_eval's ndcg_cut, P and success, and recip_rank on the ranking cut at k; graded labels: success@k = max,
+    P@k = sum / k (a ranking shorter than k counts its missing ranks as 0)."""
+    import pytrec_eval
+
+    scored = {q: list(docids) for q, docids in rankings.items()
+              if docids and all(d in labels.get(q, {}) for d in docids)}
+    if metric(label).binary:
+        qrels = {q: {d: int(labels[q][d]) for d in docids} for q, docids in scored.items()}
+        cuts = ",".join(map(str, cutoffs))
+        full = pytrec_eval.RelevanceEvaluator(qrels, {f"ndcg_cut.{cuts}", f"P.{cuts}", f"success.{cuts}"}).evaluate(
+            {q: dict(zip(docids, rank_scores(len(docids)))) for q, docids in scored.items()})
+        out = {q: {} for q in scored}
+        for k in cutoffs:
+            cut = pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(
+                {q: dict(zip(docids[:k], rank_scores(len(docids[:k])))) for q, docids in scored.items()})
+            for q in scored:
+                out[q].update({erag_name(label, "nDCG", k): float(full[q][f"ndcg_cut_{k}"]),
+                               erag_name(label, "MRR", k): float(cut[q]["recip_rank"]),
+                               erag_name(label, "P", k): float(full[q][f"P_{k}"]),
+                               erag_name(label, "success", k): float(full[q][f"success_{k}"])})
+        return out
+    return {q: {name: value for k in cutoffs
+                for name, value in ((erag_name(label, "P", k), sum(labels[q][d] for d in docids[:k]) / k),
+                                    (erag_name(label, "success", k), float(max(labels[q][d] for d in docids[:k]))))}
+            for q, docids in scored.items()}
+
+
+for _label in UTILITY_LABELS:
+    for _measure in erag_measures(_label):
+        _binary = _measure == "success" and metric(_label).binary
+        METRICS.add(erag_name(_label, _measure, "k"),
+                    Metric(erag_name(_label, _measure, "k"), "retrieval", True, _binary,
+                           f"eRAG {_measure}@k over utility labels: the {_label} of the reader's answer from each "
+                           f"ranked passage alone"))

@@ -28,7 +28,8 @@ from bench.types import QueryRecord
 # Column order of the Markdown leaderboard; other metrics still go into the CSV.
 HEADLINE = ("nDCG@10", "Recall@{k}", "MRR@10", "EM", "F1", "accuracy", "judge")
 ALPHA = 0.05
-RANKED = ("ok", "failed")        # statuses whose records carry a ranking (and so its retrieval metrics)
+# statuses whose records carry a ranking (and so its retrieval metrics); "utility_only": judged by eRAG, not read
+RANKED = ("ok", "failed", "utility_only")
 
 
 @dataclass(frozen=True)
@@ -342,7 +343,34 @@ def cost_report(costs: Mapping[str, Any]) -> str:
         lines.append("")
     lines += ["| stage | seconds |", "|---|---|"]
     lines += [f"| {k} | {v:.1f} |" for k, v in costs.get("stage_seconds", {}).items()]
-    return "\n".join(lines)
+    return "\n".join(lines + utility_cost_lines(costs.get("utility", {})))
+
+
+def utility_cost_lines(utility: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The utility labels' part of the cost section: pairs labelled, reader calls made for them, and per reranker
+    judged by eRAG alone the reading it needed against end to end."""
+    if not utility:
+        return []
+    lines = ["", "Utility labels (one single-passage reader call per (question, passage) pair in the union of every "
+             "reranker's top depth; pairs labelled by an earlier invocation are reused):", "",
+             "| dataset | reader | pairs | labelled before | read now | LLM calls made | failed |",
+             "|---|---|---|---|---|---|---|"]
+    judged = []
+    for dataset, readers in utility.items():
+        for reader, u in readers.items():
+            lines.append(f"| {dataset} | {reader} | {u['pairs']} | {u['labelled_before']} | {u['read_now']} | "
+                         f"{u['llm_calls']} | {u['failed']} |")
+            judged += [(dataset, reader, name, r) for name, r in u["rerankers"].items()]
+    if judged:
+        lines += ["", "Rerankers judged by eRAG from the labels (`--utility-only`): single-passage reads of pairs no "
+                  "other reranker or earlier run labelled, against end to end (one reader call of top-k passages per "
+                  "question):", "",
+                  "| dataset | reader | reranker | questions | top-depth pairs | new pairs read | end-to-end calls "
+                  "(passages) | calls saved |", "|---|---|---|---|---|---|---|---|"]
+        lines += [f"| {d} | {rd} | {name} | {r['questions']} | {r['top_depth_pairs']} | {r['new_pairs']} | "
+                  f"{r['end_to_end_calls']} ({r['end_to_end_passages']}) | {r['calls_saved']} |"
+                  for d, rd, name, r in judged]
+    return lines
 
 
 def cross_reader_matrix(df: pd.DataFrame, metric: str) -> pd.DataFrame:

@@ -33,6 +33,9 @@ log = logging.getLogger(__name__)
 # A record in one of these states is final: a re-run keeps it. "no_candidates": the first stage gave the query
 # nothing to rank, so no reader was asked and the query is counted apart from the answered ones.
 FINAL_STATUSES = ("ok", "no_candidates")
+# A reranker of --utility-only: ranked and judged by eRAG, not read end to end (a later run that names it in
+# --rerankers reads it, replacing the record).
+UTILITY_ONLY = "utility_only"
 LOCK_FILE = ".lock"
 RETRY_STATS = ("attempts", "retries", "failed_attempts", "servers")
 ENV_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -84,6 +87,11 @@ class RunConfig:
     reranker_args: dict[str, dict[str, Any]] = field(default_factory=dict)
     reader_args: dict[str, dict[str, Any]] = field(default_factory=dict)
     judge_args: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # Utility labels (bench.utility): they add eRAG metrics to the records and change no end-to-end number, so they
+    # are not part of the run's identity; rerankers in utility_only are judged by eRAG alone (never read end to end).
+    utility: bool = False
+    utility_depth: int = 10
+    utility_only: list[str] = field(default_factory=list)
     # Not part of the run's identity: where things go and how the cache is used.
     output: str = "results"
     run_id: str | None = None
@@ -92,7 +100,8 @@ class RunConfig:
     llm_cache: str = "use"                 # use | bypass | refresh
 
     NON_IDENTITY = ("output", "run_id", "cache_dir", "data_dir", "llm_cache", "concurrency", "timeout", "max_retries",
-                    "chunk_size", "batch_size", "device", "primary_metric", "trust_remote_code")
+                    "chunk_size", "batch_size", "device", "primary_metric", "trust_remote_code", "utility",
+                    "utility_depth", "utility_only")
 
     COMPONENT_ARGS = ("reranker_args", "reader_args", "judge_args")
     QUERY2DOC = ("query2doc", "query2doc_template", "query2doc_max_tokens")
@@ -230,6 +239,7 @@ class Runner:
         self.status_counts: dict[str, int] = {}     # status -> records of the run, once it has finished
         self.dist = Dist()                          # this process's rank under torchrun
         self.trec_runs: list[tuple[str, str, list[str]]] = []   # (dataset, reranker, qids in order) to write
+        self.utility_costs: dict[str, dict[str, Any]] = {}     # dataset -> reader -> what its labels cost
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:
@@ -249,6 +259,9 @@ class Runner:
         self.validate()
         self.preflight()
         self.dist = Dist.from_env(backend="gloo", timeout=EVALUATION_TIMEOUT)   # only small objects are exchanged
+        if self.dist.world > 1 and (self.config.utility or self.config.utility_only):
+            raise UserError("--utility and --utility-only run in one process: run them without torchrun (then "
+                            "`python -m bench utility RUN_DIR` on the folder a torchrun run wrote)")
         self.config = c = replace(self.config, device=self.dist.device(self.config.device))
         self.builder = Builder(c)                  # built from the config with this rank's device
         with self.timed("load dataset"):
@@ -314,6 +327,8 @@ class Runner:
                         store.append(recs)
                         bar.update(len(chunk))
                     bar.close()
+            if c.utility or c.utility_only:
+                self._utility(dataset, lists, store, readers, pseudo_docs)
         if self.dist.world > 1:
             return self._merge_ranks(records_path)
         for ds_name, rr_name, qids in self.trec_runs:    # parts a killed torchrun run left
@@ -384,6 +399,13 @@ class Runner:
         for ds in c.datasets:
             if ds not in DATASETS and not Path(ds).expanduser().exists():
                 raise unknown_dataset(ds)
+        if c.utility_depth < 1:
+            raise UserError(f"--utility-depth {c.utility_depth}: expected a positive number")
+        for name in c.utility_only:
+            resolve(name)
+            if name in c.rerankers:
+                raise UserError(f"--utility-only {name}: also in --rerankers, which reads it end to end; name it in "
+                                f"one of them")
         self.validate_component_args()
 
     def preflight(self) -> None:
@@ -537,6 +559,67 @@ class Runner:
                                     answer=text, metrics=metrics, status=status, error=error, info=info))
         return recs
 
+    def _utility(self, dataset, lists, store: RecordStore, readers, pseudo_docs) -> None:
+        """Rank the --utility-only rerankers (records without an answer), label every (question, passage) pair in
+        the union of every reranker's top --utility-depth that no earlier invocation labelled, write the labels
+        and qrels, and set the eRAG metrics of every ranked record of the dataset."""
+        from bench.metrics import UTILITY_LABELS, erag_metrics
+        from bench.utility import (UtilityLabel, label_values, labels_path, qrels_path, qrels_text, read_alone,
+                                   summarize_costs, utility_pairs)
+
+        c = self.config
+        ds_name = dataset.name
+        by_qid = {cl.query.qid: cl for cl in lists}
+        for rr_name in c.utility_only:
+            todo = [cl for cl in lists if any((ds_name, rr_name, rd, cl.query.qid) not in store.records
+                                              for rd in readers)]
+            rankings = self._rankings(ds_name, rr_name, todo)
+            self._write_trec_run(ds_name, rr_name, [rankings[cl.query.qid] for cl in lists
+                                                    if cl.query.qid in rankings])
+            for rd in readers:
+                chunk = [cl for cl in todo if (ds_name, rr_name, rd, cl.query.qid) not in store.records]
+                recs = self._records(ds_name, rr_name, rd, None, None, chunk, rankings, by_qid, dataset.corpus,
+                                     dataset.relevance_level, pseudo_docs)
+                store.append([replace(r, status=UTILITY_ONLY) if r.status == "ok" else r for r in recs])
+        cutoffs = sorted({k for k in (c.top_k, c.utility_depth) if 0 < k <= c.utility_depth})
+        for rd, reader in readers.items():
+            if reader is None:
+                continue
+            ranked = [r for r in store.records.values() if r.dataset == ds_name and r.reader == rd and r.ranking
+                      and r.qid in by_qid and by_qid[r.qid].query.answers]
+            top = {}
+            for r in ranked:
+                top.setdefault(r.reranker, {})[r.qid] = r.ranking[:c.utility_depth]
+            pairs = utility_pairs(((r.qid, r.ranking) for r in ranked), c.utility_depth)
+            path = labels_path(self.out_dir, ds_name, rd)
+            path.parent.mkdir(exist_ok=True)
+            labels = {(lab.qid, lab.docid): lab for lab in read_jsonl_tail_tolerant(path, UtilityLabel.from_json)}
+            before = {key for key, lab in labels.items() if lab.status == "ok"}
+            todo = [(q, d) for q, ds in pairs.items() for d in ds if (q, d) not in before]
+            docs = {cand.docid: cand.doc for cl in lists for cand in cl.candidates}
+            calls = reader.engine.stats["calls"]
+            bar = tqdm(total=len(todo), desc=f"{ds_name} · utility labels · {rd}", unit="pair")
+            for chunk in chunks(todo, c.chunk_size):
+                with self.timed(f"utility labels {rd}"):
+                    new = read_alone(reader, [(by_qid[q].query, docs.get(d) or dataset.corpus[d]) for q, d in chunk])
+                append_jsonl(path, [lab.to_json() for lab in new])
+                labels.update({(lab.qid, lab.docid): lab for lab in new})
+                bar.update(len(chunk))
+            bar.close()
+            atomic_write(path, lambda tmp: tmp.write_text(
+                "".join(json.dumps(lab.to_json(), ensure_ascii=False) + "\n" for lab in labels.values()),
+                encoding="utf-8"))
+            for label in UTILITY_LABELS:
+                qrels_path(self.out_dir, ds_name, rd, label).write_text(qrels_text(labels.values(), label))
+                values = label_values(labels.values(), label)
+                for name, ranking in top.items():
+                    for qid, metrics in erag_metrics(ranking, values, label, cutoffs).items():
+                        store.records[(ds_name, name, rd, qid)].metrics.update(metrics)
+            self.utility_costs.setdefault(ds_name, {})[rd] = {
+                **summarize_costs(pairs, before, top, c.utility_only, c.top_k),
+                "llm_calls": reader.engine.stats["calls"] - calls,
+                "failed": sum(lab.status != "ok" for lab in labels.values())}
+
     def _write_costs(self) -> None:
         """``costs.json``: this invocation's LLM calls (made vs served from the cache, tokens) and stage times."""
         (self.out_dir / "costs.json").write_text(json.dumps(self._costs(), indent=2) + "\n")
@@ -547,7 +630,8 @@ class Runner:
             # An engine that retries (openai) counts its attempts itself: calls made can be fewer than requests sent.
             retried = getattr(eng.engine, "stats", {})
             llm[spec] = {**eng.stats, **{k: retried[k] for k in RETRY_STATS if k in retried}}
-        return {"stage_seconds": {k: round(v, 2) for k, v in self.stage_seconds.items()}, "llm": llm}
+        return {"stage_seconds": {k: round(v, 2) for k, v in self.stage_seconds.items()}, "llm": llm,
+                **({"utility": self.utility_costs} if self.utility_costs else {})}
 
 
 def read_run_folder(out_dir: Path) -> tuple[dict[str, Any], list[QueryRecord], dict[str, Any] | None]:

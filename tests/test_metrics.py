@@ -20,8 +20,8 @@ RANKINGS = {
 
 def test_metric_names_include_reader_k():
     assert retrieval_metric_names(3) == ["nDCG@1", "nDCG@3", "nDCG@5", "nDCG@10", "Recall@3", "Recall@10",
-                                         "Recall@100", "MRR@10", "MAP"]
-    assert "Recall@3" not in retrieval_metric_names()
+                                         "Recall@100", "MRR@10", "MAP", "P@3"]
+    assert "Recall@3" not in retrieval_metric_names() and "P@3" not in retrieval_metric_names()
 
 
 def test_hand_computed_values():
@@ -37,10 +37,12 @@ def test_hand_computed_values():
     assert q1["Recall@10"] == pytest.approx(2 / 3)
     assert q1["MRR@10"] == pytest.approx(1.0)
     assert q1["MAP"] == pytest.approx((1 / 1 + 2 / 4) / 3)
+    assert q1["P@3"] == pytest.approx(1 / 3)                    # d1 of d1, d3, d4
     q2 = m["q2"]
     assert q2["MRR@10"] == 0.0                                  # rank 12 is beyond the cut (recip_rank: 1/12)
     assert q2["MAP"] == pytest.approx(1 / 12)
     assert q2["Recall@10"] == 0.0 and q2["Recall@100"] == 1.0
+    assert q2["P@3"] == 0.0
     assert all(v == 0.0 for v in m["q3"].values())
 
 
