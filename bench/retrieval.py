@@ -216,7 +216,9 @@ def dense_rankings(dataset: Dataset, pool: int, cache_dir: str | os.PathLike | N
     if not dataset.corpus:
         raise UserError(f"dataset {dataset.name!r}: empty corpus, nothing to retrieve")
     device = resolve_device(device)
-    encoder = BiEncoder.load(model, device=device, dtype=resolve_dtype(dtype, device), max_length=max_length)
+    # the first stage has no --trust-remote-code of its own: its bi-encoder never runs a folder's code
+    encoder = BiEncoder.load(model, device=device, dtype=resolve_dtype(dtype, device), max_length=max_length,
+                             trust_remote_code=False)
     docids = list(dataset.corpus)
     corpus_emb = cached_embeddings(encoder, dataset.corpus_fingerprint(),
                                    [dataset.corpus[d].as_passage() for d in docids], batch_size, cache_dir,
