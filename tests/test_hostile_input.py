@@ -3,6 +3,7 @@ dataset copies, malformed files of every input format, keys where variable names
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -41,3 +42,234 @@ def test_the_walk_finds_a_load_that_leaves_the_choice_to_transformers(tmp_path):
                                              "AutoModel.from_config(AutoConfig.from_pretrained('x'))\n"
                                              "BiEncoder.load('x')\n")
     assert model_loads_without_trust_remote_code(tmp_path) == ["bench/m.py:3", "bench/m.py:3", "bench/m.py:4"]
+
+
+# --- input files: one line naming file (and line), exit 2 ------------------------------------------------------------
+
+def run_cli(capsys, *args: str) -> tuple[int, str]:
+    """``python -m bench ARGS`` in this process: (exit status, the last line of stderr, after progress bars)."""
+    from bench.cli import main
+
+    status = main(list(args))
+    err = capsys.readouterr().err
+    assert "Traceback" not in err
+    return status, re.split(r"[\r\n]+", err.strip())[-1] + "\n"
+
+
+def beir_folder(tmp_path: Path, **replace: str) -> Path:
+    """The tiny BEIR folder of tests/test_data.py with texts BM25 finds; ``replace``: file (relative) -> new text."""
+    from tests.test_data import write_beir, write_jsonl
+
+    folder = write_beir(tmp_path / "beir")
+    write_jsonl(folder / "queries.jsonl", [{"_id": "q1", "text": "alpha text"}, {"_id": "q2", "text": "beta text"},
+                                           {"_id": "q3", "text": "gamma"}])
+    for name, text in replace.items():
+        (folder / name).write_text(text)
+    return folder
+
+
+@pytest.mark.parametrize("grade", ["-5", "99999999999999999999", "5", "1.5", "x"])
+def test_a_qrels_grade_out_of_range_is_one_line_naming_file_and_line(grade, tmp_path, capsys):
+    folder = beir_folder(tmp_path, **{"qrels/test.tsv": f"query-id\tcorpus-id\tscore\nq1\td1\t1\nq2\td2\t{grade}\n"})
+    status, err = run_cli(capsys, "run", "--datasets", str(folder), "--rerankers", "none", "--reader", "none",
+                          "--output", str(tmp_path / "out"))
+    assert status == 2 and err == (f"error: {folder / 'qrels' / 'test.tsv'} line 3: relevance grade {grade!r} is not "
+                                   f"an integer from -2 to 4\n")
+    assert not (tmp_path / "out").exists()
+
+
+def test_grades_at_the_bounds_are_scored(tmp_path):
+    from bench.metrics import retrieval_metrics
+    from bench.types import Ranking
+
+    got = retrieval_metrics({"q": Ranking("q", ["a", "b"], [2.0, 1.0])}, {"q": {"a": -2, "b": 4}})["q"]
+    # trec_eval's ndcg counts a negative grade as gain 0: DCG = 0/log2(2) + 4/log2(3), ideal = 4/log2(2)
+    import math
+    assert got["nDCG@10"] == pytest.approx((4 / math.log2(3)) / 4)
+    assert got["Recall@10"] == 1.0 and got["MRR@10"] == 0.5
+
+
+@pytest.mark.parametrize("grade", [-5, 99999999999999999999, True, 2.5])
+def test_retrieval_metrics_refuse_a_grade_pytrec_eval_cannot_take(grade):
+    from bench.errors import UserError
+    from bench.metrics import retrieval_metrics
+    from bench.types import Ranking
+
+    with pytest.raises(UserError, match=r"^qrels of query 'q', document 'a': relevance grade .* is not an integer "
+                                        r"from -2 to 4$"):
+        retrieval_metrics({"q": Ranking("q", ["a"], [1.0])}, {"q": {"a": grade}})
+
+
+@pytest.mark.parametrize("name, lines, message", [
+    ("corpus.jsonl", ['{"_id": 7, "title": "", "text": "alpha text"}'], "line 1: '_id' is a int, expected a string"),
+    ("corpus.jsonl", ['{"_id": "d1", "title": ["A", "B"], "text": "alpha text"}'],
+     "line 1: 'title' is a list, expected a string"),
+    ("queries.jsonl", ['{"_id": "q1", "text": 12}'], "line 1: 'text' is a int, expected a string"),
+])
+def test_mistyped_beir_fields_name_file_and_line(name, lines, message, tmp_path, capsys):
+    folder = beir_folder(tmp_path, **{name: "\n".join(lines) + "\n"})
+    if name == "corpus.jsonl":       # the qrels may name only documents of the corpus
+        (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\nq1\td1\t1\n")
+    status, err = run_cli(capsys, "run", "--datasets", str(folder), "--rerankers", "none", "--reader", "none",
+                          "--output", str(tmp_path / "out"))
+    assert status == 2 and err == f"error: {folder / name} {message}\n"
+
+
+def test_a_corpus_without_any_text_is_refused_before_bm25(tmp_path, capsys):
+    folder = beir_folder(tmp_path, **{"corpus.jsonl": '{"_id": "d1", "title": "", "text": ""}\n'
+                                                      '{"_id": "d2", "title": "", "text": " "}\n',
+                                      "qrels/test.tsv": "query-id\tcorpus-id\tscore\nq1\td1\t1\n"})
+    status, err = run_cli(capsys, "run", "--datasets", str(folder), "--rerankers", "none", "--reader", "none",
+                          "--output", str(tmp_path / "out"))
+    assert status == 2 and err == ("error: dataset 'beir' (test): every document's title and text are empty; "
+                                   "expected some text to retrieve\n")
+
+
+def test_a_non_utf8_byte_at_the_top_of_a_trec_run_names_file_and_line(tmp_path, capsys):
+    folder = beir_folder(tmp_path)
+    run = tmp_path / "run.trec"
+    run.write_bytes(b"q1 Q0 d1 1 2.0 x\nq1 Q0 d\xe92 2 1.0 x\n")
+    status, err = run_cli(capsys, "run", "--datasets", str(folder), "--first-stage", str(run), "--rerankers", "none",
+                          "--reader", "none", "--output", str(tmp_path / "out"))
+    assert status == 2 and err == f"error: {run} line 2: not UTF-8 text (byte 0xe9); expected a UTF-8 file\n"
+
+
+@pytest.mark.parametrize("text, message", [
+    ('{"id": "t", "version": 1, "messages": [', "not a JSON prompt template (Expecting value: line 1 column 40"),
+    ('{"id": "t", "version": "one", "messages": []}', "malformed prompt template; expected a JSON object with id"),
+    ('[1, 2]', "prompt template lacks the field 'id'; expected a JSON object"),
+])
+def test_a_broken_template_file_is_one_line(text, message, tmp_path, capsys):
+    from bench.prompts import load_template
+
+    template = tmp_path / "mine.json"
+    template.write_text(text)
+    load_template.cache_clear()
+    status, err = run_cli(capsys, "run", "--datasets", str(beir_folder(tmp_path)), "--rerankers", "none",
+                          "--reader", "smollm2", "--reader-template", str(template), "--top-k", "1",
+                          "--output", str(tmp_path / "out"))
+    assert status == 2 and err.startswith(f"error: {template}: {message}")
+
+
+@pytest.mark.parametrize("text, message", [
+    ("reranker_args: 5\n", "reranker_args=5: expected dict"),
+    ("reranker_args: {minilm: 5}\n", "reranker_args.minilm=5: expected a mapping of options"),
+    ("datasets: fictional\n", "datasets='fictional': expected a list"),
+    ("pool: [3]\n", "pool=[3]: expected int"),
+])
+def test_a_config_value_of_the_wrong_type_is_one_line(text, message, tmp_path, capsys):
+    config = tmp_path / "run.yaml"
+    config.write_text(text)
+    status, err = run_cli(capsys, "run", "--config", str(config), "--output", str(tmp_path / "out"))
+    assert status == 2 and err == f"error: --config {config}: {message}\n"
+
+
+def test_a_pickle_where_safetensors_belong_is_refused(tmp_path, capsys):
+    import json
+    import pickle
+
+    rrpo = tmp_path / "rrpo"
+    rrpo.mkdir()
+    (rrpo / "config.json").write_text(json.dumps({"format": "rrpo-checkpoint/1", "backbone": "minilm",
+                                                  "backbone_checkpoint": None, "temperature": 1.0,
+                                                  "weights": "rrpo_delta.safetensors"}))
+    (rrpo / "rrpo_delta.safetensors").write_bytes(pickle.dumps({"weight": [1.0]}))
+    status, err = run_cli(capsys, "run", "--rerankers", "none", "rrpo", "--rrpo-checkpoint", str(rrpo),
+                          "--reader", "none", "--limit", "1", "--output", str(tmp_path / "out"),
+                          "--cache-dir", str(tmp_path / "cache"))
+    assert status == 2 and err.startswith(f"error: {rrpo / 'rrpo_delta.safetensors'}: not a safetensors file (")
+
+
+# --- keys where variable names belong; server URLs ----------------------------------------------------------------------
+
+KEYS = ["ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8", "fw_3ZfKq8pLm2VxR7tYcN4bW9dH", "sk-proj-abc123SECRET",
+        "hf_abcdefSECRETxyz", "gsk_SECRET123", "Bearer SECRET", "AIzaSyA1b2C3d4E5f6G7h8I9j0",
+        "q8Vn2LxT5rKw9ZpM3sYb7HcJ4fGd6NaE",            # 32 random characters, mixed case
+        "Q8VN2LXT5RKW9ZPM3SYB7HCJ4FGD6NAE",            # the same, upper case: one 32-character word
+        "Q8VN_2LXT_5RKW_9ZPM_3SYB_7HCJ_4FGD_6NAE",     # cut into words: too many digits
+        "QVNLXTRKWZPMSYBHCJFGDNAEUIO_KEY",            # no digits, 27-letter word
+        "ABCDEFGHIJKLMNOP_QRSTUVWXYZ_01"]              # words of 16 letters, all different: high entropy
+NAMES = ["OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "HUGGING_FACE_HUB_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS",
+         "VLLM_KEY", "HF_TOKEN", "MY_VLLM_SERVER_KEY_2", "RB_TEST_JUDGE_KEY", "_PRIVATE_KEY"]
+
+
+@pytest.mark.parametrize("value", KEYS)
+def test_a_value_that_is_no_plausible_variable_name_is_refused_unechoed_and_unwritten(value, tmp_path, capsys):
+    for flag in ("--api-key-env", "--judge-api-key-env"):
+        status, err = run_cli(capsys, "run", "--rerankers", "none", "--reader", "none", flag, value,
+                              "--output", str(tmp_path / "out"))
+        assert status == 2 and err == (f"error: {flag}: the value is not the NAME of an environment variable "
+                                       f"(upper-case letters, digits and underscores, e.g. OPENAI_API_KEY) and may "
+                                       f"be a key; it is not shown here\n")
+        assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_plausible_variable_names_pass(name):
+    from bench.options import check_key_variable_name
+
+    check_key_variable_name("--api-key-env", name)
+
+
+@pytest.mark.parametrize("url", ["not-a-url", "localhost:8000/v1", "ftp://host/v1", "http://", "http://:8000/v1",
+                                 "http://host:0/v1", "http://host:99999/v1"])
+def test_a_base_url_that_is_no_http_url_is_refused_before_the_run(url, tmp_path, capsys):
+    for flag in ("--base-url", "--judge-base-url"):
+        status, err = run_cli(capsys, "run", "--rerankers", "none", "--reader", "openai:m", flag,
+                              "http://127.0.0.1:9/v1", url, "--output", str(tmp_path / "out"))
+        assert status == 2 and err == (f"error: {flag} {url!r}: expected an http(s) URL with a host, e.g. "
+                                       f"http://localhost:8000/v1\n")
+        assert not (tmp_path / "out").exists()
+
+
+def test_the_run_id_does_not_depend_on_the_servers():
+    from bench.runner import RunConfig
+
+    content = {"data": ["x"]}
+    one = RunConfig(readers=["openai:m"], base_url="http://a:8000/v1").resolved_run_id(content)
+    fleet = RunConfig(readers=["openai:m"], base_url=["http://b:8000/v1", "http://c:8000/v1"],
+                      judge_base_url="https://api.example.com/v1").resolved_run_id(content)
+    other_model = RunConfig(readers=["openai:n"], base_url="http://a:8000/v1").resolved_run_id(content)
+    assert one == fleet != other_model
+
+
+# --- edited inputs never resume a run made from their old content -------------------------------------------------------
+
+def test_an_edited_first_stage_file_starts_a_new_run_with_its_own_table(tmp_path, capsys):
+    from bench.cli import main
+
+    folder = beir_folder(tmp_path)        # q1 judges d1 (2) and d3 (1); q2 judges d2 (1)
+    run = tmp_path / "run.trec"
+    args = ["run", "--datasets", str(folder), "--first-stage", str(run), "--rerankers", "none", "--reader", "none",
+            "--output", str(tmp_path / "out"), "--cache-dir", str(tmp_path / "cache")]
+
+    def ndcg_at_10() -> tuple[set, float]:
+        assert main(args) == 0
+        capsys.readouterr()
+        import pandas as pd
+
+        folders = {p.name for p in (tmp_path / "out").iterdir()}
+        newest = max((tmp_path / "out").iterdir(), key=lambda p: p.stat().st_mtime_ns)
+        return folders, float(pd.read_csv(newest / "leaderboard.csv")["nDCG@10"].iloc[0])
+
+    run.write_text("q1 Q0 d2 1 3.0 x\nq1 Q0 d1 2 2.0 x\nq2 Q0 d1 1 2.0 x\n")        # q2's relevant d2 missing
+    first, worst = ndcg_at_10()
+    run.write_text("q1 Q0 d1 1 3.0 x\nq1 Q0 d3 2 2.0 x\nq2 Q0 d2 1 2.0 x\n")        # the ideal ranking
+    second, best = ndcg_at_10()
+    assert len(first) == 1 and len(second) == 2 and best == 1.0 and worst < 0.5
+
+
+def test_the_run_id_follows_the_content_of_a_template_file(tmp_path):
+    import json
+
+    from bench.runner import RunConfig, input_file_digests
+
+    template = tmp_path / "mine.json"
+    template.write_text(json.dumps({"id": "mine", "version": 1, "messages": [{"role": "user", "content": "{question}"}]}))
+    config = RunConfig(reader_template=str(template))
+    before = input_file_digests(config)
+    template.write_text(json.dumps({"id": "mine", "version": 1, "messages": [{"role": "user", "content": "Q: {question}"}]}))
+    after = input_file_digests(config)
+    assert list(before) == [str(template)] and before != after
+    assert config.resolved_run_id({"files": before}) != config.resolved_run_id({"files": after})
+    assert input_file_digests(RunConfig()) == {}          # the packaged defaults name no file: run ids hold
