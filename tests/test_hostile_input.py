@@ -273,3 +273,74 @@ def test_the_run_id_follows_the_content_of_a_template_file(tmp_path):
     assert list(before) == [str(template)] and before != after
     assert config.resolved_run_id({"files": before}) != config.resolved_run_id({"files": after})
     assert input_file_digests(RunConfig()) == {}          # the packaged defaults name no file: run ids hold
+
+
+# --- a dataset's files are checked at every load, at the cost of a stat ------------------------------------------------
+
+def cached_beir_copy(cache: Path, name: str = "nfcorpus") -> Path:
+    """A BEIR folder where ``bench`` keeps its downloads, with the digests a pull records."""
+    from bench.data import catalog
+    from tests.test_data import write_beir
+
+    folder = write_beir(cache / "beir" / name)
+    catalog.write_manifest(catalog.CATALOG[name], folder)
+    return folder
+
+
+def test_a_truncated_cached_dataset_does_not_load(tmp_path, capsys):
+    from bench.data import load_dataset
+
+    folder = cached_beir_copy(tmp_path / "cache")
+    assert len(load_dataset("nfcorpus", cache_dir=str(tmp_path / "cache")).corpus) == 3
+    corpus = folder / "corpus.jsonl"
+    corpus.write_text("".join(corpus.read_text().splitlines(keepends=True)[:2]))      # a line cut off
+    status, err = run_cli(capsys, "run", "--datasets", "nfcorpus", "--cache-dir", str(tmp_path / "cache"),
+                          "--rerankers", "none", "--reader", "none", "--output", str(tmp_path / "out"))
+    assert status == 2 and re.fullmatch(rf"error: {re.escape(str(corpus))}: sha256 \w+ does not match the recorded "
+                                        rf"in SHA256SUMS at pull \w+; delete it and run `python -m bench data pull "
+                                        rf"nfcorpus`\n", err)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_load_rehashes_only_files_whose_size_or_mtime_changed(tmp_path, monkeypatch):
+    import os
+
+    from bench.data import catalog, load_dataset
+
+    folder = cached_beir_copy(tmp_path / "cache")
+    hashed = []
+    real = catalog.file_digest
+    monkeypatch.setattr(catalog, "file_digest", lambda path, algorithm="sha256": hashed.append(path.name) or
+                        real(path, algorithm))
+    for _ in range(2):
+        load_dataset("nfcorpus", cache_dir=str(tmp_path / "cache"))
+    assert sorted(hashed) == ["corpus.jsonl", "queries.jsonl", "test.tsv"]          # the first load only
+    queries = folder / "queries.jsonl"
+    os.utime(queries, ns=(queries.stat().st_atime_ns, queries.stat().st_mtime_ns + 10**9))
+    hashed.clear()
+    load_dataset("nfcorpus", cache_dir=str(tmp_path / "cache"))
+    assert hashed == ["queries.jsonl"]
+
+
+def test_report_waits_for_no_run_it_refuses_while_a_run_holds_the_folder(tmp_path, capsys):
+    """``bench report`` repairs a torn records.jsonl in place; while a run appends to the file it must not."""
+    import os
+
+    from bench.cli import main
+    from bench.runner import run_folder_lock
+
+    assert main(["run", "--datasets", str(beir_folder(tmp_path)), "--rerankers", "none", "--reader", "none",
+                 "--output", str(tmp_path / "out"), "--run-id", "r", "--cache-dir", str(tmp_path / "cache")]) == 0
+    folder = tmp_path / "out" / "r"
+    records = folder / "records.jsonl"
+    with records.open("ab") as f:
+        f.write(b'{"dataset": "be')                       # a record being appended
+    before = records.read_bytes()
+    capsys.readouterr()
+    with run_folder_lock(folder):
+        status, err = run_cli(capsys, "report", str(folder))
+        assert status == 2 and err == (f"error: {folder}: another run (pid {os.getpid()}) is writing into this run "
+                                       f"folder; wait for it to finish, or pass another --output or --run-id\n")
+        assert records.read_bytes() == before
+    assert main(["report", str(folder)]) == 0            # once the run is done: the torn tail is cut
+    assert records.read_bytes() == before[:before.rindex(b"\n") + 1]

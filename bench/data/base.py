@@ -61,7 +61,8 @@ class Dataset:
                 if not isinstance(value, str):
                     raise UserError(f"{where}: document {docid!r} has a {type(value).__name__} as {field_name}, "
                                     f"expected a string")
-        if not any(doc.text.strip() or doc.title.strip() for doc in self.corpus.values()):
+        # (a closed-book dataset has no corpus at all; one whose documents are all blank has nothing to retrieve)
+        if self.corpus and not any(doc.text.strip() or doc.title.strip() for doc in self.corpus.values()):
             raise UserError(f"{where}: every document's title and text are empty; expected some text to retrieve")
         for q in self.queries:
             if not isinstance(q.qid, str):

@@ -255,9 +255,10 @@ def fetch_beir(name: str, cache_dir: str | None = None, base_url: str | None = N
 
 def beir_loader(name: str):
     def load(split: str = "test", cache_dir: str | None = None, data_dir: str | None = None) -> Dataset:
-        from bench.data.catalog import local_copy  # a verified copy under --data-dir / $RERANK_BENCH_DATA first
+        # a checked copy under --data-dir / $RERANK_BENCH_DATA first, else the cache's, checked too
+        from bench.data.catalog import checked_cache_copy, local_copy
 
-        return load_beir_folder(local_copy(name, data_dir) or fetch_beir(name, cache_dir), split, name=name)
+        return load_beir_folder(local_copy(name, data_dir) or checked_cache_copy(name, cache_dir), split, name=name)
 
     return load
 
