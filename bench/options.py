@@ -127,9 +127,10 @@ def check_server_urls(flag: str, urls: str | Sequence[str] | None) -> None:
 
     for url in [urls] if isinstance(urls, str) else urls or []:
         try:
-            parts = urlsplit(url)
-            port_ok = parts.port is None or parts.port > 0
-        except ValueError:
-            port_ok = False
-        if not (isinstance(url, str) and parts.scheme in ("http", "https") and parts.hostname and port_ok):
+            parts = urlsplit(url) if isinstance(url, str) else None
+            ok = parts is not None and parts.scheme in ("http", "https") and bool(parts.hostname) \
+                and (parts.port is None or parts.port > 0)
+        except ValueError:          # a port that is not a number or out of range
+            ok = False
+        if not ok:
             raise UserError(f"{flag} {url!r}: expected an http(s) URL with a host, e.g. http://localhost:8000/v1")
