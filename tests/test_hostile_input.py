@@ -188,9 +188,11 @@ KEYS = ["ghp_" + "a1B2c3D4e5F6g7H8i9J0k1L2m3N4o5P6q7R8", "fw_3ZfKq8pLm2VxR7tYcN4
         "Q8VN2LXT5RKW9ZPM3SYB7HCJ4FGD6NAE",            # the same, upper case: one 32-character word
         "Q8VN_2LXT_5RKW_9ZPM_3SYB_7HCJ_4FGD_6NAE",     # cut into words: too many digits
         "QVNLXTRKWZPMSYBHCJFGDNAEUIO_KEY",            # no digits, 27-letter word
-        "ABCDEFGHIJKLMNOP_QRSTUVWXYZ_01"]              # words of 16 letters, all different: high entropy
+        "ABCDEFGHIJKLMNOP_QRSTUVWXYZ_01",              # words of 16 letters, all different: high entropy
+        "SERVER_KEY_20245", "APPLICATIONCREDSX_KEY"]   # just past the bounds: 5 digits, a 17-letter word
 NAMES = ["OPENAI_API_KEY", "AZURE_OPENAI_API_KEY", "HUGGING_FACE_HUB_TOKEN", "GOOGLE_APPLICATION_CREDENTIALS",
-         "VLLM_KEY", "HF_TOKEN", "MY_VLLM_SERVER_KEY_2", "RB_TEST_JUDGE_KEY", "_PRIVATE_KEY"]
+         "VLLM_KEY", "HF_TOKEN", "MY_VLLM_SERVER_KEY_2", "RB_TEST_JUDGE_KEY", "_PRIVATE_KEY",
+         "SERVER_KEY_2024", "APPLICATIONCREDS_KEY"]      # at the bounds: 4 digits, a 16-letter word
 
 
 @pytest.mark.parametrize("value", KEYS)
