@@ -121,6 +121,16 @@ def check_key_variable_name(flag: str, name: str) -> None:
                         f"and underscores, e.g. OPENAI_API_KEY) and may be a key; it is not shown here")
 
 
+def check_server_options(base_url: str | Sequence[str] | None, api_key_env: str | None,
+                         judge_base_url: str | Sequence[str] | None, judge_api_key_env: str | None) -> None:
+    """The server flags ``bench run`` and ``rrpo train`` share, checked before anything is paid for or written."""
+    for flag, name in (("--api-key-env", api_key_env), ("--judge-api-key-env", judge_api_key_env)):
+        if name is not None:
+            check_key_variable_name(flag, name)
+    check_server_urls("--base-url", base_url)
+    check_server_urls("--judge-base-url", judge_base_url)
+
+
 def check_server_urls(flag: str, urls: str | Sequence[str] | None) -> None:
     """Each server of ``--base-url`` / ``--judge-base-url`` is an http(s) URL with a host."""
     from urllib.parse import urlsplit

@@ -365,7 +365,7 @@ class Runner:
         from bench.data.base import unknown_dataset
         from bench.errors import check_extra
         from bench.llm import check_engine_installed
-        from bench.options import check_key_variable_name, check_server_urls
+        from bench.options import check_server_options
         from rerankers.registry import resolve
 
         c = self.config
@@ -379,11 +379,7 @@ class Runner:
         if c.top_k > c.pool and any(spec != "none" for spec in c.readers):
             raise UserError(f"--top-k {c.top_k} is larger than --pool {c.pool}: the reader would see only {c.pool} "
                             f"documents; raise --pool or lower --top-k")
-        for flag, name in (("--api-key-env", c.api_key_env), ("--judge-api-key-env", c.judge_api_key_env)):
-            if name is not None:
-                check_key_variable_name(flag, name)
-        check_server_urls("--base-url", c.base_url)
-        check_server_urls("--judge-base-url", c.judge_base_url)
+        check_server_options(c.base_url, c.api_key_env, c.judge_base_url, c.judge_api_key_env)
         for name in c.rerankers:
             spec = resolve(name)
             if spec.extra:

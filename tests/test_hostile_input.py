@@ -346,3 +346,16 @@ def test_report_waits_for_no_run_it_refuses_while_a_run_holds_the_folder(tmp_pat
         assert records.read_bytes() == before
     assert main(["report", str(folder)]) == 0            # once the run is done: the torn tail is cut
     assert records.read_bytes() == before[:before.rindex(b"\n") + 1]
+
+
+def test_rrpo_train_applies_the_same_server_checks(tmp_path, capsys):
+    from rrpo.__main__ import main as rrpo_main
+
+    args = ["train", "--dataset", "fictional", "--split", "train", "--limit", "2", "--reader", "openai:m",
+            "--cache-dir", str(tmp_path / "c"), "--out", str(tmp_path / "out")]
+    assert rrpo_main([*args, "--api-key-env", KEYS[0]]) == 2
+    err = capsys.readouterr().err
+    assert "the value is not the NAME of an environment variable" in err and KEYS[0] not in err
+    assert rrpo_main([*args, "--base-url", "not-a-url"]) == 2
+    assert "--base-url 'not-a-url': expected an http(s) URL" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
