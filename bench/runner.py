@@ -86,11 +86,11 @@ class RunConfig:
     data_dir: str | None = None            # local copies of named datasets (default $RERANK_BENCH_DATA)
     llm_cache: str = "use"                 # use | bypass | refresh
 
-    # Servers are not part of it either: the cache keys name the model, not the server, so a run moves between
-    # servers (or fleets) and keeps its folder.
     NON_IDENTITY = ("output", "run_id", "cache_dir", "data_dir", "llm_cache", "concurrency", "timeout", "max_retries",
-                    "chunk_size", "batch_size", "device", "primary_metric", "trust_remote_code", "base_url",
-                    "judge_base_url")
+                    "chunk_size", "batch_size", "device", "primary_metric", "trust_remote_code")
+    # Nor are the servers: the cache keys name the model, not the server, so a run moves between servers (or fleets)
+    # and keeps its folder. They stay in the identity as None, so that the ids of runs made without them hold.
+    SERVERS = ("base_url", "judge_base_url")
 
     COMPONENT_ARGS = ("reranker_args", "reader_args", "judge_args")
     QUERY2DOC = ("query2doc", "query2doc_template", "query2doc_max_tokens")
@@ -98,7 +98,7 @@ class RunConfig:
     def identity(self) -> dict[str, Any]:
         # Component options and the Query2doc settings join the identity only when given, so that the ids of runs
         # without them hold.
-        return {k: v for k, v in asdict(self).items()
+        return {k: None if k in self.SERVERS else v for k, v in asdict(self).items()
                 if k not in self.NON_IDENTITY and not (k in self.COMPONENT_ARGS and not v)
                 and not (k in self.QUERY2DOC and not self.query2doc)}
 

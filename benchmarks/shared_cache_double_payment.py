@@ -1,6 +1,6 @@
-"""The shared LLM cache's double payment (docs/robustness.md): three processes share one cache file and ask the same
-40 uncached prompts of the test server (tests/llm_server.py) at the same moment (a barrier); prints how many
-requests reached the server, then how many a re-run sends.
+"""The shared LLM cache under concurrent askers (docs/robustness.md): three processes share one cache file and ask
+the same 40 uncached prompts of the test server (tests/llm_server.py) at the same moment (a barrier); prints how
+many requests reached the server (40 with the cache's in-flight claims, 120 without), then how many a re-run sends.
 
     python benchmarks/shared_cache_double_payment.py
 """

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from tests.llm_server import llm_server  # noqa: F401 - a fixture
+
 REPO = Path(__file__).resolve().parent.parent
 LOADERS = {"from_pretrained", "load_pretrained", "pipeline", "LLM"}     # calls that can import a checkpoint's code
 
@@ -359,3 +361,90 @@ def test_rrpo_train_applies_the_same_server_checks(tmp_path, capsys):
     assert rrpo_main([*args, "--base-url", "not-a-url"]) == 2
     assert "--base-url 'not-a-url': expected an http(s) URL" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
+
+
+# --- the shared cache: a prompt asked by several processes at once is paid once ------------------------------------------
+
+def test_three_processes_asking_the_same_prompts_at_once_pay_for_each_once(tmp_path, monkeypatch):
+    """Three processes, one cache file, the same 40 uncached prompts, started at a barrier (0.3 s per reply): 40
+    server requests (120 before the in-flight claims), and none when they ask again."""
+    import multiprocessing as mp
+    import time
+
+    from benchmarks.shared_cache_double_payment import N_PROMPTS, run_processes
+    from tests.llm_server import ScriptedLLMServer
+
+    monkeypatch.setenv("RB_TEST_LLM_KEY", "x")
+    ctx = mp.get_context("spawn")
+    monkeypatch.setattr(mp, "Process", ctx.Process)
+    monkeypatch.setattr(mp, "Barrier", ctx.Barrier)
+    with ScriptedLLMServer(reply=lambda body: time.sleep(0.3) or "ok") as srv:
+        run_processes(srv.base_url, str(tmp_path / "cache.sqlite"))
+        assert srv.count == N_PROMPTS
+        run_processes(srv.base_url, str(tmp_path / "cache.sqlite"))
+        assert srv.count == N_PROMPTS
+
+
+def claimed_engine(tmp_path, llm_server):
+    from bench.llm.cache import CachedEngine, LLMCache
+    from bench.llm.openai_engine import OpenAIEngine
+
+    cache = LLMCache(tmp_path / "cache.sqlite")
+    return cache, CachedEngine(OpenAIEngine("scripted", base_url=llm_server.base_url), cache)
+
+
+def question():
+    from bench.llm.base import ChatRequest
+
+    return ChatRequest.chat([{"role": "user", "content": "who?"}], max_tokens=8)
+
+
+def test_a_claim_whose_process_died_is_void(tmp_path, llm_server, monkeypatch):
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from bench.llm.cache import cache_key
+
+    cache, engine = claimed_engine(tmp_path, llm_server)
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True).stdout.strip()
+    key = cache_key(engine.identity(), question())
+    with cache._write() as db:                      # a claim left by a process killed mid-request
+        db.execute("INSERT INTO inflight VALUES (?, 'gone', ?, ?, ?)", (key, socket.gethostname(), int(dead),
+                                                                         time.time()))
+    monkeypatch.setattr("bench.llm.cache.CLAIM_LEASE_S", 40.0)
+    started = time.monotonic()
+    assert [r.text for r in engine.generate([question()])] == ["ok"] and llm_server.count == 1
+    assert time.monotonic() - started < 30       # not at the lease's end: the claimant is known dead at once
+
+
+@pytest.mark.parametrize("outcome", ["answered", "failed"])
+def test_a_prompt_claimed_by_a_live_process_is_waited_for(outcome, tmp_path, llm_server):
+    """Another process asks the same prompt: its answer is served from the cache when it arrives (no request);
+    when its call fails, the claim ends and this process asks itself."""
+    import threading
+    import time
+
+    from bench.llm.base import ChatResponse
+    from bench.llm.cache import cache_key
+
+    cache, engine = claimed_engine(tmp_path, llm_server)
+    key = cache_key(engine.identity(), question())
+    assert cache.claim([key], "other") == {key}
+    result = []
+    waiter = threading.Thread(target=lambda: result.extend(engine.generate([question()])))
+    started = time.monotonic()
+    waiter.start()
+    time.sleep(0.6)
+    assert waiter.is_alive() and llm_server.count == 0
+    if outcome == "answered":
+        cache.put_many([(key, question(), ChatResponse("theirs", {"prompt_tokens": 1}))])
+    cache.release([key], "other")
+    waiter.join(10)
+    assert time.monotonic() - started >= 0.6
+    if outcome == "answered":
+        assert [r.text for r in result] == ["theirs"] and llm_server.count == 0 and engine.stats["hits"] == 1
+    else:
+        assert [r.text for r in result] == ["ok"] and llm_server.count == 1 and engine.stats["calls"] == 1
