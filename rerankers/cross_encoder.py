@@ -11,7 +11,7 @@ from __future__ import annotations
 from abc import abstractmethod
 from typing import Any, Callable, Sequence
 
-from bench.errors import UserError
+from bench.errors import RemoteCodeRefused, UserError
 from bench.environment import hub_offline, resolve_device, resolve_dtype
 from rerankers.base import PointwiseReranker, RerankerSettings
 
@@ -46,8 +46,7 @@ class TransformersPointwise(PointwiseReranker):
         # registration nor a file inside a checkpoint (an RRPO config.json naming a remote-code backbone).
         self.trust_remote_code = self.settings.trust_remote_code is True
         if needs_remote_code and not self.trust_remote_code:
-            raise UserError(f"checkpoint {self.checkpoint!r} ships its model architecture as Python code that loading "
-                            f"would run on this machine; pass --trust-remote-code if you trust its source")
+            raise RemoteCodeRefused(self.checkpoint)
         from transformers import AutoTokenizer
 
         self.device = resolve_device(self.settings.device)

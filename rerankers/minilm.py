@@ -24,7 +24,8 @@ class MiniLMBiEncoder(PointwiseReranker):
 
         device = resolve_device(self.settings.device)
         self.encoder = BiEncoder.load(self.checkpoint, device=device, dtype=resolve_dtype(self.settings.dtype, device),
-                                      max_length=self.settings.max_length)
+                                      max_length=self.settings.max_length,
+                                      trust_remote_code=self.settings.trust_remote_code is True)
 
     @classmethod
     def preflight(cls, name, checkpoint, settings) -> None:

@@ -33,7 +33,8 @@ class MonoT5(TransformersPointwise):
     def load_model(self) -> Any:
         from transformers import T5ForConditionalGeneration
 
-        return load_pretrained(T5ForConditionalGeneration.from_pretrained, self.checkpoint, dtype=self.dtype)
+        return load_pretrained(T5ForConditionalGeneration.from_pretrained, self.checkpoint, dtype=self.dtype,
+                               trust_remote_code=self.trust_remote_code)
 
     def default_max_length(self) -> int:
         # T5 has relative positions (no position limit in its config); pygaggle truncates to 512 tokens.

@@ -38,9 +38,11 @@ class RankZephyr(ListwiseReranker):
 
         source = self.options.tokenizer or self.checkpoint
         if self.engine_kind == "hf":   # the model is loaded from here anyway: its tokenizer must load too
-            return hf_token_counter(load_pretrained(AutoTokenizer.from_pretrained, source), chat_template=True)
+            return hf_token_counter(load_pretrained(AutoTokenizer.from_pretrained, source,
+                                                    trust_remote_code=self.settings.trust_remote_code is True),
+                                    chat_template=True)
         try:
-            tokenizer = AutoTokenizer.from_pretrained(source)
+            tokenizer = AutoTokenizer.from_pretrained(source, trust_remote_code=self.settings.trust_remote_code is True)
         except OSError as exc:      # a served model whose tokenizer is not on this machine
             warnings.warn(f"rankzephyr: no tokenizer for {source!r} ({str(exc).splitlines()[0]}); passages are only "
                           f"cut to {self.max_words} words, without a context budget", stacklevel=2)

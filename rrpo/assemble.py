@@ -25,6 +25,12 @@ class Servers:
     judge_base_url: str | list[str] | None
     judge_api_key_env: str | None
 
+    def __post_init__(self) -> None:
+        # the same checks as bench run's, before anything is trained or written (a key pasted as a name included)
+        from bench.options import check_server_options
+
+        check_server_options(self.base_url, self.api_key_env, self.judge_base_url, self.judge_api_key_env)
+
     def reader(self) -> dict[str, str | list[str] | None]:
         return {"base_url": self.base_url, "api_key_env": self.api_key_env}
 

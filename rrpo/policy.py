@@ -147,6 +147,7 @@ def is_trainable(name: str, trainable: str, num_layers: int) -> bool:
 
 def load_policy(folder: Path, settings: RerankerSettings | None = None) -> RerankPolicy:
     """Rebuild a trained policy from a checkpoint folder: the registered backbone plus the saved delta."""
+    from safetensors import SafetensorError
     from safetensors.torch import load_file
 
     from rerankers.registry import get_reranker
@@ -163,7 +164,11 @@ def load_policy(folder: Path, settings: RerankerSettings | None = None) -> Reran
     policy = RerankPolicy(get_reranker(config["backbone"], backbone_settings), float(config["temperature"]),
                           trainable="none")
     params = dict(policy.named_parameters())
-    delta = load_file(str(folder / config["weights"]))
+    try:
+        delta = load_file(str(folder / config["weights"]))
+    except (SafetensorError, OSError) as exc:
+        raise UserError(f"{folder / config['weights']}: not a safetensors file ({exc}); expected the weights "
+                        f"delta python -m rrpo train writes (a pickle is never loaded)") from None
     unknown = sorted(set(delta) - set(params))
     if unknown:
         raise UserError(f"{folder / config['weights']}: tensors {unknown[:3]} are not parameters of the backbone "

@@ -115,6 +115,6 @@ def test_encoder_matches_sentence_transformers():
     from bench.encoders import BiEncoder, resolve_checkpoint
 
     texts = ["A short one.", "A much longer passage " * 60]          # the second is truncated at 256 tokens
-    ours = BiEncoder.load().encode_all(texts)
+    ours = BiEncoder.load(trust_remote_code=False).encode_all(texts)
     ref = st.SentenceTransformer(resolve_checkpoint("sentence-transformers/all-MiniLM-L6-v2"), device="cpu")
     np.testing.assert_allclose(ours, ref.encode(texts, normalize_embeddings=True), atol=1e-5)

@@ -228,7 +228,7 @@ def test_zip_member_download(server, tmp_path, monkeypatch):
              entry.files[1])
     monkeypatch.setitem(catalog.CATALOG, "ambignq", dataclasses.replace(entry, files=files))
     folder = catalog.pull("ambignq", data_dir=str(tmp_path))
-    assert sorted(p.name for p in folder.iterdir()) == ["SHA256SUMS", "dev_light.json"]
+    assert sorted(p.name for p in folder.iterdir()) == [".digests.json", "SHA256SUMS", "dev_light.json"]
     assert catalog.CATALOG["ambignq"].read(folder, "dev").queries[0].answers == ["x"]
 
 

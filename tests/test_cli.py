@@ -55,8 +55,9 @@ def test_api_key_given_instead_of_its_variable_name_is_refused_unechoed(value, t
     for flag in ("--api-key-env", "--judge-api-key-env"):
         proc = bench("run", "--reader", "none", "--rerankers", "none", flag, value, "--output", str(tmp_path / "out"))
         assert proc.returncode == 2 and "Traceback" not in proc.stderr
-        assert proc.stderr.strip() == f"error: {flag}: the value looks like an API key, not the NAME of the " \
-                                      f"environment variable holding one (e.g. OPENAI_API_KEY); it is not shown here"
+        assert proc.stderr.strip() == f"error: {flag}: the value is not the NAME of an environment variable " \
+                                      f"(upper-case letters, digits and underscores, e.g. OPENAI_API_KEY) and may " \
+                                      f"be a key; it is not shown here"
         assert "SECRET" not in proc.stdout + proc.stderr and not (tmp_path / "out").exists()
 
 

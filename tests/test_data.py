@@ -2,6 +2,7 @@
 and the error messages for malformed input."""
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.server
 import json
@@ -13,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from bench.data import DATASETS, load_dataset, loaders
+from bench.data import DATASETS, catalog, load_dataset, loaders
 from bench.errors import UserError
 from tests.shared_data import SHARED_HOTPOT
 
@@ -112,6 +113,10 @@ def test_beir_download_verifies_md5_unzips_and_caches(beir_server, tmp_path, mon
     url, md5 = beir_server
     monkeypatch.setenv(loaders.BEIR_URL_ENV, url)
     monkeypatch.setitem(loaders.BEIR_DATASETS, "scifact", (md5, "tiny stand-in"))
+    # the stand-in is not SciFact: no pinned file digests (the download's are recorded and checked at later loads)
+    entry = catalog.CATALOG["scifact"]
+    monkeypatch.setitem(catalog.CATALOG, "scifact", dataclasses.replace(
+        entry, files=tuple(dataclasses.replace(f, sha256=None) for f in entry.files)))
     cache = tmp_path / "cache"
     ds = load_dataset("scifact", split="test", cache_dir=str(cache))
     assert ds.name == "scifact"
@@ -121,6 +126,7 @@ def test_beir_download_verifies_md5_unzips_and_caches(beir_server, tmp_path, mon
     assert record == {"url": f"{url}/scifact.zip", "md5": md5, "md5_verified": True,
                       "sha256": hashlib.sha256(zip_bytes).hexdigest(), "bytes": len(zip_bytes)}
     assert not (cache / "beir" / "scifact.zip").exists()
+    assert "corpus.jsonl" in catalog.read_manifest(cache / "beir" / "scifact")
     # The unzipped folder is reused: no server needed the second time.
     monkeypatch.setenv(loaders.BEIR_URL_ENV, "http://127.0.0.1:9")
     assert [q.qid for q in load_dataset("scifact", cache_dir=str(cache)).queries] == ["q1", "q2"]

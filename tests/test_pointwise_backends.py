@@ -150,19 +150,23 @@ def test_remote_code_checkpoints_are_loaded_with_trust_remote_code(checkpoints, 
     assert seen == [True, False]
 
 
-def hostile_checkpoint(folder):
-    """A cross-encoder folder whose config.json maps the architecture to its own Python file; importing that file
-    writes ``ran``, the proof that loading ran the checkpoint's code."""
+def hostile_checkpoint(folder, model_type: str = "bert", auto_model: str = "AutoModelForSequenceClassification"):
+    """A BERT folder whose config.json maps the architecture (``model_type``, loaded by ``auto_model``) to its own
+    Python file; importing that file writes ``ran``, the proof that loading ran the checkpoint's code. The file
+    subclasses the BERT classes (an alias would register transformers' own classes as remote code for the rest of
+    the process)."""
     import json
 
     path = tiny_models.cross_encoder(folder)
     config = json.loads((path / "config.json").read_text())
-    config["auto_map"] = {"AutoConfig": "hostile.HostileConfig",
-                          "AutoModelForSequenceClassification": "hostile.HostileModel"}
+    config["model_type"] = model_type
+    config["auto_map"] = {"AutoConfig": "hostile.HostileConfig", auto_model: "hostile.HostileModel"}
     (path / "config.json").write_text(json.dumps(config))
+    model_class = "BertModel" if auto_model == "AutoModel" else "BertForSequenceClassification"
     (path / "hostile.py").write_text(f"open({str(path / 'ran')!r}, 'w').write('pwned')\n"
-                                     "from transformers import BertConfig as HostileConfig\n"
-                                     "from transformers import BertForSequenceClassification as HostileModel\n")
+                                     f"from transformers import BertConfig, {model_class}\n"
+                                     f"class HostileConfig(BertConfig):\n    model_type = {model_type!r}\n"
+                                     f"class HostileModel({model_class}):\n    config_class = HostileConfig\n")
     return path
 
 
@@ -247,3 +251,27 @@ def test_rrpo_train_runs_remote_code_only_with_the_users_flag(tmp_path, capsys):
     assert rrpo_main([*args, "--trust-remote-code"]) == 2
     assert "no-such-reader" in capsys.readouterr().err
     assert (hostile / "ran").exists()
+
+
+def test_rrpo_minilm_backbone_with_model_code_runs_nothing_even_when_stdin_says_yes(tmp_path):
+    """The minilm backbone (a bi-encoder, no remote-code registration) pointed at a folder that ships model code:
+    transformers asks on stdin whether to run it unless told; answering ``y`` there must change nothing, since every
+    load passes the user's option (off) explicitly."""
+    import json
+    import subprocess
+    import sys
+
+    # a custom model_type: no transformers class can stand in for the folder's own
+    hostile = hostile_checkpoint(tmp_path / "hostile", model_type="hostile-bert", auto_model="AutoModel")
+    rrpo = tmp_path / "rrpo"
+    rrpo.mkdir()
+    (rrpo / "config.json").write_text(json.dumps({"format": "rrpo-checkpoint/1", "backbone": "minilm",
+                                                  "backbone_checkpoint": str(hostile), "temperature": 1.0,
+                                                  "weights": "rrpo_delta.safetensors"}))
+    proc = subprocess.run([sys.executable, "-m", "bench", "run", "--rerankers", "none", "rrpo", "--rrpo-checkpoint",
+                           str(rrpo), "--reader", "none", "--limit", "2", "--output", str(tmp_path / "out"),
+                           "--cache-dir", str(tmp_path / "cache")],
+                          input="y\n" * 20, capture_output=True, text=True, timeout=300)
+    assert not (hostile / "ran").exists()
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert proc.stderr.strip().splitlines()[-1].endswith("pass --trust-remote-code if you trust its source")

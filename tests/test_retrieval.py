@@ -233,7 +233,7 @@ def test_dense_retrieval_and_embedding_cache(tmp_path):
     assert docids(lists[0])[0] == "d1" and docids(lists[1])[0] == "d2" and docids(lists[2])[0] == "d5"
     assert all(len(cl.candidates) == 3 for cl in lists)                # exhaustive search: always `pool`
     [emb_file] = (tmp_path / "embeddings").glob("*.npy")
-    encoder = BiEncoder.load()
+    encoder = BiEncoder.load(trust_remote_code=False)
     emb = encoder.encode_all([d.as_passage() for d in DOCS], batch_size=2)
     np.testing.assert_allclose(np.load(emb_file), emb, atol=1e-5)
     q = encoder.encode_all(["Where do zebras live?"])[0]

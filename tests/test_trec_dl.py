@@ -78,7 +78,8 @@ def test_trec_dl_conventions_match_hand_computed_trec_eval_l2():
 def test_malformed_qrels_line_is_named(tmp_path):
     folder = write_dl(tmp_path / "dl")
     (folder / "qrels.dl19-passage.txt").write_text("1 0 a 1\n1 0 b three\n")
-    with pytest.raises(UserError, match=r"qrels\.dl19-passage\.txt line 2: expected 'qid iteration docid grade'"):
+    with pytest.raises(UserError, match=r"qrels\.dl19-passage\.txt line 2: relevance grade 'three' is not an integer "
+                                        r"from -2 to 4"):
         load(folder)
 
 

@@ -31,8 +31,10 @@ def load_dataset(name_or_path: str, split: str = "test", cache_dir: str | None =
         if not isinstance(dataset, Dataset):
             raise UserError(f"dataset {name_or_path!r}: its loader returned a {type(dataset).__name__}, expected a "
                             f"bench.data.Dataset")
-        return dataset
-    path = Path(name_or_path).expanduser()
-    if path.exists():
-        return loaders.load_path(path, split)
-    raise unknown_dataset(name_or_path)
+    else:
+        path = Path(name_or_path).expanduser()
+        if not path.exists():
+            raise unknown_dataset(name_or_path)
+        dataset = loaders.load_path(path, split)
+    dataset.validate()
+    return dataset

@@ -9,7 +9,7 @@ from typing import Callable
 from bench.errors import UserError
 from bench.registry import Registry
 from bench.hashing import stable_hash
-from bench.types import Document, Query
+from bench.types import Document, Query, check_grade
 
 
 @dataclass
@@ -47,6 +47,33 @@ class Dataset:
         return stable_hash({"corpus": self.corpus_fingerprint(), "candidates": self.candidates,
                             "queries": [(q.qid, q.text, q.answers, q.qrels) for q in self.queries],
                             **({"relevance_level": self.relevance_level} if self.relevance_level != 1 else {})})
+
+    def validate(self) -> None:
+        """The types and shapes every later stage relies on, checked once at load (whatever loader made the
+        dataset, plugins included): string ids and texts, a list of string answers, grades in range, and at least
+        one document with text. The first offence is a one-line UserError."""
+        where = f"dataset {self.name!r} ({self.split})"
+        for docid, doc in self.corpus.items():
+            if not isinstance(docid, str) or not isinstance(doc.docid, str):
+                raise UserError(f"{where}: document id {docid!r} is a {type(docid).__name__}, expected a string")
+            for field_name in ("title", "text"):
+                value = getattr(doc, field_name)
+                if not isinstance(value, str):
+                    raise UserError(f"{where}: document {docid!r} has a {type(value).__name__} as {field_name}, "
+                                    f"expected a string")
+        # (a closed-book dataset has no corpus at all; one whose documents are all blank has nothing to retrieve)
+        if self.corpus and not any(doc.text.strip() or doc.title.strip() for doc in self.corpus.values()):
+            raise UserError(f"{where}: every document's title and text are empty; expected some text to retrieve")
+        for q in self.queries:
+            if not isinstance(q.qid, str):
+                raise UserError(f"{where}: query id {q.qid!r} is a {type(q.qid).__name__}, expected a string")
+            if not isinstance(q.text, str) or not q.text.strip():
+                raise UserError(f"{where}: query {q.qid!r} has text {str(q.text)[:40]!r}, expected a non-empty "
+                                f"string")
+            if not isinstance(q.answers, list) or not all(isinstance(a, str) for a in q.answers):
+                raise UserError(f"{where}: query {q.qid!r}: gold answers must be a list of strings")
+            for docid, grade in q.qrels.items():
+                check_grade(grade, f"{where}: qrels of query {q.qid!r}, document {docid!r}")
 
     def limit(self, n: int | None) -> "Dataset":
         """The first ``n`` queries (all when n is None)."""

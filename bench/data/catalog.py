@@ -15,6 +15,8 @@ Wikipedia passages) are explained by ``info``.
 from __future__ import annotations
 
 import functools
+import json
+import logging
 import os
 import shutil
 import zipfile
@@ -29,8 +31,13 @@ from bench.environment import cache_dir as cache_dir_of
 from bench.errors import UserError
 from bench.files import atomic_write
 
+log = logging.getLogger(__name__)
+
 DATA_DIR_ENV = "RERANK_BENCH_DATA"
 MANIFEST = "SHA256SUMS"
+# Digests computed at earlier loads, with the size and mtime of the file they were computed from: a load re-hashes
+# a file only when either changed, so every load checks every file at the cost of a stat.
+DIGEST_MEMO = ".digests.json"
 
 
 @dataclass(frozen=True)
@@ -136,11 +143,37 @@ def check_file(entry: Entry, folder: Path, f: DataFile, recorded: dict[str, str]
               ("sha256", recorded.get(f.path), f"recorded in {MANIFEST} at pull")]
     for algorithm, expected, origin in checks:
         if expected:
-            actual = file_digest(path, algorithm)
+            actual = memo_digest(folder, f.path, algorithm)
             if actual != expected:
                 return "CORRUPT", f"{algorithm} {actual} does not match the {origin} {expected}"
             return "ok", f"{algorithm} matches the {origin} one"
     return "unverified", "no published checksum and none recorded (run `python -m bench data pull` to record one)"
+
+
+def memo_digest(folder: Path, name: str, algorithm: str) -> str:
+    """``file_digest(folder / name)``, reused from ``DIGEST_MEMO`` while the file's size and mtime are those it was
+    computed at; recomputed (and the memo updated) otherwise."""
+    path, memo_path = folder / name, folder / DIGEST_MEMO
+    stat = path.stat()
+    try:
+        memo = json.loads(memo_path.read_text(encoding="utf-8")) if memo_path.is_file() else {}
+    except (ValueError, OSError):
+        memo = {}                 # a damaged memo only costs a re-hash
+    seen = memo.get(name) if isinstance(memo, dict) else None
+    if not isinstance(memo, dict):
+        memo = {}
+    if isinstance(seen, dict) and seen.get("size") == stat.st_size and seen.get("mtime_ns") == stat.st_mtime_ns \
+            and isinstance(seen.get(algorithm), str):
+        return seen[algorithm]
+    digest = file_digest(path, algorithm)
+    kept = seen if isinstance(seen, dict) and seen.get("size") == stat.st_size \
+        and seen.get("mtime_ns") == stat.st_mtime_ns else {}
+    memo[name] = {**kept, "size": stat.st_size, "mtime_ns": stat.st_mtime_ns, algorithm: digest}
+    try:
+        atomic_write(memo_path, lambda tmp: tmp.write_text(json.dumps(memo, indent=1) + "\n", encoding="utf-8"))
+    except OSError as exc:        # a read-only copy: checked in full at every load instead
+        log.info("%s: digest memo not written (%s)", memo_path, exc)
+    return digest
 
 
 def verify_folder(entry: Entry, folder: Path) -> list[dict[str, str]]:
@@ -228,6 +261,13 @@ def local_copy(name: str, data_dir: str | None = None) -> Path | None:
     folder = root / entry.folder_name
     raise_on_failure(entry, verify_folder(entry, folder))
     return folder
+
+
+def checked_cache_copy(name: str, cache_dir: str | None = None) -> Path:
+    """The catalogued dataset's folder in the cache, downloaded when absent and checked at every load (a corrupt
+    copy fails naming the file and ``bench data pull NAME``)."""
+    entry = CATALOG[name]
+    return ensure(entry, entry.cache_folder(cache_dir), cache_dir=cache_dir)
 
 
 def load_entry(name: str, split: str = "test", cache_dir: str | None = None, data_dir: str | None = None) -> Dataset:

@@ -52,7 +52,7 @@ from bench.data.base import Dataset, register_dataset
 from bench.data.download import download
 from bench.environment import cache_dir as cache_dir_of
 from bench.errors import UserError
-from bench.types import CandidateList, Document, Query
+from bench.types import CandidateList, Document, Query, check_grade
 
 BEIR_URL_ENV = "RERANK_BENCH_BEIR_URL"
 BEIR_BASE_URL = "https://public.ukp.informatik.tu-darmstadt.de/thakur/BEIR/datasets"
@@ -112,10 +112,11 @@ def decode_utf8(path: Path, data: bytes) -> str:
         raise not_utf8(path, data.count(b"\n", 0, exc.start) + 1, exc) from None
 
 
-def read_jsonl(path: Path, fields: tuple[str, ...], expected: str,
-               id_field: str | None = None) -> Iterator[tuple[int, dict[str, Any]]]:
+def read_jsonl(path: Path, fields: tuple[str, ...], expected: str, id_field: str | None = None,
+               strings: tuple[str, ...] = ()) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, object) for each non-blank line of a UTF-8 file; a line that is not a JSON object with
-    ``fields`` fails. With ``id_field`` (one of ``fields``), an id seen on an earlier line fails too."""
+    ``fields`` fails, and so does one where a field of ``strings`` is present but not a string. With ``id_field``
+    (one of ``fields``), an id seen on an earlier line fails too."""
     first_seen: dict[str, int] = {}
     for lineno, line in text_lines(path):
         if not line.strip():
@@ -127,6 +128,9 @@ def read_jsonl(path: Path, fields: tuple[str, ...], expected: str,
         missing = [f for f in fields if f not in obj] if isinstance(obj, dict) else list(fields)
         if missing:
             raise UserError(f"{path} line {lineno}: lacks {', '.join(map(repr, missing))}; expected {expected}")
+        for name in strings:
+            if name in obj and not isinstance(obj[name], str):
+                raise UserError(f"{path} line {lineno}: {name!r} is a {type(obj[name]).__name__}, expected a string")
         if id_field is not None:
             key = str(obj[id_field])
             if key in first_seen:
@@ -145,11 +149,10 @@ def read_qrels_tsv(path: Path) -> Iterator[tuple[int, str, str, int]]:
     for lineno, row in enumerate(csv.reader((line for _, line in text_lines(path)), delimiter="\t"), 1):
         if lineno == 1 or not row:
             continue
-        grade = row[2].strip() if len(row) >= 3 else ""
-        if not grade.lstrip("-").isdigit():
+        if len(row) < 3:
             raise UserError(f"{path} line {lineno}: expected query-id<TAB>corpus-id<TAB>integer score, "
                             f"got {chr(9).join(row)!r}")
-        yield lineno, row[0], row[1], int(grade)
+        yield lineno, row[0], row[1], check_grade(row[2], f"{path} line {lineno}")
 
 
 # --- BEIR -----------------------------------------------------------------------------------------------------
@@ -164,13 +167,17 @@ def load_beir_folder(folder: Path, split: str = "test", name: str | None = None)
     if not (folder / "qrels" / f"{split}.tsv").is_file():
         raise UserError(f"{folder}: no qrels for split {split!r} (expected qrels/{split}.tsv); splits found: "
                         f"{', '.join(qrels_splits(folder)) or 'none'}")
+    for _ in read_qrels_tsv(folder / "qrels" / f"{split}.tsv"):    # grades checked before beir reads them
+        pass
     try:
         corpus, queries, qrels = GenericDataLoader(data_folder=str(folder)).load(split=split)
     except (ValueError, IndexError, KeyError, AttributeError, StopIteration) as exc:
         # GenericDataLoader's errors carry no file or line: find the offending line and say what was expected.
         locate_beir_error(folder, split)
         raise UserError(f"{folder}: beir could not load split {split!r}: {exc!r}") from exc
-    if None in corpus or None in queries:
+    if None in corpus or None in queries or not all(isinstance(k, str) for k in (*corpus, *queries)) \
+            or not all(isinstance(d.get(f, ""), str) for d in corpus.values() for f in ("title", "text")) \
+            or not all(isinstance(t, str) for t in queries.values()):
         locate_beir_error(folder, split)
     corpus_file = folder / "corpus.jsonl"
     with corpus_file.open("rb") as fh:
@@ -191,10 +198,11 @@ def load_beir_folder(folder: Path, split: str = "test", name: str | None = None)
 def locate_beir_error(folder: Path, split: str) -> None:
     """Raise a UserError at the first malformed line of a BEIR folder, or for an empty corpus (returns when every
     line is well formed)."""
-    if not sum(1 for _ in read_jsonl(folder / "corpus.jsonl", ("_id",), BEIR_EXPECTED["corpus"])):
+    if not sum(1 for _ in read_jsonl(folder / "corpus.jsonl", ("_id",), BEIR_EXPECTED["corpus"],
+                                     strings=("_id", "title", "text"))):
         raise empty_corpus(folder / "corpus.jsonl")
     qids = {str(obj["_id"]) for _, obj in read_jsonl(folder / "queries.jsonl", ("_id", "text"),
-                                                      BEIR_EXPECTED["queries"])}
+                                                      BEIR_EXPECTED["queries"], strings=("_id", "text"))}
     qrels_file = folder / "qrels" / f"{split}.tsv"
     for lineno, qid, _, _ in read_qrels_tsv(qrels_file):
         if qid not in qids:
@@ -250,9 +258,10 @@ def fetch_beir(name: str, cache_dir: str | None = None, base_url: str | None = N
 
 def beir_loader(name: str):
     def load(split: str = "test", cache_dir: str | None = None, data_dir: str | None = None) -> Dataset:
-        from bench.data.catalog import local_copy  # a verified copy under --data-dir / $RERANK_BENCH_DATA first
+        # a checked copy under --data-dir / $RERANK_BENCH_DATA first, else the cache's, checked too
+        from bench.data.catalog import checked_cache_copy, local_copy
 
-        return load_beir_folder(local_copy(name, data_dir) or fetch_beir(name, cache_dir), split, name=name)
+        return load_beir_folder(local_copy(name, data_dir) or checked_cache_copy(name, cache_dir), split, name=name)
 
     return load
 
@@ -394,11 +403,11 @@ def load_qa_jsonl(questions: Path, corpus_file: Path, split: str, name: str | No
                                   id_field="id"):
         gold = obj["golden_answers"]
         qrels = obj.get("qrels") or {}
-        if not isinstance(qrels, dict) or not all(str(g).lstrip("-").isdigit() for g in qrels.values()):
+        if not isinstance(qrels, dict):
             raise UserError(f"{questions} line {lineno}: 'qrels' must be an object of docid -> integer grade")
         queries.append(Query(qid=str(obj["id"]), text=str(obj["question"]),
                              answers=[gold] if isinstance(gold, str) else [str(a) for a in gold],
-                             qrels={str(d): int(g) for d, g in qrels.items()}))
+                             qrels={str(d): check_grade(g, f"{questions} line {lineno}") for d, g in qrels.items()}))
     if not queries:
         raise UserError(f"{questions}: no questions")
     return Dataset(name=name or questions.parent.name, split=split, corpus=corpus, queries=queries)

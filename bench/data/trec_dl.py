@@ -24,7 +24,7 @@ from pathlib import Path
 from bench.data.base import Dataset
 from bench.data.loaders import read_requests_jsonl
 from bench.errors import UserError
-from bench.types import Document, Query
+from bench.types import Document, Query, check_grade
 
 RELEVANCE_LEVEL = 2
 COLLECTION_FILE = "collection.tsv"
@@ -52,10 +52,10 @@ def read_trec_qrels(path: Path) -> dict[str, dict[str, int]]:
             fields = line.split()
             if not fields:
                 continue
-            if len(fields) != 4 or not fields[3].lstrip("-").isdigit():
+            if len(fields) != 4:
                 raise UserError(f"{path} line {lineno}: expected 'qid iteration docid grade' (4 fields, an integer "
                                 f"grade), got {line.strip()!r}")
-            qrels.setdefault(fields[0], {})[fields[2]] = int(fields[3])
+            qrels.setdefault(fields[0], {})[fields[2]] = check_grade(fields[3], f"{path} line {lineno}")
     return qrels
 
 

@@ -31,6 +31,7 @@ class EngineOptions:
     max_retries: int = 5
     cache_dir: str | None = None     # where converted offline models are kept (default: the bench cache)
     seed: int = 0                    # engines that sample with a seed of their own (vllm)
+    trust_remote_code: bool = False  # the user's --trust-remote-code, for engines that load a checkpoint
 
 
 def _smollm2(model: None, o: EngineOptions) -> Engine:
@@ -48,7 +49,8 @@ def _gemma3(model: None, o: EngineOptions) -> Engine:
 def _hf(model: str, o: EngineOptions) -> Engine:
     from bench.llm.hf import HFEngine
 
-    return HFEngine(model, device=o.device, dtype=o.dtype, batch_size=o.batch_size)
+    return HFEngine(model, device=o.device, dtype=o.dtype, batch_size=o.batch_size,
+                    trust_remote_code=o.trust_remote_code)
 
 
 def _openai(model: str, o: EngineOptions) -> Engine:
@@ -62,7 +64,8 @@ def _vllm(model: str, o: EngineOptions) -> Engine:
     from bench.environment import resolve_dtype
     from bench.llm.vllm_engine import VLLMEngine
 
-    return VLLMEngine(model, dtype=o.dtype if o.dtype == "auto" else resolve_dtype(o.dtype, "cuda"), seed=o.seed)
+    return VLLMEngine(model, dtype=o.dtype if o.dtype == "auto" else resolve_dtype(o.dtype, "cuda"), seed=o.seed,
+                      trust_remote_code=o.trust_remote_code)
 
 
 ENGINES = Registry("engine")

@@ -4,14 +4,17 @@ Reader generations are deterministic (greedy), so a response is a function of (e
 re-asks the same (question, prefix) many times and reruns of a benchmark re-ask everything. ``LLMCache`` keeps
 responses in SQLite (WAL mode, so readers never block and writers from several threads or processes queue briefly on
 ``busy_timeout``); ``CachedEngine`` wraps any engine with it. Only successful responses are stored: a request that
-failed is asked again next time.
+failed is asked again next time. Prompts being asked are claimed in the same file (``inflight``), so processes
+asking the same prompt at once pay for it once (the others wait for the stored answer).
 """
 from __future__ import annotations
 
 import json
 import os
+import socket
 import sqlite3
 import threading
+import uuid
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -23,6 +26,23 @@ from bench.hashing import stable_hash
 
 CACHE_MODES = ("use", "bypass", "refresh")
 _SQL_VARIABLES = 500   # keys per SELECT ... IN (...), below SQLite's variable limit of every version
+# In-flight claims: a process about to ask for a missing response claims its key, so that others asking the same
+# prompt at the same time wait for the answer instead of paying for it again. A claim ends when its response is
+# stored or its call failed; one whose process died (on this host) is void at once, one from another host after
+# CLAIM_LEASE_S.
+CLAIM_LEASE_S = 900.0
+CLAIM_POLL_S = 0.2
+HOST = socket.gethostname()
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:     # someone else's process: alive
+        return True
+    return True
 
 
 CACHE_FILE = "llm-cache.sqlite"
@@ -55,6 +75,8 @@ class LLMCache:
             # transaction, so two processes opening one old file never both add it.
             if "request" not in {row[1] for row in db.execute("PRAGMA table_info(responses)")}:
                 db.execute("ALTER TABLE responses ADD COLUMN request TEXT")
+            db.execute("CREATE TABLE IF NOT EXISTS inflight (key TEXT PRIMARY KEY, owner TEXT NOT NULL, "
+                       "host TEXT NOT NULL, pid INTEGER NOT NULL, started REAL NOT NULL)")
 
     def _connection(self) -> sqlite3.Connection:
         # A connection must not cross a fork or a thread: keep one per (process, thread).
@@ -113,6 +135,34 @@ class LLMCache:
             db.executemany(f"{verb} INTO responses (key, text, usage, template, created, request) "
                            f"VALUES (?, ?, ?, ?, ?, ?)", rows)
 
+    def claim(self, keys: Sequence[str], owner: str) -> set[str]:
+        """Claim the keys nobody else has a live claim on (see CLAIM_LEASE_S); returns the keys ``owner`` holds."""
+        unique = list(dict.fromkeys(keys))
+        held: set[str] = set()
+        now = time.time()
+        with self._write() as db:
+            for start in range(0, len(unique), _SQL_VARIABLES):
+                chunk = unique[start:start + _SQL_VARIABLES]
+                marks = ",".join("?" * len(chunk))
+                void = [key for key, host, pid, started in db.execute(
+                    f"SELECT key, host, pid, started FROM inflight WHERE key IN ({marks})", chunk)
+                    if now - started > CLAIM_LEASE_S or (host == HOST and not _process_alive(pid))]
+                db.executemany("DELETE FROM inflight WHERE key = ?", [(k,) for k in void])
+                db.executemany("INSERT OR IGNORE INTO inflight (key, owner, host, pid, started) VALUES (?, ?, ?, ?, ?)",
+                               [(k, owner, HOST, os.getpid(), now) for k in chunk])
+                held.update(k for (k,) in db.execute(
+                    f"SELECT key FROM inflight WHERE owner = ? AND key IN ({marks})", [owner, *chunk]))
+        return held
+
+    def release(self, keys: Sequence[str], owner: str) -> None:
+        """End ``owner``'s claims on ``keys`` (its responses are stored, or its calls failed)."""
+        unique = list(dict.fromkeys(keys))
+        with self._write() as db:
+            for start in range(0, len(unique), _SQL_VARIABLES):
+                chunk = unique[start:start + _SQL_VARIABLES]
+                db.execute(f"DELETE FROM inflight WHERE owner = ? AND key IN ({','.join('?' * len(chunk))})",
+                           [owner, *chunk])
+
     def __len__(self) -> int:
         return self._connection().execute("SELECT COUNT(*) FROM responses").fetchone()[0]
 
@@ -169,50 +219,74 @@ class CachedEngine(Engine):
     def stream(self, requests: Sequence[ChatRequest], on_response: ResponseCallback | None) -> list[ChatResponse]:
         identity = self.engine.identity()
         keys = [cache_key(identity, r) for r in requests]
-        found = self.cache.get_many(keys) if self.mode == "use" else {}
-        # one engine request per distinct missing key, in first-seen order
-        ask = {k: r for k, r in zip(keys, requests) if k not in found}
+        answers: dict[Any, ChatResponse] = {}       # by key; by position under bypass (every request is asked)
+        positions: dict[Any, list[int]] = {}
+
+        def deliver(key: Any, resp: ChatResponse) -> None:
+            if key not in answers:
+                answers[key] = resp
+                if on_response is not None:
+                    for i in positions[key]:
+                        on_response(i, resp)
+
         if self.mode == "bypass":
-            ask_keys, ask_requests = keys, list(requests)
-        else:
-            ask_keys, ask_requests = list(ask), list(ask.values())
-        positions: dict[str, list[int]] = {}
+            positions = {i: [i] for i in range(len(requests))}
+            fresh = self._ask(list(positions), list(requests), deliver) if requests else []
+            self._count(len(requests), fresh, [])
+            return fresh
+        requests_by_key = dict(zip(keys, requests))      # identical requests of the batch are asked once
         for i, k in enumerate(keys):
             positions.setdefault(k, []).append(i)
-        if on_response is not None:
-            for k, resp in found.items():
-                for i in positions[k]:
-                    on_response(i, resp)
 
+        if self.mode == "use":
+            for key, resp in self.cache.get_many(list(requests_by_key)).items():
+                deliver(key, resp)
+        fresh: list[ChatResponse] = []
+        owner = uuid.uuid4().hex
+        pending = [k for k in requests_by_key if k not in answers]
+        while pending:
+            # "use": ask only for the keys no other process is asking for right now; wait for theirs to be stored
+            mine = self.cache.claim(pending, owner) if self.mode == "use" else set(pending)
+            ask = [k for k in pending if k in mine]
+            if ask:
+                try:
+                    fresh += self._ask(ask, [requests_by_key[k] for k in ask], deliver)
+                finally:
+                    if self.mode == "use":
+                        self.cache.release(ask, owner)
+            pending = [k for k in pending if k not in answers]
+            if pending:
+                time.sleep(CLAIM_POLL_S)
+                for key, resp in self.cache.get_many(pending).items():
+                    deliver(key, resp)
+                pending = [k for k in pending if k not in answers]
+        out, seen = [], set()
+        for k in keys:
+            resp = answers[k]
+            if k in seen and not resp.cached:    # a duplicate in the batch is served from the first one's answer
+                resp = ChatResponse(resp.text, dict(resp.usage), cached=True, error=resp.error)
+            seen.add(k)
+            out.append(resp)
+        self._count(len(requests), fresh, [r for r in out if r.cached])
+        # Each response names its key in the cache (a record links to the exact request and response by it); one
+        # that is not stored there (failed) names none.
+        return [replace(r, cache_key=k if r.error is None else None) for k, r in zip(keys, out)]
+
+    def _ask(self, ask_keys: list, ask_requests: list[ChatRequest], deliver) -> list[ChatResponse]:
+        """The engine's responses to ``ask_requests``, each stored the moment it arrives (a run killed mid-batch
+        never pays for it again; not under ``bypass``) and handed to ``deliver(key, response)``."""
         def store(j: int, resp: ChatResponse) -> None:
-            # Stored the moment it arrives: a run killed mid-batch never pays for this call again.
             if self.mode != "bypass" and resp.error is None:
                 self.cache.put_many([(ask_keys[j], ask_requests[j], resp)], overwrite=self.mode == "refresh")
-            if on_response is not None:
-                for i in ([j] if self.mode == "bypass" else positions[ask_keys[j]]):
-                    on_response(i, resp)
+            deliver(ask_keys[j], resp)
 
-        fresh = self.engine.stream(ask_requests, store) if ask_requests else []
+        fresh = self.engine.stream(ask_requests, store)
         if len(fresh) != len(ask_requests):
             raise RuntimeError(f"engine {self.engine.kind}:{self.engine.model} returned {len(fresh)} responses "
                                f"for {len(ask_requests)} requests")
-        if self.mode == "bypass":
-            out = fresh
-        else:
-            answered = dict(zip(ask_keys, fresh))
-            out = []
-            for k in keys:
-                if k in found:
-                    out.append(found[k])
-                else:   # a duplicate of an earlier request in this batch is served from that one's answer
-                    first = answered[k]
-                    out.append(first)
-                    answered[k] = ChatResponse(first.text, dict(first.usage), cached=True, error=first.error)
-        self._count(len(requests), fresh, [r for r in out if r.cached])
-        # Each response names its key in the cache (a record links to the exact request and response by it); one
-        # that is not stored there (failed, or ``bypass``) names none.
-        stored = self.mode != "bypass"
-        return [replace(r, cache_key=k if stored and r.error is None else None) for k, r in zip(keys, out)]
+        for key, resp in zip(ask_keys, fresh):     # an engine that answered without calling back for each
+            deliver(key, resp)
+        return fresh
 
     def _count(self, n_requests: int, fresh: list[ChatResponse], served: list[ChatResponse]) -> None:
         with self._lock:

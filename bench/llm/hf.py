@@ -47,7 +47,8 @@ class HFEngine(Engine):
     kind = "hf"
 
     def __init__(self, model: str, device: str = "auto", dtype: str = "auto", batch_size: int = 8,
-                 gguf_file: str | None = None, name: str | None = None, chat_template: bool = True):
+                 gguf_file: str | None = None, name: str | None = None, chat_template: bool = True,
+                 trust_remote_code: bool = False):
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.model = name or model
@@ -57,9 +58,12 @@ class HFEngine(Engine):
         if batch_size < 1:
             raise UserError(f"batch_size {batch_size}: expected a positive number")
         kw: dict[str, Any] = {"gguf_file": gguf_file} if gguf_file else {}
+        # trust_remote_code passed explicitly (the user's option): left out, transformers asks on stdin for a folder
+        # whose config names model code (auto_map)
         try:
-            self.tokenizer = AutoTokenizer.from_pretrained(model, **kw)
-            self.lm = AutoModelForCausalLM.from_pretrained(model, dtype=self.torch_dtype, **kw)
+            self.tokenizer = AutoTokenizer.from_pretrained(model, trust_remote_code=trust_remote_code, **kw)
+            self.lm = AutoModelForCausalLM.from_pretrained(model, dtype=self.torch_dtype,
+                                                           trust_remote_code=trust_remote_code, **kw)
         except OSError as exc:
             where = ("not a local folder and not in the Hugging Face cache (HF_HUB_OFFLINE is set: nothing is "
                      "downloaded)" if hub_offline() else str(exc).splitlines()[0])
@@ -165,14 +169,16 @@ def dequantised_copy(folder: Path, gguf_file: str, target: Path) -> Path:
 
     target.parent.mkdir(parents=True, exist_ok=True)
     steps = tqdm(total=3, desc=f"de-quantising {gguf_file} (once)", unit="step")
-    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32)
-    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file)
+    # the shipped GGUF packages' known architectures: no model code runs
+    loaded = AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf_file, dtype=torch.float32,
+                                                  trust_remote_code=False)
+    tokenizer = AutoTokenizer.from_pretrained(folder, gguf_file=gguf_file, trust_remote_code=False)
     steps.update()
-    config = AutoConfig.from_pretrained(folder, gguf_file=gguf_file)
+    config = AutoConfig.from_pretrained(folder, gguf_file=gguf_file, trust_remote_code=False)
     for attr in ("quantization_config", "_pre_quantization_dtype"):
         if hasattr(config, attr):
             delattr(config, attr)
-    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    plain = AutoModelForCausalLM.from_config(config, dtype=torch.float32, trust_remote_code=False)
     plain.load_state_dict(loaded.state_dict())
     plain.generation_config = loaded.generation_config
     steps.update()

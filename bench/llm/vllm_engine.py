@@ -10,11 +10,13 @@ from bench.llm.base import ChatRequest, ChatResponse, Engine
 class VLLMEngine(Engine):
     kind = "vllm"
 
-    def __init__(self, model: str, dtype: Any = "auto", seed: int = 0, max_model_len: int | None = None):
+    def __init__(self, model: str, dtype: Any = "auto", seed: int = 0, max_model_len: int | None = None,
+                 trust_remote_code: bool = False):
         vllm = require("vllm", "vllm", "the in-process vLLM engine")
         self.model = model
         self._vllm = vllm
-        self.llm = vllm.LLM(model=model, dtype=dtype, seed=seed, max_model_len=max_model_len)
+        self.llm = vllm.LLM(model=model, dtype=dtype, seed=seed, max_model_len=max_model_len,
+                            trust_remote_code=trust_remote_code)
 
     def generate(self, requests: Sequence[ChatRequest]) -> list[ChatResponse]:
         params = [self._vllm.SamplingParams(temperature=r.temperature, max_tokens=r.max_tokens,

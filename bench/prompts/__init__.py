@@ -40,9 +40,15 @@ class PromptTemplate:
 
 
 def template_from_json(obj: dict[str, Any], origin: str) -> PromptTemplate:
+    expected = "expected a JSON object with id (a string), version (an integer), messages (a list of {role, content})"
     for key in ("id", "version", "messages"):
-        if key not in obj:
-            raise UserError(f"{origin}: prompt template lacks the field {key!r} (expected id, version, messages)")
+        if not isinstance(obj, dict) or key not in obj:
+            raise UserError(f"{origin}: prompt template lacks the field {key!r}; {expected}")
+    messages = obj["messages"]
+    if (not isinstance(obj["id"], str) or type(obj["version"]) is not int or not isinstance(messages, list)
+            or not messages or not all(isinstance(m, dict) and isinstance(m.get("role"), str)
+                                       and isinstance(m.get("content"), str) for m in messages)):
+        raise UserError(f"{origin}: malformed prompt template; {expected}")
     return PromptTemplate(id=obj["id"], version=int(obj["version"]),
                           messages=tuple((m["role"], m["content"]) for m in obj["messages"]),
                           hash=stable_hash(obj, 12), source=obj.get("source", ""))
@@ -57,4 +63,8 @@ def load_template(name_or_path: str) -> PromptTemplate:
     if not path.is_file():
         known = sorted(p.stem for p in PROMPT_DIR.glob("*.json"))
         raise UserError(f"unknown prompt template {name_or_path!r}; packaged: {', '.join(known)}")
-    return template_from_json(json.loads(path.read_text()), str(path))
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UserError(f"{path}: not a JSON prompt template ({exc})") from None
+    return template_from_json(obj, str(path))
