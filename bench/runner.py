@@ -31,7 +31,8 @@ from bench.types import QueryRecord, Ranking
 log = logging.getLogger(__name__)
 
 # A record in one of these states is final: a re-run keeps it. "no_candidates": the first stage gave the query
-# nothing to rank, so no reader was asked and the query is counted apart from the answered ones.
+# nothing to rank, so no reader was asked and the query is counted apart from the answered ones; its retrieval
+# metrics are 0 (the first stage failed it: trec_eval -c).
 FINAL_STATUSES = ("ok", "no_candidates")
 LOCK_FILE = ".lock"
 RETRY_STATS = ("attempts", "retries", "failed_attempts", "servers")
@@ -441,7 +442,8 @@ class Runner:
         c = self.config
         answerable = [cl for cl in chunk if cl.candidates]
         chunk_rankings = {cl.query.qid: rankings[cl.query.qid] for cl in answerable}
-        qrels = {cl.query.qid: cl.query.qrels for cl in answerable if cl.query.qrels}
+        # every judged query of the chunk, those without candidates too: they score 0 (trec_eval -c)
+        qrels = {cl.query.qid: cl.query.qrels for cl in chunk if cl.query.qrels}
         with self.timed("retrieval metrics"):
             retrieval = (retrieval_metrics(chunk_rankings, qrels, top_k=c.top_k, relevance_level=relevance_level)
                          if qrels else {})
@@ -466,7 +468,7 @@ class Runner:
             if not cl.candidates:
                 recs.append(QueryRecord(dataset=ds_name, reranker=rr_name, reader=reader_spec, qid=q.qid,
                                         question=q.text, gold_answers=q.answers, ranking=[], answer=None,
-                                        metrics={}, status="no_candidates",
+                                        metrics=dict(retrieval.get(q.qid, {})), status="no_candidates",
                                         error="the first stage found no candidates for this query", info=expansion))
                 continue
             ranking = chunk_rankings[q.qid]
