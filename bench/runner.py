@@ -7,10 +7,8 @@ finishes, so a killed run loses at most the chunk in flight (and not even its LL
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
-import os
 import re
 import time
 from contextlib import contextmanager
@@ -21,20 +19,15 @@ from typing import Any, Iterator
 from tqdm.auto import tqdm
 
 from bench.builder import Builder
-from bench.distributed import EVALUATION_TIMEOUT, Dist, merge_costs, parts_of, remove_parts
+from bench.distributed import EVALUATION_TIMEOUT, Dist, merge_costs, parts_of
 from bench.environment import cache_dir
-from bench.files import atomic_write
 from bench.errors import UserError
 from bench.hashing import stable_hash
+from bench.store import LOCK_FILE, RecordStore, append_jsonl, merge_rankings, run_folder_lock, saved_rankings
 from bench.types import QueryRecord, Ranking
 
 log = logging.getLogger(__name__)
 
-# A record in one of these states is final: a re-run keeps it. "no_candidates": the first stage gave the query
-# nothing to rank, so no reader was asked and the query is counted apart from the answered ones; its retrieval
-# metrics are 0 (the first stage failed it: trec_eval -c).
-FINAL_STATUSES = ("ok", "no_candidates")
-LOCK_FILE = ".lock"
 RETRY_STATS = ("attempts", "retries", "failed_attempts", "servers")
 ENV_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Prefixes of API keys (OpenAI, Hugging Face, Groq, Google, Anthropic, xAI): a value starting so is a key pasted
@@ -112,100 +105,6 @@ class RunConfig:
             return self.run_id
         names = "+".join(Path(d).name for d in self.datasets)
         return f"{names}-{self.split}-{stable_hash({**self.identity(), 'content': content}, 10)}"
-
-
-def read_jsonl_tail_tolerant(path: Path, parse) -> list:
-    """Parse a JSONL file this run appends to. A kill can leave a torn last line: when it is not a whole record it
-    is dropped (and cut from the file, so the next append starts on a clean line; a whole record without its newline
-    gets one from ``append_jsonl``); a bad line anywhere else is an error naming file and line."""
-    if not path.exists():
-        return []
-    lines = path.read_text(encoding="utf-8").split("\n")
-    items = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            items.append(parse(json.loads(line)))
-        except (json.JSONDecodeError, TypeError, KeyError) as exc:
-            if n == len(lines):          # torn tail: no newline after it
-                path.write_text("".join(l + "\n" for l in lines[:n - 1] if l.strip()), encoding="utf-8")
-                break
-            raise UserError(f"{path}:{n}: not a valid record ({exc})") from None
-    return items
-
-
-class RecordStore:
-    """Append-only per-query JSONL with one live record per key (the last one written). Records are read from
-    ``path`` and the parts other ranks of a torchrun run left beside it (``bench.distributed``); a final record is
-    never replaced by a failed one from another part, whose order in time is unknown."""
-
-    def __init__(self, path: Path, merged: Path | None = None):
-        self.path = path
-        self.records: dict[tuple[str, str, str, str], QueryRecord] = {}
-        for part in parts_of(merged or path):
-            for rec in read_jsonl_tail_tolerant(part, QueryRecord.from_json):
-                old = self.records.get(self.key(rec))
-                if old is None or rec.status in FINAL_STATUSES or old.status not in FINAL_STATUSES:
-                    self.records[self.key(rec)] = rec
-
-    @staticmethod
-    def key(rec: QueryRecord) -> tuple[str, str, str, str]:
-        return rec.dataset, rec.reranker, rec.reader, rec.qid
-
-    def done(self, dataset: str, reranker: str, reader: str, qid: str) -> bool:
-        rec = self.records.get((dataset, reranker, reader, qid))
-        return rec is not None and rec.status in FINAL_STATUSES
-
-    def append(self, recs: list[QueryRecord]) -> None:
-        append_jsonl(self.path, [r.to_json() for r in recs])
-        for rec in recs:
-            self.records[self.key(rec)] = rec
-
-    def compact(self) -> None:
-        """Rewrite the file with one record per key (retried failures replaced), atomically, and drop the parts it
-        now holds."""
-        atomic_write(self.path, lambda tmp: tmp.write_text(
-            "".join(json.dumps(rec.to_json(), ensure_ascii=False) + "\n" for rec in self.records.values()),
-            encoding="utf-8"))
-        remove_parts(self.path)
-
-
-def append_jsonl(path: Path, rows: list[dict]) -> None:
-    """Append rows and flush them to disk before returning (a finished chunk survives a kill). A file whose last
-    line lacks its newline (a kill between a record and its newline) gets the newline first, so the new rows never
-    glue onto that record."""
-    with path.open("a+b") as f:
-        if f.tell():                        # append mode starts at the end: a non-empty file
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n":
-                f.write(b"\n")
-        for row in rows:
-            f.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
-        f.flush()
-        os.fsync(f.fileno())
-
-
-@contextmanager
-def run_folder_lock(folder: Path, name: str = LOCK_FILE) -> Iterator[None]:
-    """Hold an exclusive lock on a run folder while writing into it: two runs appending to the same records and
-    rankings would corrupt them. A second run fails at once (exit 2) naming the process that holds the lock; the
-    kernel drops the lock when that process ends, even by SIGKILL."""
-    with (folder / name).open("a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "unknown"
-            raise UserError(f"{folder}: another run (pid {holder}) is writing into this run folder; wait for it to "
-                            f"finish, or pass another --output or --run-id") from None
-        f.truncate(0)
-        f.write(f"{os.getpid()}\n")
-        f.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def chunks(items: list, n: int) -> Iterator[list]:
@@ -308,10 +207,9 @@ class Runner:
             return self._merge_ranks(records_path)
         for ds_name, rr_name, qids in self.trec_runs:    # parts a killed torchrun run left
             if len(parts_of(self._rankings_path(ds_name, rr_name))) > 1:
-                self._merge_rankings(ds_name, rr_name, qids)
+                merge_rankings(self._rankings_path(ds_name, rr_name), qids)
         store.compact()
-        for rec in store.records.values():
-            self.status_counts[rec.status] = self.status_counts.get(rec.status, 0) + 1
+        self.status_counts = store.status_counts()
         self._write_costs()
         return report_run_folder(self.out_dir)
 
@@ -322,15 +220,14 @@ class Runner:
         report = ""
         if self.dist.main:
             for ds_name, rr_name, qids in self.trec_runs:
-                self._write_trec_run(ds_name, rr_name, self._merge_rankings(ds_name, rr_name, qids))
+                self._write_trec_run(ds_name, rr_name, merge_rankings(self._rankings_path(ds_name, rr_name), qids))
             store = RecordStore(records_path)
             # in a one-process run's order (the bootstrap resamples records by position)
             order = {key: i for i, key in enumerate((ds, rr, rd, q) for ds, rr, qids in self.trec_runs
                                                     for rd in self.config.readers for q in qids)}
             store.records = dict(sorted(store.records.items(), key=lambda item: order.get(item[0], len(order))))
             store.compact()
-            for rec in store.records.values():
-                self.status_counts[rec.status] = self.status_counts.get(rec.status, 0) + 1
+            self.status_counts = store.status_counts()
             (self.out_dir / "costs.json").write_text(json.dumps(merge_costs(costs), indent=2) + "\n")
             report = report_run_folder(self.out_dir)
         self.status_counts = self.dist.gather(self.status_counts)[0]
@@ -396,7 +293,7 @@ class Runner:
         """Rankings of the pending queries, reusing those saved by an earlier (interrupted) run."""
         path = self._rankings_path(ds_name, rr_name)
         path.parent.mkdir(exist_ok=True)
-        saved = self._saved_rankings(path)
+        saved = saved_rankings(path)
         missing = [cl for cl in pending if cl.query.qid not in saved and cl.candidates]
         if missing:
             with self.timed(f"load reranker {rr_name}"):
@@ -410,24 +307,8 @@ class Runner:
             saved.update({r.qid: r for r in new})
         return saved
 
-    def _merge_rankings(self, ds_name: str, rr_name: str, qids: list[str]) -> list[Ranking]:
-        """Rewrite a rankings file with its parts' rankings too, in dataset order; return them so."""
-        from bench.retrieval import _write_lines
-
-        path = self._rankings_path(ds_name, rr_name)
-        saved = self._saved_rankings(path)
-        rankings = [saved[q] for q in qids if q in saved]
-        _write_lines(path, (json.dumps(r.to_json(), ensure_ascii=False) for r in rankings))
-        remove_parts(path)
-        return rankings
-
     def _rankings_path(self, ds_name: str, rr_name: str) -> Path:
         return self.out_dir / "rankings" / f"{Path(ds_name).name}__{rr_name}.jsonl"
-
-    @staticmethod
-    def _saved_rankings(path: Path) -> dict[str, Ranking]:
-        """Rankings saved in ``path`` and in the parts of it that ranks of a torchrun run wrote."""
-        return {r.qid: r for part in parts_of(path) for r in read_jsonl_tail_tolerant(part, Ranking.from_json)}
 
     def _write_trec_run(self, ds_name: str, rr_name: str, rankings: list[Ranking]) -> None:
         """``runs/<dataset>__<reranker>.trec`` for trec_eval and ranx (tag: the reranker's name)."""

@@ -21,6 +21,7 @@ from typing import Sequence
 
 from bench.cli import add_server_options, add_trust_remote_code_option
 from bench.errors import UserError
+from bench.store import read_jsonl
 from rrpo.assemble import OPTION_PARSERS, Servers, build_trainer
 from rrpo.studies import add_study_parsers, study_from_args
 from rrpo.trainer import RRPOConfig
@@ -60,7 +61,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         trainer = build_trainer(cfg, Path(args.out), servers, args.trust_remote_code, args.data_dir)
         trainer.train()
         if trainer.dist.main:
-            last = json.loads((Path(args.out) / "train_log.jsonl").read_text().splitlines()[-1])
+            last = read_jsonl(Path(args.out) / "train_log.jsonl")[-1]
             print(json.dumps({"out": args.out, "steps": last["step"], "seconds": last["seconds"],
                               "cache_fraction": last["cache_fraction"], "config": asdict(cfg)}, indent=2))
     except UserError as exc:

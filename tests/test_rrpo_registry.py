@@ -203,3 +203,30 @@ def test_train_against_a_served_reader_and_judge(tmp_path, standin_backbone, mon
         assert all("doc" in prompt_text(body) for body in reader.requests)
     # the reader's answers are in the benchmark's LLM cache, where `bench run` finds them
     assert len(open_cache(str(tmp_path / "cache"))) >= reader.count
+
+
+def test_a_kill_during_the_log_append_then_the_same_train_command_resumes(tmp_path, standin_backbone):
+    """The first session stops after step 1 (``--max-minutes 0``, a spent budget), and a kill then tears the next
+    rows of ``train_log.jsonl`` and ``reference_baseline.jsonl`` (inside a multi-byte character). The same command
+    without the budget resumes from the step-1 checkpoint: the torn tails are cut, step 2 is trained and logged."""
+    from tests.llm_server import ScriptedLLMServer, prompt_text
+
+    with ScriptedLLMServer(reply=lambda body: "Paris" if "doc3" in prompt_text(body) else "unknown") as reader:
+        argv = ["train", "--dataset", _hotpot_file(tmp_path / "hotpot.jsonl", 2), "--split", "dev",
+                "--first-stage", "given", "--pool", "8", "--backbone", STANDIN_NAME, "--temperature", "1.0",
+                "--trainable", "all", "--k", "2", "--rollouts", "2", "--queries-per-step", "2", "--epochs", "2",
+                "--reader", "openai:scripted", "--base-url", reader.base_url, "--api-key-env", "RB_TEST_NO_KEY",
+                "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "run")]
+        assert main([*argv, "--max-minutes", "0"]) == 0
+        log, baseline = tmp_path / "run" / "train_log.jsonl", tmp_path / "run" / "reference_baseline.jsonl"
+        assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [1]
+        baseline_rows = baseline.read_text().splitlines()
+        with log.open("ab") as f:
+            f.write(b'{"step": 2, "epoch": 1, "note": "caf\xc3')
+        with baseline.open("ab") as f:
+            f.write(b'{"qid": "q9", "t": 1, "rew')
+        assert main(argv) == 0
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [row["step"] for row in rows] == [1, 2] and "note" not in rows[1]
+    assert baseline.read_text().splitlines()[:len(baseline_rows)] == baseline_rows
+    assert all(json.loads(line)["qid"] != "q9" for line in baseline.read_text().splitlines())

@@ -369,7 +369,7 @@ def test_queries_without_candidates_get_their_own_status_and_no_reader_call(unin
 
 
 def test_second_run_into_a_locked_run_folder_exits_2_naming_the_holder(uninterrupted, tmp_path):
-    from bench.runner import run_folder_lock
+    from bench.store import run_folder_lock
 
     folder = tmp_path / "out" / "locked"
     folder.mkdir(parents=True)
