@@ -10,7 +10,8 @@ from pathlib import Path
 from bench.errors import UserError
 from bench.metrics import answer_metric_names
 from bench.options import parse_component_args
-from bench.runner import RunConfig, Runner
+from bench.config import RunConfig
+from bench.runner import Runner
 
 
 def _checkpoint_pairs(values: list[str]) -> dict[str, str]:
@@ -179,10 +180,6 @@ def config_from_args(args: argparse.Namespace, from_file: dict | None = None) ->
         values[key] = {name: dict(opts) for name, opts in from_file.get(key, {}).items()}
         for name, opts in parse_component_args(f"--{role}-args", getattr(args, key)).items():
             values[key].setdefault(name, {}).update(opts)
-    for name in ("pool", "top_k", "chunk_size", "batch_size", "concurrency"):
-        if values[name] is not None and values[name] < (0 if name == "top_k" else 1):
-            expected = "0 or a positive number" if name == "top_k" else "a positive number"
-            raise UserError(f"--{name.replace('_', '-')} {values[name]}: expected {expected}")
     return RunConfig(**values)
 
 

@@ -71,6 +71,19 @@ def test_cli_reports_bad_options_as_one_line(capsys):
     assert capsys.readouterr().err.strip() == "error: --pool 3: expected >= --k 5"
 
 
+def test_train_checks_its_components_as_bench_run_does(capsys, tmp_path):
+    """``rrpo train`` goes through ``RunConfig.validate`` (bench.config): a key pasted where its variable's name
+    belongs and a reranker that does not exist fail at once, with ``bench run``'s one-line errors."""
+    out = str(tmp_path / "run")
+    assert main(["train", "--out", out, "--reader", "openai:m", "--base-url", "http://127.0.0.1:9",
+                 "--api-key-env", "sk-secret-123"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --api-key-env: the value looks like an API key") and "sk-secret" not in err
+    assert main(["train", "--out", out, "--backbone", "minilmm"]) == 2
+    assert capsys.readouterr().err.startswith("error: unknown reranker 'minilmm'")
+    assert not (tmp_path / "run").exists()
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

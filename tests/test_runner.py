@@ -412,7 +412,8 @@ def test_reader_none_prints_no_llm_cost_table(uninterrupted, tmp_path):
 
 def test_missing_reranker_extra_fails_before_the_run_folder(monkeypatch, tmp_path):
     from bench import errors
-    from bench.runner import RunConfig, Runner
+    from bench.config import RunConfig
+    from bench.runner import Runner
 
     monkeypatch.setitem(errors.EXTRA_MODULES, "t5", ("sentencepiece", "no_such_module_for_this_test"))
     runner = Runner(RunConfig(rerankers=["none", "monot5"], readers=["none"], output=str(tmp_path / "out")))
@@ -443,7 +444,8 @@ def test_queries_without_candidates_count_zero_in_retrieval_means_as_trec_eval_c
     one relevant document at rank 1 (nDCG@10 1), q2 one of its two (1 / (1 + 1/log2 3)), q3 and q4 nothing (0)."""
     import pytrec_eval
 
-    from bench.runner import RunConfig, Runner
+    from bench.config import RunConfig
+    from bench.runner import Runner
 
     folder = write_beir_folder(tmp_path)
     runner = Runner(RunConfig(datasets=[str(folder)], rerankers=["none"], readers=["none"],

@@ -286,7 +286,7 @@ class Study:
 
     def evaluation_config(self, cell: Cell, checkpoint: str):
         from bench.environment import cache_dir
-        from bench.runner import RunConfig
+        from bench.config import RunConfig
 
         cfg, o = cell.config, self.options
         return RunConfig(datasets=[cfg.dataset], split=o.eval_split, limit=o.eval_limit, first_stage=cfg.first_stage,
