@@ -20,6 +20,8 @@ from bench.errors import UserError, check_extra
 from bench.expansion import check_query2doc
 from bench.hashing import stable_hash
 from bench.llm import check_engine_installed
+from bench.prompts import load_template
+from bench.retrieval import check_first_stage
 from rerankers.registry import resolve
 
 ENV_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -127,6 +129,7 @@ class RunConfig:
                                 f"holding one (e.g. OPENAI_API_KEY); it is not shown here")
 
     def _validate_names(self) -> None:
+        check_first_stage(self.first_stage)
         if self.query2doc:
             check_query2doc(self.query2doc, self.first_stage, self.query2doc_template, self.query2doc_max_tokens)
         for name in self.rerankers:
@@ -136,6 +139,10 @@ class RunConfig:
         for spec in [*self.readers, *([self.judge] if self.judge else [])]:
             if spec != "none":
                 check_engine_installed(spec)
+        if any(spec != "none" for spec in self.readers):
+            load_template(self.reader_template)
+        if self.judge:
+            load_template(self.judge_template)
         for ds in self.datasets:
             if ds not in DATASETS and not Path(ds).expanduser().exists():
                 raise unknown_dataset(ds)

@@ -52,14 +52,18 @@ def first_stage(dataset: Dataset, method: str, pool: int, cache_dir: str | os.Pa
     ``method``: a registered first stage (``FIRST_STAGES``, plugins included) or the path of a file of candidates."""
     if pool < 1:
         raise UserError(f"first-stage pool {pool}: expected a positive number of candidates")
+    check_first_stage(method)
     if method in FIRST_STAGES:
         return FIRST_STAGES.load(method)(dataset, pool, cache_dir, **params)
-    path = Path(method)
-    if path.is_file():
-        _options(method, params, {})
-        return candidates_from_file(dataset, path, pool)
-    raise UserError(f"first stage {method!r}: expected one of {', '.join(FIRST_STAGES.names())} "
-                    f"or the path of a TREC run / Request JSONL file")
+    _options(method, params, {})
+    return candidates_from_file(dataset, Path(method), pool)
+
+
+def check_first_stage(method: str) -> None:
+    """A registered first stage or the path of a file of candidates; anything else fails in one line."""
+    if method not in FIRST_STAGES and not Path(method).is_file():
+        raise UserError(f"first stage {method!r}: {FIRST_STAGES.did_you_mean(method)}expected one of "
+                        f"{', '.join(FIRST_STAGES.names())} or the path of a TREC run / Request JSONL file")
 
 
 def bm25_first_stage(dataset: Dataset, pool: int, cache_dir: str | os.PathLike | None = None,

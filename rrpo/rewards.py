@@ -17,6 +17,7 @@ from typing import Callable, Protocol, Sequence
 
 from bench.errors import UserError
 from bench.hashing import stable_hash
+from bench.registry import did_you_mean
 from bench.store import append_jsonl, read_jsonl
 from bench.types import Answer, Document, Query
 
@@ -36,8 +37,8 @@ def answer_metric(name: str) -> RewardMetric:
 
     rewards = [e.name for e in METRICS.entries() if metric(e.name).kind == "answer" and metric(e.name).compute]
     if name not in METRICS or METRICS.entry(name).name not in rewards:
-        raise UserError(f"--metric {name!r}: expected one of {', '.join(rewards)} (or their aliases f1, em) or "
-                        f"judge:<engine>")
+        raise UserError(f"--metric {name!r}: {did_you_mean(name, rewards)}expected one of {', '.join(rewards)} (or "
+                        f"their aliases f1, em) or judge:<engine>")
     registered = metric(name)
 
     def score(queries: Sequence[Query], predictions: Sequence[str]) -> list[float]:

@@ -150,4 +150,5 @@ def test_list_shows_a_components_options_with_defaults(capsys):
     assert main(["list", "--reader", "smollm2"]) == 0
     assert {m.group(1): m.group(3) for m in row.finditer(capsys.readouterr().out)}["batch_size"] == "8"
     assert main(["list", "--reranker", "monot6"]) == 2
-    assert capsys.readouterr().err.startswith("error: unknown reranker 'monot6'; registered: ")
+    assert capsys.readouterr().err.startswith("error: unknown reranker 'monot6'; did you mean 'monot5' or "
+                                              "'monot5-3b'? registered: ")

@@ -75,10 +75,13 @@ CATALOG: dict[str, Entry] = {}
 
 
 def entry_of(name: str) -> Entry:
-    if name not in CATALOG:
-        raise unknown_dataset(name) if name not in DATASETS else \
-            UserError(f"dataset {name!r} has no catalog entry (it is built in: nothing to pull or verify)")
-    return CATALOG[name]
+    """The catalog entry of a registered name or alias (``dl19`` is ``dl19-passage``)."""
+    if name not in DATASETS:
+        raise unknown_dataset(name)
+    canonical = DATASETS.entry(name).name
+    if canonical not in CATALOG:
+        raise UserError(f"dataset {name!r} has no catalog entry (it is built in: nothing to pull or verify)")
+    return CATALOG[canonical]
 
 
 def data_root(data_dir: str | os.PathLike | None) -> Path | None:
@@ -231,10 +234,10 @@ def load_entry(name: str, split: str = "test", cache_dir: str | None = None, dat
     return entry.read(ensure(entry, folder, cache_dir=cache_dir), entry.evaluated)
 
 
-def add(entry: Entry) -> Entry:
-    """Catalog ``entry`` and register its name for ``--datasets``."""
+def add(entry: Entry, aliases: tuple[str, ...] = ()) -> Entry:
+    """Catalog ``entry`` and register its name (and ``aliases``) for ``--datasets``."""
     CATALOG[entry.name] = entry
-    register_dataset(entry.name, f"{entry.task}: {entry.counts} ({entry.size}; {entry.licence})")(
+    register_dataset(entry.name, f"{entry.task}: {entry.counts} ({entry.size}; {entry.licence})", aliases)(
         functools.partial(load_entry, entry.name))
     return entry
 
@@ -291,7 +294,8 @@ def trec_dl_entry(dl: str, method: str) -> Entry:
 
 for _dl in TREC_DL:
     for _method in FIRST_STAGES:
-        add(trec_dl_entry(_dl, _method))
+        # the short names of rank_llm and of many papers (dl19, trec-dl19) name the BM25 candidates' set
+        add(trec_dl_entry(_dl, _method), aliases=(_dl, f"trec-{_dl}") if _method == "BM25" else ())
 
 
 # --- QA sets in their release formats --------------------------------------------------------------------------
