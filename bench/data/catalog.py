@@ -15,6 +15,7 @@ Wikipedia passages) are explained by ``info``.
 from __future__ import annotations
 
 import functools
+import json
 import os
 import shutil
 import zipfile
@@ -403,6 +404,40 @@ CATALOG["hotpotqa-distractor"] = Entry(
     read=None, splits="dev", evaluated="dev", counts="7,405 dev questions", size="46 MB", licence="CC BY-SA 4.0",
     source=loaders.HOTPOTQA_DEV_DISTRACTOR_URL, metrics="EM/F1/accuracy over answer; supporting paragraphs as qrels",
     cache_path="hotpotqa")
+
+
+def beir_loader(name: str):
+    def load(split: str = "test", cache_dir: str | None = None, data_dir: str | None = None) -> Dataset:
+        # a verified copy under --data-dir / $RERANK_BENCH_DATA first
+        return loaders.load_beir_folder(local_copy(name, data_dir) or loaders.fetch_beir(name, cache_dir), split,
+                                        name=name)
+
+    return load
+
+
+for _name, (_, _description) in loaders.BEIR_DATASETS.items():
+    register_dataset(_name, f"BEIR {_description}; downloaded on first use")(beir_loader(_name))
+
+
+def load_hotpotqa_distractor(split: str = "test", cache_dir: str | None = None,
+                             data_dir: str | None = None) -> Dataset:
+    if split not in ("dev", "test", *loaders.ID_SPLITS):
+        raise UserError(f"hotpotqa-distractor has only the dev set (its test answers are not public); "
+                        f"got split {split!r}: use --split dev or test, or one of RRPO's parts of it: "
+                        f"{', '.join(loaders.ID_SPLITS)}")
+    # a checked copy under --data-dir / $RERANK_BENCH_DATA first
+    root = local_copy("hotpotqa-distractor", data_dir) or cache_dir_of(cache_dir) / "hotpotqa"
+    path = root / Path(loaders.HOTPOTQA_DEV_DISTRACTOR_URL).name
+    if not path.is_file():
+        root.mkdir(parents=True, exist_ok=True)
+        record = download(loaders.HOTPOTQA_DEV_DISTRACTOR_URL, path, None,
+                          "to use a local copy, pass the path of a HotpotQA .json or .jsonl file as the dataset")
+        (root / f"{path.name}.download.json").write_text(json.dumps(record, indent=1) + "\n")
+    return loaders.load_hotpotqa(path, split if split in loaders.ID_SPLITS else "dev", name="hotpotqa-distractor")
+
+
+register_dataset("hotpotqa-distractor", "HotpotQA dev, distractor setting: each question ranks its own 10 "
+                 "paragraphs (7,405 questions; downloaded on first use)")(load_hotpotqa_distractor)
 
 
 # --- python -m bench data list | info | pull | verify ----------------------------------------------------------
