@@ -10,10 +10,6 @@ from bench.environment import cache_dir as bench_cache_dir
 from bench.config import RunConfig
 from rrpo.trainer import RRPOConfig
 
-# How the command line types each RRPOConfig field (by its annotation); bools are flags of their own.
-OPTION_PARSERS = {"int": int, "float": float, "str": str, "int | None": int, "float | None": float,
-                  "str | None": str}
-
 
 @dataclass(frozen=True)
 class Servers:

@@ -66,6 +66,16 @@ def test_cli_options_cover_every_config_field_with_its_default():
     assert (cfg.k, cfg.ratio_anchor, cfg.limit, cfg.lr) == (1, "behaviour", 5, RRPOConfig().lr)
 
 
+def test_train_flags_are_typed_by_bench_options(capsys):
+    """``rrpo train``'s flags convert as every component option does: an optional number takes ``none``, and a bad
+    value names the flag and the type."""
+    args = build_parser().parse_args(["train", "--out", "x", "--limit", "none", "--temperature", "0.5"])
+    assert (args.limit, args.temperature) == (None, 0.5)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--out", "x", "--k", "three"])
+    assert "argument --k: --k='three': expected int" in capsys.readouterr().err
+
+
 def test_cli_reports_bad_options_as_one_line(capsys):
     assert main(["train", "--out", "x", "--k", "5", "--pool", "3"]) == 2
     assert capsys.readouterr().err.strip() == "error: --pool 3: expected >= --k 5"
