@@ -21,7 +21,7 @@ from bench.expansion import check_query2doc
 from bench.hashing import stable_hash
 from bench.llm import check_engine_installed
 from bench.prompts import load_template
-from bench.retrieval import check_first_stage
+from bench.retrieval import check_first_stage, first_stage_options
 from rerankers.registry import resolve
 
 ENV_VAR_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
@@ -73,6 +73,7 @@ class RunConfig:
     reranker_args: dict[str, dict[str, Any]] = field(default_factory=dict)
     reader_args: dict[str, dict[str, Any]] = field(default_factory=dict)
     judge_args: dict[str, dict[str, Any]] = field(default_factory=dict)
+    first_stage_args: dict[str, dict[str, Any]] = field(default_factory=dict)   # {"bm25": {"k1": 0.9, "b": 0.4}}
     # Not part of the run's identity: where things go and how the cache is used.
     output: str = "results"
     run_id: str | None = None
@@ -83,7 +84,7 @@ class RunConfig:
     NON_IDENTITY = ("output", "run_id", "cache_dir", "data_dir", "llm_cache", "concurrency", "timeout", "max_retries",
                     "chunk_size", "batch_size", "device", "primary_metric", "trust_remote_code")
 
-    COMPONENT_ARGS = ("reranker_args", "reader_args", "judge_args")
+    COMPONENT_ARGS = ("reranker_args", "reader_args", "judge_args", "first_stage_args")
     QUERY2DOC = ("query2doc", "query2doc_template", "query2doc_max_tokens")
 
     def identity(self) -> dict[str, Any]:
@@ -152,12 +153,15 @@ class RunConfig:
     def _validate_component_args(self) -> None:
         """Each ``--*-args NAME:...`` names a component of the run, and its keys and values fit that component's
         options (checked by building the options, not the component)."""
-        for flag, args, names in (("--reranker-args", self.reranker_args, self.rerankers),
+        for flag, args, names in (("--first-stage-args", self.first_stage_args, [self.first_stage]),
+                                  ("--reranker-args", self.reranker_args, self.rerankers),
                                   ("--reader-args", self.reader_args, [s for s in self.readers if s != "none"]),
                                   ("--judge-args", self.judge_args, [self.judge] if self.judge else [])):
             for name in args:
                 if name not in names:
                     raise UserError(f"{flag} {name}: not a component of this run ({', '.join(names) or 'none'})")
+        for method, values in self.first_stage_args.items():
+            first_stage_options(method, values)
         builder = Builder(self)
         for name in self.reranker_args:
             builder.reranker_settings(name)

@@ -94,7 +94,8 @@ class Runner:
             ds_name = dataset.name
             with self.timed("first stage"):       # with the query expansion, when there is one
                 lists, pseudo_docs = self.dist.main_first(lambda: expanded_first_stage(
-                    dataset, c.first_stage, c.pool, cache_dir=c.cache_dir, expander=expander))
+                    dataset, c.first_stage, c.pool, cache_dir=c.cache_dir, expander=expander,
+                    **c.first_stage_args.get(c.first_stage, {})))
             empty = [cl.query.qid for cl in lists if not cl.candidates]
             if empty:
                 log.warning("%s: %d of %d queries have no first-stage candidates (e.g. %r): recorded as "
