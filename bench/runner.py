@@ -11,7 +11,7 @@ import json
 import logging
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -19,14 +19,86 @@ from tqdm.auto import tqdm
 
 from bench.builder import Builder
 from bench.config import RunConfig
+from bench.data.base import Dataset
 from bench.distributed import EVALUATION_TIMEOUT, Dist, merge_costs, parts_of
 from bench.errors import UserError
+from bench.metrics import answer_metrics, retrieval_metrics
 from bench.store import LOCK_FILE, RecordStore, append_jsonl, merge_rankings, run_folder_lock, saved_rankings
-from bench.types import QueryRecord, Ranking
+from bench.types import Answer, CandidateList, QueryRecord, Ranking
 
 log = logging.getLogger(__name__)
 
 RETRY_STATS = ("attempts", "retries", "failed_attempts", "servers")
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One (dataset, reranker, reader) of a run: the dataset's queries ranked by the reranker, answered by the
+    reader. A run is the plan of its cells."""
+
+    dataset: str
+    reranker: str
+    reader: str
+
+
+def plan(datasets: list[str], rerankers: list[str], readers: list[str]) -> list[Cell]:
+    """Every cell of a run, in the order they run and their records are written."""
+    return [Cell(d, rr, rd) for d in datasets for rr in rerankers for rd in readers]
+
+
+@dataclass(frozen=True)
+class Components:
+    """What the cells are computed with, built once per run: each reader (None for ``none``), the judge, the
+    first stage's query expander."""
+
+    readers: dict[str, Any]
+    judge: Any
+    expander: Any
+
+
+@dataclass(frozen=True)
+class FirstStage:
+    """One dataset's first-stage candidates (and Query2doc pseudo-documents), shared by its cells."""
+
+    dataset: Dataset
+    lists: list[CandidateList]
+    pseudo_docs: dict[str, Any]
+
+
+def query_record(cell: Cell, cl: CandidateList, ranking: Ranking | None, retrieval: dict[str, float],
+                 answer: Answer | None, verdict: Any, pseudo_doc: Any) -> QueryRecord:
+    """One query's record, a function of its inputs alone: its candidates, its ranking (None without candidates),
+    its retrieval metrics, the reader's answer and the judge's verdict (None without them) and the pseudo-document
+    the first stage searched with (traceable to its template and cached call)."""
+    q = cl.query
+    expansion = {"query2doc": pseudo_doc.info()} if pseudo_doc is not None else {}
+    base = {"dataset": cell.dataset, "reranker": cell.reranker, "reader": cell.reader, "qid": q.qid,
+            "question": q.text, "gold_answers": q.answers}
+    if not cl.candidates:
+        return QueryRecord(**base, ranking=[], answer=None, metrics=dict(retrieval), status="no_candidates",
+                           error="the first stage found no candidates for this query", info=expansion)
+    metrics = dict(retrieval)
+    info: dict[str, Any] = {**ranking.info, **expansion}
+    status, error = "ok", None
+    if answer is not None:
+        info.update(prompt=answer.prompt_hash, usage=answer.usage, cached=answer.cached)
+        # the LLM cache's keys of the calls behind this answer: look the exact request's response up there
+        calls = {"reader": answer.cache_key, "judge": verdict.cache_key if verdict is not None else None}
+        if any(calls.values()):
+            info["llm_calls"] = {role: key for role, key in calls.items() if key}
+        if answer.error:
+            status, error = "failed", answer.error
+        elif verdict is not None and verdict.error is not None:
+            # The judge's server failed: no verdict was given, so the query is retried on the next run.
+            status, error = "failed", f"judge: {verdict.error}"
+        else:
+            metrics.update(answer_metrics(answer.text, q.answers))
+            if verdict is not None:
+                info["judge"] = {"valid": verdict.valid, "reason": verdict.reason}
+                if verdict.valid:
+                    metrics["judge"] = float(verdict.correct)
+    return QueryRecord(**base, ranking=ranking.docids, answer=answer.text if answer is not None else None,
+                       metrics=metrics, status=status, error=error, info=info)
 
 
 def chunks(items: list, n: int) -> Iterator[list]:
@@ -77,55 +149,81 @@ class Runner:
         with run_folder_lock(self.out_dir, self.dist.lock_name(LOCK_FILE)):
             return self._run(datasets, content)
 
-    def _run(self, datasets, content: dict[str, Any]) -> str:
-        from bench.expansion import expanded_first_stage
-
+    def _run(self, datasets: list[Dataset], content: dict[str, Any]) -> str:
+        """Every cell of the plan, dataset by dataset: the first stage once per dataset, the rankings once per
+        (dataset, reranker), then each reader's records."""
         c = self.config
-        config = {**asdict(c), "fingerprints": content, "world_size": self.dist.world}
         if self.dist.main:
+            config = {**asdict(c), "fingerprints": content, "world_size": self.dist.world}
             (self.out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         records_path = self.out_dir / "records.jsonl"
         store = RecordStore(self.dist.part(records_path), records_path)
-        readers = {spec: None if spec == "none" else self.builder.reader(spec) for spec in c.readers}
-        judge = self.builder.judge() if c.judge else None
-        expander = self.builder.query2doc()
-
+        parts = self._components()
+        cells = plan([d.name for d in datasets], c.rerankers, c.readers)
         for dataset in datasets:
-            ds_name = dataset.name
-            with self.timed("first stage"):       # with the query expansion, when there is one
-                lists, pseudo_docs = self.dist.main_first(lambda: expanded_first_stage(
-                    dataset, c.first_stage, c.pool, cache_dir=c.cache_dir, expander=expander,
-                    **c.first_stage_args.get(c.first_stage, {})))
-            empty = [cl.query.qid for cl in lists if not cl.candidates]
-            if empty:
-                log.warning("%s: %d of %d queries have no first-stage candidates (e.g. %r): recorded as "
-                            "no_candidates, not answered, counted apart from the answered queries", ds_name,
-                            len(empty), len(lists), empty[0])
-            by_qid = {cl.query.qid: cl for cl in lists}
-            for rr_name in c.rerankers:
-                pending = [cl for cl in self.dist.shard(lists)
-                           if not all(store.done(ds_name, rr_name, rd, cl.query.qid) for rd in c.readers)]
-                rankings = self._rankings(ds_name, rr_name, pending)
-                # written whole each time (also when nothing was pending), so a resumed run's file has every query;
-                # under torchrun by rank 0 once every rank has ranked its queries
-                self.trec_runs.append((ds_name, rr_name, [cl.query.qid for cl in lists]))
-                if self.dist.world == 1:
-                    self._write_trec_run(ds_name, rr_name, [rankings[cl.query.qid] for cl in lists
-                                                            if cl.query.qid in rankings])
-                if not pending:
-                    continue
-                for reader_spec, reader in readers.items():
-                    todo = [cl for cl in pending if not store.done(ds_name, rr_name, reader_spec, cl.query.qid)]
-                    bar = tqdm(total=len(todo), desc=f"{ds_name} · {rr_name} · {reader_spec}", unit="q")
-                    for chunk in chunks(todo, c.chunk_size):
-                        recs = self._records(ds_name, rr_name, reader_spec, reader, judge, chunk, rankings,
-                                             by_qid, dataset.corpus, dataset.relevance_level, pseudo_docs)
-                        if self.dist.world > 1:
-                            for rec in recs:
-                                rec.info["rank"] = self.dist.rank
-                        store.append(recs)
-                        bar.update(len(chunk))
-                    bar.close()
+            stage = self._first_stage(dataset, parts.expander)
+            ranked: dict[str, tuple[list[CandidateList], dict[str, Ranking]]] = {}
+            for cell in (cell for cell in cells if cell.dataset == dataset.name):
+                if cell.reranker not in ranked:
+                    ranked[cell.reranker] = self._rank(stage, cell.reranker, store)
+                pending, rankings = ranked[cell.reranker]
+                self._run_cell(cell, stage, pending, rankings, parts, store)
+        return self._finish(store, records_path)
+
+    def _components(self) -> Components:
+        """The readers, the judge and the query expander, built once for every cell."""
+        c = self.config
+        return Components(readers={spec: None if spec == "none" else self.builder.reader(spec) for spec in c.readers},
+                          judge=self.builder.judge() if c.judge else None, expander=self.builder.query2doc())
+
+    def _first_stage(self, dataset: Dataset, expander) -> FirstStage:
+        from bench.expansion import expanded_first_stage
+
+        c = self.config
+        with self.timed("first stage"):       # with the query expansion, when there is one
+            lists, pseudo_docs = self.dist.main_first(lambda: expanded_first_stage(
+                dataset, c.first_stage, c.pool, cache_dir=c.cache_dir, expander=expander,
+                **c.first_stage_args.get(c.first_stage, {})))
+        empty = [cl.query.qid for cl in lists if not cl.candidates]
+        if empty:
+            log.warning("%s: %d of %d queries have no first-stage candidates (e.g. %r): recorded as "
+                        "no_candidates, not answered, counted apart from the answered queries", dataset.name,
+                        len(empty), len(lists), empty[0])
+        return FirstStage(dataset, lists, pseudo_docs)
+
+    def _rank(self, stage: FirstStage, rr_name: str,
+              store: RecordStore) -> tuple[list[CandidateList], dict[str, Ranking]]:
+        """This rank's queries some reader still lacks, and the reranker's rankings of them (saved ones reused)."""
+        ds_name, lists = stage.dataset.name, stage.lists
+        pending = [cl for cl in self.dist.shard(lists)
+                   if not all(store.done(ds_name, rr_name, rd, cl.query.qid) for rd in self.config.readers)]
+        rankings = self._rankings(ds_name, rr_name, pending)
+        # written whole each time (also when nothing was pending), so a resumed run's file has every query;
+        # under torchrun by rank 0 once every rank has ranked its queries
+        self.trec_runs.append((ds_name, rr_name, [cl.query.qid for cl in lists]))
+        if self.dist.world == 1:
+            self._write_trec_run(ds_name, rr_name, [rankings[cl.query.qid] for cl in lists
+                                                    if cl.query.qid in rankings])
+        return pending, rankings
+
+    def _run_cell(self, cell: Cell, stage: FirstStage, pending: list[CandidateList], rankings: dict[str, Ranking],
+                  parts: Components, store: RecordStore) -> None:
+        """The cell's records of the pending queries it lacks, appended chunk by chunk."""
+        if not pending:
+            return
+        todo = [cl for cl in pending if not store.done(cell.dataset, cell.reranker, cell.reader, cl.query.qid)]
+        bar = tqdm(total=len(todo), desc=f"{cell.dataset} · {cell.reranker} · {cell.reader}", unit="q")
+        for chunk in chunks(todo, self.config.chunk_size):
+            recs = self._records(cell, chunk, rankings, stage, parts)
+            if self.dist.world > 1:
+                for rec in recs:
+                    rec.info["rank"] = self.dist.rank
+            store.append(recs)
+            bar.update(len(chunk))
+        bar.close()
+
+    def _finish(self, store: RecordStore, records_path: Path) -> str:
+        """Merge what torchrun's ranks or a killed run left, compact the records, write costs and reports."""
         if self.dist.world > 1:
             return self._merge_ranks(records_path)
         for ds_name, rr_name, qids in self.trec_runs:    # parts a killed torchrun run left
@@ -184,70 +282,42 @@ class Runner:
 
         write_trec_run(self.out_dir / "runs" / f"{Path(ds_name).name}__{rr_name}.trec", rankings, tag=rr_name)
 
-    def _records(self, ds_name, rr_name, reader_spec, reader, judge, chunk, rankings, by_qid, corpus,
-                 relevance_level=1, pseudo_docs=None):
-        from bench.metrics import answer_metrics, retrieval_metrics
-
-        c = self.config
+    def _records(self, cell: Cell, chunk: list[CandidateList], rankings: dict[str, Ranking], stage: FirstStage,
+                 parts: Components) -> list[QueryRecord]:
+        """The chunk's records: its metrics, answers and verdicts computed together, each record then made from its
+        own (``query_record``)."""
         answerable = [cl for cl in chunk if cl.candidates]
         chunk_rankings = {cl.query.qid: rankings[cl.query.qid] for cl in answerable}
         # every judged query of the chunk, those without candidates too: they score 0 (trec_eval -c)
         qrels = {cl.query.qid: cl.query.qrels for cl in chunk if cl.query.qrels}
         with self.timed("retrieval metrics"):
-            retrieval = (retrieval_metrics(chunk_rankings, qrels, top_k=c.top_k, relevance_level=relevance_level)
-                         if qrels else {})
-        answers = {}
-        if reader is not None and answerable:
-            docs_by_id = {c_.docid: c_.doc for cl in answerable for c_ in cl.candidates}
-            prefixes = [[docs_by_id.get(d) or corpus[d] for d in chunk_rankings[cl.query.qid].docids[:c.top_k]]
-                        for cl in answerable]
-            with self.timed(f"reader {reader_spec}"):
-                answers = {a.qid: a for a in reader.answer([cl.query for cl in answerable], prefixes)}
-        verdicts = {}
-        if judge is not None and answers:
-            ok = [cl for cl in answerable if not answers[cl.query.qid].error and cl.query.answers]
-            with self.timed("judge"):
-                got = judge.judge([(cl.query.text, cl.query.answers, answers[cl.query.qid].text) for cl in ok])
-            verdicts = {cl.query.qid: v for cl, v in zip(ok, got)}
-        recs = []
-        for cl in chunk:
-            q = cl.query
-            # the pseudo-document the first stage searched with, traceable to its template and cached call
-            expansion = {"query2doc": pseudo_docs[q.qid].info()} if pseudo_docs and q.qid in pseudo_docs else {}
-            if not cl.candidates:
-                recs.append(QueryRecord(dataset=ds_name, reranker=rr_name, reader=reader_spec, qid=q.qid,
-                                        question=q.text, gold_answers=q.answers, ranking=[], answer=None,
-                                        metrics=dict(retrieval.get(q.qid, {})), status="no_candidates",
-                                        error="the first stage found no candidates for this query", info=expansion))
-                continue
-            ranking = chunk_rankings[q.qid]
-            metrics = dict(retrieval.get(q.qid, {}))
-            info: dict[str, Any] = {**ranking.info, **expansion}
-            status, error, text = "ok", None, None
-            if reader is not None:
-                a = answers[q.qid]
-                text = a.text
-                info.update(prompt=a.prompt_hash, usage=a.usage, cached=a.cached)
-                v = verdicts.get(q.qid)
-                # the LLM cache's keys of the calls behind this answer: look the exact request's response up there
-                calls = {"reader": a.cache_key, "judge": v.cache_key if v is not None else None}
-                if any(calls.values()):
-                    info["llm_calls"] = {role: key for role, key in calls.items() if key}
-                if a.error:
-                    status, error = "failed", a.error
-                elif v is not None and v.error is not None:
-                    # The judge's server failed: no verdict was given, so the query is retried on the next run.
-                    status, error = "failed", f"judge: {v.error}"
-                else:
-                    metrics.update(answer_metrics(a.text, q.answers))
-                    if v is not None:
-                        info["judge"] = {"valid": v.valid, "reason": v.reason}
-                        if v.valid:
-                            metrics["judge"] = float(v.correct)
-            recs.append(QueryRecord(dataset=ds_name, reranker=rr_name, reader=reader_spec, qid=q.qid,
-                                    question=q.text, gold_answers=q.answers, ranking=ranking.docids,
-                                    answer=text, metrics=metrics, status=status, error=error, info=info))
-        return recs
+            retrieval = (retrieval_metrics(chunk_rankings, qrels, top_k=self.config.top_k,
+                                           relevance_level=stage.dataset.relevance_level) if qrels else {})
+        answers = self._answers(cell, parts.readers[cell.reader], answerable, chunk_rankings, stage.dataset.corpus)
+        verdicts = self._verdicts(parts.judge, answerable, answers)
+        return [query_record(cell, cl, chunk_rankings.get(cl.query.qid), retrieval.get(cl.query.qid, {}),
+                             answers.get(cl.query.qid), verdicts.get(cl.query.qid),
+                             stage.pseudo_docs.get(cl.query.qid) if stage.pseudo_docs else None) for cl in chunk]
+
+    def _answers(self, cell: Cell, reader, answerable: list[CandidateList], rankings: dict[str, Ranking],
+                 corpus) -> dict[str, Answer]:
+        """The reader's answer to each answerable query from its ranking's top-k documents; none without a reader."""
+        if reader is None or not answerable:
+            return {}
+        docs_by_id = {c.docid: c.doc for cl in answerable for c in cl.candidates}
+        prefixes = [[docs_by_id.get(d) or corpus[d] for d in rankings[cl.query.qid].docids[:self.config.top_k]]
+                    for cl in answerable]
+        with self.timed(f"reader {cell.reader}"):
+            return {a.qid: a for a in reader.answer([cl.query for cl in answerable], prefixes)}
+
+    def _verdicts(self, judge, answerable: list[CandidateList], answers: dict[str, Answer]) -> dict[str, Any]:
+        """The judge's verdict on each answer that has gold answers to judge it against."""
+        if judge is None or not answers:
+            return {}
+        ok = [cl for cl in answerable if not answers[cl.query.qid].error and cl.query.answers]
+        with self.timed("judge"):
+            got = judge.judge([(cl.query.text, cl.query.answers, answers[cl.query.qid].text) for cl in ok])
+        return {cl.query.qid: v for cl, v in zip(ok, got)}
 
     def _write_costs(self) -> None:
         """``costs.json``: this invocation's LLM calls (made vs served from the cache, tokens) and stage times."""
