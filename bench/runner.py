@@ -19,12 +19,16 @@ from tqdm.auto import tqdm
 
 from bench.builder import Builder
 from bench.config import RunConfig
+from bench.data import load_dataset
 from bench.data.base import Dataset
 from bench.distributed import EVALUATION_TIMEOUT, Dist, merge_costs, parts_of
 from bench.errors import UserError
+from bench.expansion import expanded_first_stage
 from bench.metrics import answer_metrics, retrieval_metrics
+from bench.retrieval import write_trec_run
 from bench.store import LOCK_FILE, RecordStore, append_jsonl, merge_rankings, run_folder_lock, saved_rankings
 from bench.types import Answer, CandidateList, QueryRecord, Ranking
+from rerankers.registry import weights_fingerprint
 
 log = logging.getLogger(__name__)
 
@@ -126,10 +130,6 @@ class Runner:
 
     # --- the run ------------------------------------------------------------------------------------------
     def run(self) -> str:
-        from bench.data import load_dataset
-
-        from rerankers.registry import weights_fingerprint
-
         self.config.validate()
         self.dist = Dist.from_env(backend="gloo", timeout=EVALUATION_TIMEOUT)   # only small objects are exchanged
         self.config = c = replace(self.config, device=self.dist.device(self.config.device))
@@ -177,8 +177,6 @@ class Runner:
                           judge=self.builder.judge() if c.judge else None, expander=self.builder.query2doc())
 
     def _first_stage(self, dataset: Dataset, expander) -> FirstStage:
-        from bench.expansion import expanded_first_stage
-
         c = self.config
         with self.timed("first stage"):       # with the query expansion, when there is one
             lists, pseudo_docs = self.dist.main_first(lambda: expanded_first_stage(
@@ -278,8 +276,6 @@ class Runner:
 
     def _write_trec_run(self, ds_name: str, rr_name: str, rankings: list[Ranking]) -> None:
         """``runs/<dataset>__<reranker>.trec`` for trec_eval and ranx (tag: the reranker's name)."""
-        from bench.retrieval import write_trec_run
-
         write_trec_run(self.out_dir / "runs" / f"{Path(ds_name).name}__{rr_name}.trec", rankings, tag=rr_name)
 
     def _records(self, cell: Cell, chunk: list[CandidateList], rankings: dict[str, Ranking], stage: FirstStage,
@@ -335,7 +331,7 @@ class Runner:
 def report_run_folder(out_dir: Path) -> str:
     """Write every report of a run folder from what it keeps (config.json, records.jsonl, costs.json) and return the
     Markdown: what ``bench run`` writes at its end and ``bench report`` rewrites, byte for byte."""
-    from bench.report import ReportOptions, write_reports
+    from bench.report import ReportOptions, write_reports   # pandas and matplotlib: only when reports are written
 
     if not (out_dir / "records.jsonl").is_file():
         raise UserError(f"{out_dir}: no records.jsonl (expected a results/<run-id>/ folder)")
