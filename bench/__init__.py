@@ -4,8 +4,9 @@ As a library (docs/api.md): ``bench.run``, ``bench.compare``, ``bench.load_reran
 ``bench.load_dataset`` (from ``bench.api``, imported on first use, so ``import bench`` and ``python -m bench list``
 stay light).
 """
-from bench.environment import configure_cpu_threads
+from bench.environment import check_rerankers_import_name, configure_cpu_threads
 
+check_rerankers_import_name()
 configure_cpu_threads()
 
 API = ("RunResult", "compare", "load_dataset", "load_reader", "load_reranker", "make_config", "run")

@@ -111,7 +111,7 @@ def make_config(config: ConfigSource = None, /, **settings: Any) -> RunConfig:
     if unknown:
         raise UserError(f"unknown setting {unknown[0]!r}; valid: reader, {', '.join(names)}")
     resolved = typed_options(RunConfig, settings, "setting", base=base)
-    Runner(resolved).validate()
+    resolved.validate()
     return resolved
 
 

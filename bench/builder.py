@@ -18,7 +18,7 @@ from rerankers.registry import RERANKERS, get_reranker
 
 
 class BuildConfig(Protocol):
-    """The fields of ``bench.runner.RunConfig`` the builder reads."""
+    """The fields of ``bench.config.RunConfig`` the builder reads."""
 
     device: str
     dtype: str

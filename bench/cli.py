@@ -12,7 +12,7 @@ from bench.api import read_config_file
 from bench.errors import UserError
 from bench.metrics import answer_metric_names
 from bench.options import parse_component_args
-from bench.runner import RunConfig
+from bench.config import RunConfig
 
 
 def _checkpoint_pairs(values: list[str]) -> dict[str, str]:
@@ -113,6 +113,9 @@ def build_parser() -> argparse.ArgumentParser:
         run.add_argument(f"--{role}-args", action="append", default=[], metavar="NAME:KEY=VALUE,...",
                          help=f"options of one {role} (repeatable), e.g. {example}; "
                               f"`python -m bench list --{role} NAME` shows them")
+    run.add_argument("--first-stage-args", action="append", default=[], metavar="NAME:KEY=VALUE,...",
+                     help="options of the first stage, e.g. bm25:k1=0.9,b=0.4 (pyserini's MS MARCO setting) or "
+                          "dense:model=PATH_OR_HUB_ID (bench.retrieval.BM25Options, DenseOptions)")
     add_server_options(run)
     run.add_argument("--concurrency", type=int, default=d.concurrency, help="requests in flight per server")
     run.add_argument("--timeout", type=float, default=d.timeout)
@@ -214,8 +217,8 @@ def config_from_args(args: argparse.Namespace, from_file: dict | None = None) ->
     values["checkpoints"] = {**from_file.get("checkpoints", {}), **_checkpoint_pairs(args.checkpoint)}
     if args.rrpo_checkpoint:
         values["checkpoints"]["rrpo"] = args.rrpo_checkpoint
-    for role in ("reranker", "reader", "judge"):
-        key = f"{role}_args"
+    for role in ("reranker", "reader", "judge", "first-stage"):
+        key = f"{role.replace('-', '_')}_args"
         values[key] = {name: dict(opts) for name, opts in from_file.get(key, {}).items()}
         for name, opts in parse_component_args(f"--{role}-args", getattr(args, key)).items():
             values[key].setdefault(name, {}).update(opts)

@@ -2,12 +2,17 @@
 one definition for every stage."""
 from __future__ import annotations
 
+import importlib.metadata
+import importlib.util
 import math
 import os
 import sys
+import warnings
 from pathlib import Path
 
 CACHE_ENV = "RERANK_BENCH_CACHE"
+# rerank-bench's backends package; PyPI's ``rerankers`` (AnswerDotAI) has the same import name
+OWN_RERANKERS = Path(__file__).resolve().parent.parent / "rerankers"
 # Set to "off" to leave OpenMP's thread count and wait policy to the libraries' defaults (benchmarks/shared_cpu.py
 # measures the difference).
 CPU_POLICY_ENV = "RERANK_BENCH_CPU_POLICY"
@@ -159,3 +164,27 @@ def check_server_reachable(base_url: str, what: str, api_key_env: str | None = N
     failure = http_reachable(base_url.rstrip("/") + "/models", {"Authorization": f"Bearer {key}"} if key else None)
     if failure is not None:
         raise UserError(f"{what}: the server {base_url} cannot be reached ({failure}); start it or fix --base-url")
+
+
+class ImportNameClash(UserWarning):
+    """PyPI's ``rerankers`` is installed beside rerank-bench, whose ``rerankers`` package hides it."""
+
+
+def check_rerankers_import_name() -> None:
+    """The import name ``rerankers`` is rerank-bench's backends package (its folder is part of the project's
+    layout) and also PyPI's ``rerankers`` (AnswerDotAI). Installed together, whichever comes first on ``sys.path``
+    silently hides the other: say so in one line, an error when theirs hides ours (nothing here would work), a
+    warning when ours hides theirs. Only the import system's lookup is read; neither package is imported."""
+    spec = importlib.util.find_spec("rerankers")
+    found = Path(spec.origin).resolve().parent if spec is not None and spec.origin else None
+    if found is not None and found != OWN_RERANKERS:
+        raise ImportError(f"the import name 'rerankers' is {found} (PyPI's rerankers, AnswerDotAI), which shadows "
+                          f"rerank-bench's rerankers package ({OWN_RERANKERS}); rerank-bench cannot run beside it: "
+                          f"pip uninstall rerankers, or install rerank-bench in its own virtual environment")
+    try:
+        theirs = importlib.metadata.distribution("rerankers")
+    except importlib.metadata.PackageNotFoundError:
+        return
+    warnings.warn(f"PyPI's rerankers {theirs.version} (AnswerDotAI) is installed here but shadowed by rerank-bench's "
+                  f"rerankers package ({OWN_RERANKERS}): `import rerankers` gives rerank-bench's backends; use "
+                  f"AnswerDotAI's rerankers from another virtual environment", ImportNameClash, stacklevel=2)

@@ -3,13 +3,14 @@ from the command line (``--reranker-args NAME:key=value,key=value``) or a config
 against it, with one-line errors naming the valid keys."""
 from __future__ import annotations
 
+import argparse
 import collections
 import dataclasses
 import math
 import re
 import types
 import typing
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from bench.errors import UserError
 
@@ -52,6 +53,25 @@ def typed_options(cls: type, values: Mapping[str, Any], where: str, base: Any = 
         raise UserError(f"{where}: unknown option {unknown[0]!r}; valid: {', '.join(names) or 'none'}")
     converted = {k: convert(v, hints[k], f"{where}: {k}") for k, v in values.items()}
     return dataclasses.replace(base if base is not None else cls(), **converted)
+
+
+def field_types(cls: type) -> dict[str, Any]:
+    """Each field of dataclass ``cls`` and its type (annotations resolved, string ones included)."""
+    return typing.get_type_hints(cls)
+
+
+def argparse_type(annotation: Any, where: str) -> Callable[[str], Any]:
+    """An argparse ``type=`` converting a flag's string as ``convert`` does (so ``rrpo train``'s flags and the
+    studies' ``NAME=VALUE`` options are typed like every component option)."""
+
+    def parse(value: str) -> Any:
+        try:
+            return convert(value, annotation, where)
+        except UserError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    parse.__name__ = _type_name(annotation)     # argparse names the type in its message
+    return parse
 
 
 def convert(value: Any, annotation: Any, where: str) -> Any:

@@ -16,6 +16,7 @@ e.g. ``{"checkpoint": ..., "kind": "pointwise", "aliases": ("mine",)}``).
 """
 from __future__ import annotations
 
+import difflib
 import importlib
 from dataclasses import dataclass, field
 from importlib.metadata import entry_points
@@ -37,6 +38,14 @@ class Entry:
     @property
     def lazy(self) -> bool:
         return isinstance(self.target, str)
+
+
+def did_you_mean(name: str, names: list[str]) -> str:
+    """``"did you mean 'x'? "`` (or ``'x' or 'y'``) for the ``names`` closest to ``name``, ignoring case; ``""`` when
+    none is close."""
+    by_lower = {n.lower(): n for n in names}
+    close = [by_lower[n] for n in difflib.get_close_matches(name.lower(), list(by_lower), n=3, cutoff=0.6)]
+    return f"did you mean {' or '.join(map(repr, close))}? " if close else ""
 
 
 class Registry:
@@ -106,8 +115,14 @@ class Registry:
         self._read_plugins()
         return [self._entries[n] for n in sorted(self._entries)]
 
+    def did_you_mean(self, name: str) -> str:
+        """``"did you mean 'x'? "`` naming the registered names closest to ``name`` (difflib, ignoring case), or
+        ``""``: a hint only; a name is never looked up by its likeness."""
+        return did_you_mean(name, self.names())
+
     def unknown(self, name: str) -> UserError:
-        return UserError(f"unknown {self.kind} {name!r}; registered: {', '.join(self.names())}")
+        return UserError(f"unknown {self.kind} {name!r}; {self.did_you_mean(name)}registered: "
+                         f"{', '.join(self.names())}")
 
     def entry(self, name: str) -> Entry:
         """The entry of an exact name or alias; an unknown name fails in one line listing the valid ones."""

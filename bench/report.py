@@ -7,9 +7,10 @@ and for 0/1 metrics (EM, accuracy, judge) the exact McNemar test, which is the t
 (randomization for graded metrics). Holm corrections: each test across the rerankers of the group, and the answer
 metrics of a table as one family (rerankers × answer metrics), since a table invites a claim on any of them; the
 primary metric (``--primary-metric``, declared before the run) is named in the table. Failed queries are counted,
-never folded into an answer metric's mean; retrieval metrics are over every ranked query (a failed reader or judge
-call leaves its ranking valid), so all rerankers of a group are compared on the same queries even when different
-queries failed for them.
+never folded into an answer metric's mean; retrieval metrics are over every query of the qrels, as ``trec_eval -c``
+(a failed reader or judge call leaves its ranking valid; a query without first-stage candidates scores 0, the
+convention of pyserini's and rank_llm's published tables), so all rerankers of a group are compared on the same
+queries even when different queries failed for them.
 """
 from __future__ import annotations
 
@@ -28,8 +29,9 @@ from bench.types import QueryRecord
 # Column order of the Markdown leaderboard; other metrics still go into the CSV.
 HEADLINE = ("nDCG@10", "Recall@{k}", "MRR@10", "EM", "F1", "accuracy", "judge")
 ALPHA = 0.05
-# statuses whose records carry a ranking (and so its retrieval metrics); "utility_only": judged by eRAG, not read
-RANKED = ("ok", "failed", "utility_only")
+# statuses whose records carry retrieval metrics: a ranking's, or 0 for a query the first stage found nothing for;
+# "utility_only": ranked and judged by eRAG, not read end to end
+RETRIEVAL_SCORED = ("ok", "failed", "no_candidates", "utility_only")
 
 
 @dataclass(frozen=True)
@@ -56,8 +58,8 @@ def metric_names(records: Iterable[QueryRecord]) -> list[str]:
 
 def scored_values(recs: Iterable[QueryRecord], metric: str) -> dict[str, float]:
     """qid -> value of ``metric`` over the records that count for it: answered ones for an answer metric, every
-    ranked one (failed included) for a retrieval metric."""
-    statuses = ("ok",) if is_answer_metric(metric) else RANKED
+    judged query (failed and no_candidates included) for a retrieval metric."""
+    statuses = ("ok",) if is_answer_metric(metric) else RETRIEVAL_SCORED
     return {r.qid: r.metrics[metric] for r in recs if r.status in statuses and metric in r.metrics}
 
 
@@ -173,10 +175,10 @@ def to_markdown(df: pd.DataFrame, opts: ReportOptions) -> str:
         parts.append(f"### {dataset} · reader {reader}\n\n{table.to_markdown(index=False)}\n\n"
                      f"{_families(g, cols, opts.baseline)}")
     parts.append(f"Cells: mean [95% bootstrap CI]. Answer metrics are over the answered queries (`n`; `judge` over "
-                 f"the `judged` ones, those with a valid verdict); retrieval metrics over every ranked query, the "
-                 f"`failed` ones included (their ranking is valid), so every reranker is compared on the same "
-                 f"queries. `failed` queries are retried by a re-run; queries with `no_candidates` from the first "
-                 f"stage are counted, never averaged. † = differs from `{opts.baseline}` on the same queries at "
+                 f"the `judged` ones, those with a valid verdict); retrieval metrics over every query of the qrels "
+                 f"as `trec_eval -c`: the `failed` ones included (their ranking is valid), and queries with "
+                 f"`no_candidates` from the first stage count 0, so every reranker is compared on the same "
+                 f"queries. `failed` queries are retried by a re-run. † = differs from `{opts.baseline}` on the same queries at "
                  f"p < {ALPHA} after Holm correction over the family named under the table: exact McNemar test "
                  f"(binomial on the discordant pairs) for 0/1 metrics, paired randomization test for graded ones. "
                  f"Primary metric, declared before the run: {opts.primary_metric}. The CSV also has the paired t-test "

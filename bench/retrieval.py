@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import re
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
@@ -35,15 +36,47 @@ from bench.data.loaders import decode_utf8, read_jsonl, read_requests_jsonl, tex
 from bench.errors import UserError
 from bench.files import atomic_write
 from bench.hashing import stable_hash
+from bench.options import typed_options
 from bench.registry import Registry
 from bench.types import Candidate, CandidateList, Document, Query, Ranking, rank_scores
 
 log = logging.getLogger(__name__)
 
 BM25_VARIANTS = ("lucene", "robertson", "atire", "bm25l", "bm25+")   # bm25s' scoring methods
-BM25_DEFAULTS: dict[str, Any] = {"k1": 1.5, "b": 0.75, "variant": "lucene", "stopwords": "en", "stemmer": "english"}
-# Dense options that do not change the results (and stay out of the cache key).
-DENSE_RUNTIME: dict[str, Any] = {"device": "auto", "dtype": "float32", "batch_size": 64}
+# bench.encoders' default checkpoint, named here so that listing the options imports no torch
+DENSE_CHECKPOINT = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+@dataclass(frozen=True)
+class BM25Options:
+    """``--first-stage-args bm25:k1=0.9,b=0.4`` (pyserini's MS MARCO setting); every field is in the cache key, in
+    this order."""
+
+    k1: float = 1.5
+    b: float = 0.75
+    variant: str = "lucene"
+    stopwords: str | None = "en"
+    stemmer: str | None = "english"
+
+
+@dataclass(frozen=True)
+class DenseOptions:
+    """``--first-stage-args dense:model=...``; ``device``, ``dtype`` and ``batch_size`` do not change the results and
+    stay out of the cache key."""
+
+    model: str = DENSE_CHECKPOINT
+    max_length: int | None = None
+    device: str = "auto"
+    dtype: str = "float32"
+    batch_size: int = 64
+
+
+DENSE_RUNTIME = ("device", "dtype", "batch_size")
+
+
+@dataclass(frozen=True)
+class NoOptions:
+    """A first stage without options (``given``, a file of candidates)."""
 
 
 def first_stage(dataset: Dataset, method: str, pool: int, cache_dir: str | os.PathLike | None = None,
@@ -52,53 +85,61 @@ def first_stage(dataset: Dataset, method: str, pool: int, cache_dir: str | os.Pa
     ``method``: a registered first stage (``FIRST_STAGES``, plugins included) or the path of a file of candidates."""
     if pool < 1:
         raise UserError(f"first-stage pool {pool}: expected a positive number of candidates")
+    check_first_stage(method)
     if method in FIRST_STAGES:
         return FIRST_STAGES.load(method)(dataset, pool, cache_dir, **params)
-    path = Path(method)
-    if path.is_file():
-        _options(method, params, {})
-        return candidates_from_file(dataset, path, pool)
-    raise UserError(f"first stage {method!r}: expected one of {', '.join(FIRST_STAGES.names())} "
-                    f"or the path of a TREC run / Request JSONL file")
+    first_stage_options(method, params)
+    return candidates_from_file(dataset, Path(method), pool)
+
+
+def check_first_stage(method: str) -> None:
+    """A registered first stage or the path of a file of candidates; anything else fails in one line."""
+    if method not in FIRST_STAGES and not Path(method).is_file():
+        raise UserError(f"first stage {method!r}: {FIRST_STAGES.did_you_mean(method)}expected one of "
+                        f"{', '.join(FIRST_STAGES.names())} or the path of a TREC run / Request JSONL file")
 
 
 def bm25_first_stage(dataset: Dataset, pool: int, cache_dir: str | os.PathLike | None = None,
                      **params: Any) -> list[CandidateList]:
-    options = _options("bm25", params, BM25_DEFAULTS)
+    options = asdict(first_stage_options("bm25", params))
     return _cached(dataset, "bm25", pool, cache_dir, {**options, "bm25s": _bm25s_version()},
                    lambda: bm25_rankings(dataset, pool, **options))
 
 
 def dense_first_stage(dataset: Dataset, pool: int, cache_dir: str | os.PathLike | None = None,
                       **params: Any) -> list[CandidateList]:
-    from bench.encoders import MINILM_CHECKPOINT, checkpoint_digest
+    from bench.encoders import checkpoint_digest   # torch, only when dense retrieval runs
 
-    runtime = {k: params.pop(k, v) for k, v in DENSE_RUNTIME.items()}
-    options = _options("dense", params, {"model": MINILM_CHECKPOINT, "max_length": None})
+    options = asdict(first_stage_options("dense", params))
+    runtime = {k: options.pop(k) for k in DENSE_RUNTIME}
     return _cached(dataset, "dense", pool, cache_dir, {**options, "weights": checkpoint_digest(options["model"])},
                    lambda: dense_rankings(dataset, pool, cache_dir, **options, **runtime))
 
 
 def given_first_stage(dataset: Dataset, pool: int, cache_dir: str | os.PathLike | None = None,
                       **params: Any) -> list[CandidateList]:
-    _options("given", params, {})
+    first_stage_options("given", params)
     return given_candidates(dataset, pool)
 
 
 # A first stage: (dataset, pool, cache_dir, **options) -> one CandidateList per query. Plugins: entry-point group
 # rerank_bench.first_stages.
 FIRST_STAGES = Registry("first stage")
-FIRST_STAGES.add("bm25", bm25_first_stage, description="bm25s, Lucene scoring (k1=1.5, b=0.75), English stemming")
-FIRST_STAGES.add("dense", dense_first_stage, description="all-MiniLM-L6-v2 bi-encoder, exhaustive cosine search")
-FIRST_STAGES.add("given", given_first_stage, description="the dataset's own per-query pools (HotpotQA distractor)")
+# Plugins: entry-point group rerank_bench.first_stages; ``options`` in their registry_meta types their options.
+FIRST_STAGES = Registry("first stage")
+FIRST_STAGES.add("bm25", bm25_first_stage, options=BM25Options,
+                 description="bm25s, Lucene scoring (k1=1.5, b=0.75), English stemming")
+FIRST_STAGES.add("dense", dense_first_stage, options=DenseOptions,
+                 description="all-MiniLM-L6-v2 bi-encoder, exhaustive cosine search")
+FIRST_STAGES.add("given", given_first_stage, options=NoOptions,
+                 description="the dataset's own per-query pools (HotpotQA distractor)")
 
 
-def _options(method: str, params: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
-    unknown = sorted(set(params) - set(defaults))
-    if unknown:
-        raise UserError(f"first stage {method!r}: unknown option(s) {', '.join(unknown)}; "
-                        f"expected {', '.join(defaults) or 'none'}")
-    return {**defaults, **params}
+def first_stage_options(method: str, params: dict[str, Any]) -> Any:
+    """The typed options of a first stage (strings from ``--first-stage-args`` converted, like every component's
+    options); a file of candidates takes none; a plugin without an ``options`` class gets ``params`` as given."""
+    cls = FIRST_STAGES.meta(method).get("options") if method in FIRST_STAGES else NoOptions
+    return params if cls is None else typed_options(cls, params, f"--first-stage-args {method}")
 
 
 # --- fingerprints and cache ------------------------------------------------------------------------------------------

@@ -7,126 +7,62 @@ finishes, so a killed run loses at most the chunk in flight (and not even its LL
 """
 from __future__ import annotations
 
-import fcntl
 import json
 import logging
-import os
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
 from tqdm.auto import tqdm
 
 from bench.builder import Builder
-from bench.distributed import EVALUATION_TIMEOUT, Dist, merge_costs, parts_of, remove_parts
-from bench.environment import cache_dir
-from bench.files import atomic_write
+from bench.config import RunConfig
+from bench.data import load_dataset
+from bench.data.base import Dataset
+from bench.distributed import EVALUATION_TIMEOUT, Dist, merge_costs, parts_of
+from bench.answer_position import answer_bearing
 from bench.errors import UserError
-from bench.hashing import stable_hash
-from bench.types import QueryRecord, Ranking
+from bench.expansion import expanded_first_stage
+from bench.metrics import answer_metrics, retrieval_metrics
+from bench.retrieval import write_trec_run
+from bench.store import (LOCK_FILE, RecordStore, append_jsonl, merge_rankings, read_jsonl, rewrite_jsonl,
+                         run_folder_lock, saved_rankings)
+from bench.types import Answer, CandidateList, QueryRecord, Ranking
+from rerankers.registry import weights_fingerprint
 
 log = logging.getLogger(__name__)
 
-# A record in one of these states is final: a re-run keeps it. "no_candidates": the first stage gave the query
-# nothing to rank, so no reader was asked and the query is counted apart from the answered ones.
-FINAL_STATUSES = ("ok", "no_candidates")
 # A reranker of --utility-only: ranked and judged by eRAG, not read end to end (a later run that names it in
 # --rerankers reads it, replacing the record).
 UTILITY_ONLY = "utility_only"
-LOCK_FILE = ".lock"
 RETRY_STATS = ("attempts", "retries", "failed_attempts", "servers")
 
 
-def default_cache_dir() -> str:
-    return str(cache_dir())
+@dataclass(frozen=True)
+class Cell:
+    """One (dataset, reranker, reader) of a run: the dataset's queries ranked by the reranker, answered by the
+    reader. A run is the plan of its cells."""
+
+    dataset: str
+    reranker: str
+    reader: str
 
 
-@dataclass
-class RunConfig:
-    datasets: list[str] = field(default_factory=lambda: ["fictional"])
-    split: str = "test"
-    rerankers: list[str] = field(default_factory=lambda: ["none", "random", "minilm", "rrpo", "oracle"])
-    readers: list[str] = field(default_factory=lambda: ["smollm2"])
-    judge: str | None = None
-    first_stage: str = "bm25"
-    # Query2doc expansion of the first stage's query (bench.expansion): the LLM that writes the pseudo-documents
-    query2doc: str | None = None
-    query2doc_template: str = "query2doc"
-    # a passage's length (~95 words); the generation cap of reimplementations of the paper
-    query2doc_max_tokens: int = 128
-    pool: int = 20
-    top_k: int = 3
-    limit: int | None = None
-    seed: int = 0
-    baseline: str = "none"
-    primary_metric: str = "F1"             # the answer metric a claim is made on, declared before the run
-    reader_template: str = "reader-qa"
-    judge_template: str = "judge-reference"
-    max_tokens: int = 32
-    checkpoints: dict[str, str] = field(default_factory=dict)    # reranker name -> checkpoint override
-    device: str = "auto"
-    dtype: str = "auto"
-    batch_size: int | None = None          # every reranker's and reader's batch; None: each one's own default
-    base_url: str | list[str] | None = None   # OpenAI-compatible server(s) for openai:* readers/judges/rerankers
-    api_key_env: str = "OPENAI_API_KEY"    # the NAME of the variable holding the key, never the key
-    judge_base_url: str | list[str] | None = None   # the judge's server(s) when not --base-url's (e.g. OpenAI)
-    judge_api_key_env: str | None = None   # likewise for its key variable
-    concurrency: int = 8
-    timeout: float = 60.0
-    max_retries: int = 5
-    chunk_size: int = 32                   # queries per reader call; records are flushed after each chunk
-    trust_remote_code: bool = False        # let checkpoints that ship model code run it (only by the user's flag)
-    # Each component's own typed options, by its name or spec: {"rankzephyr": {"window": 20}} (--reranker-args ...)
-    reranker_args: dict[str, dict[str, Any]] = field(default_factory=dict)
-    reader_args: dict[str, dict[str, Any]] = field(default_factory=dict)
-    judge_args: dict[str, dict[str, Any]] = field(default_factory=dict)
-    # Utility labels (bench.utility): they add eRAG metrics to the records and change no end-to-end number, so they
-    # are not part of the run's identity; rerankers in utility_only are judged by eRAG alone (never read end to end).
-    utility: bool = False
-    utility_depth: int = 10
-    utility_only: list[str] = field(default_factory=list)
-    # Not part of the run's identity: where things go and how the cache is used.
-    output: str = "results"
-    run_id: str | None = None
-    cache_dir: str = field(default_factory=default_cache_dir)
-    data_dir: str | None = None            # local copies of named datasets (default $RERANK_BENCH_DATA)
-    llm_cache: str = "use"                 # use | bypass | refresh
+def plan(datasets: list[str], rerankers: list[str], readers: list[str]) -> list[Cell]:
+    """Every cell of a run, in the order they run and their records are written."""
+    return [Cell(d, rr, rd) for d in datasets for rr in rerankers for rd in readers]
 
-    NON_IDENTITY = ("output", "run_id", "cache_dir", "data_dir", "llm_cache", "concurrency", "timeout", "max_retries",
-                    "chunk_size", "batch_size", "device", "primary_metric", "trust_remote_code", "utility",
-                    "utility_depth", "utility_only")
-    # Nor are the servers: the cache keys name the model, not the server, so a run moves between servers (or fleets)
-    # and keeps its folder. They stay in the identity as None, so that the ids of runs made without them hold.
-    SERVERS = ("base_url", "judge_base_url")
 
-    COMPONENT_ARGS = ("reranker_args", "reader_args", "judge_args")
-    QUERY2DOC = ("query2doc", "query2doc_template", "query2doc_max_tokens")
+@dataclass(frozen=True)
+class Components:
+    """What the cells are computed with, built once per run: each reader (None for ``none``), the judge, the
+    first stage's query expander."""
 
-    def identity(self) -> dict[str, Any]:
-        # Component options and the Query2doc settings join the identity only when given, so that the ids of runs
-        # without them hold.
-        return {k: None if k in self.SERVERS else v for k, v in asdict(self).items()
-                if k not in self.NON_IDENTITY and not (k in self.COMPONENT_ARGS and not v)
-                and not (k in self.QUERY2DOC and not self.query2doc)}
-
-    def with_baseline_listed(self) -> RunConfig:
-        """The significance tests compare every reranker with ``baseline``, so it must be run: when it is not among
-        ``rerankers`` it is put first, with one line saying so (by default ``none``, the first-stage order: free)."""
-        if self.baseline in self.rerankers:
-            return self
-        log.warning("--baseline %s is not among --rerankers: added as the first row (the reranker every other is "
-                    "compared with%s)", self.baseline, "; the first-stage order, free" if self.baseline == "none" else "")
-        return replace(self, rerankers=[self.baseline, *self.rerankers])
-
-    def resolved_run_id(self, content: dict[str, Any]) -> str:
-        """``--run-id``, or a name derived from the identity and ``content`` (fingerprints of the data and weights,
-        so that changed data or a retrained checkpoint start a new run instead of resuming with stale records)."""
-        if self.run_id:
-            return self.run_id
-        names = "+".join(Path(d).name for d in self.datasets)
-        return f"{names}-{self.split}-{stable_hash({**self.identity(), 'content': content}, 10)}"
+    readers: dict[str, Any]
+    judge: Any
+    expander: Any
 
 
 def input_file_digests(config: RunConfig) -> dict[str, str]:
@@ -150,98 +86,52 @@ def input_file_digests(config: RunConfig) -> dict[str, str]:
     return {path: file_digest(Path(path).expanduser()) for path in sorted(set(paths(named)))}
 
 
-def read_jsonl_tail_tolerant(path: Path, parse) -> list:
-    """Parse a JSONL file this run appends to. A kill can leave a torn last line: when it is not a whole record it
-    is dropped (and cut from the file, so the next append starts on a clean line; a whole record without its newline
-    gets one from ``append_jsonl``); a bad line anywhere else is an error naming file and line."""
-    if not path.exists():
-        return []
-    lines = path.read_text(encoding="utf-8").split("\n")
-    items = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            items.append(parse(json.loads(line)))
-        except (json.JSONDecodeError, TypeError, KeyError) as exc:
-            if n == len(lines):          # torn tail: no newline after it
-                path.write_text("".join(l + "\n" for l in lines[:n - 1] if l.strip()), encoding="utf-8")
-                break
-            raise UserError(f"{path}:{n}: not a valid record ({exc})") from None
-    return items
+@dataclass(frozen=True)
+class FirstStage:
+    """One dataset's first-stage candidates (and Query2doc pseudo-documents), shared by its cells."""
+
+    dataset: Dataset
+    lists: list[CandidateList]
+    pseudo_docs: dict[str, Any]
 
 
-class RecordStore:
-    """Append-only per-query JSONL with one live record per key (the last one written). Records are read from
-    ``path`` and the parts other ranks of a torchrun run left beside it (``bench.distributed``); a final record is
-    never replaced by a failed one from another part, whose order in time is unknown."""
-
-    def __init__(self, path: Path, merged: Path | None = None):
-        self.path = path
-        self.records: dict[tuple[str, str, str, str], QueryRecord] = {}
-        for part in parts_of(merged or path):
-            for rec in read_jsonl_tail_tolerant(part, QueryRecord.from_json):
-                old = self.records.get(self.key(rec))
-                if old is None or rec.status in FINAL_STATUSES or old.status not in FINAL_STATUSES:
-                    self.records[self.key(rec)] = rec
-
-    @staticmethod
-    def key(rec: QueryRecord) -> tuple[str, str, str, str]:
-        return rec.dataset, rec.reranker, rec.reader, rec.qid
-
-    def done(self, dataset: str, reranker: str, reader: str, qid: str) -> bool:
-        rec = self.records.get((dataset, reranker, reader, qid))
-        return rec is not None and rec.status in FINAL_STATUSES
-
-    def append(self, recs: list[QueryRecord]) -> None:
-        append_jsonl(self.path, [r.to_json() for r in recs])
-        for rec in recs:
-            self.records[self.key(rec)] = rec
-
-    def compact(self) -> None:
-        """Rewrite the file with one record per key (retried failures replaced), atomically, and drop the parts it
-        now holds."""
-        atomic_write(self.path, lambda tmp: tmp.write_text(
-            "".join(json.dumps(rec.to_json(), ensure_ascii=False) + "\n" for rec in self.records.values()),
-            encoding="utf-8"))
-        remove_parts(self.path)
-
-
-def append_jsonl(path: Path, rows: list[dict]) -> None:
-    """Append rows and flush them to disk before returning (a finished chunk survives a kill). A file whose last
-    line lacks its newline (a kill between a record and its newline) gets the newline first, so the new rows never
-    glue onto that record."""
-    with path.open("a+b") as f:
-        if f.tell():                        # append mode starts at the end: a non-empty file
-            f.seek(-1, os.SEEK_END)
-            if f.read(1) != b"\n":
-                f.write(b"\n")
-        for row in rows:
-            f.write((json.dumps(row, ensure_ascii=False) + "\n").encode("utf-8"))
-        f.flush()
-        os.fsync(f.fileno())
-
-
-@contextmanager
-def run_folder_lock(folder: Path, name: str = LOCK_FILE) -> Iterator[None]:
-    """Hold an exclusive lock on a run folder while writing into it: two runs appending to the same records and
-    rankings would corrupt them. A second run fails at once (exit 2) naming the process that holds the lock; the
-    kernel drops the lock when that process ends, even by SIGKILL."""
-    with (folder / name).open("a+") as f:
-        try:
-            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            f.seek(0)
-            holder = f.read().strip() or "unknown"
-            raise UserError(f"{folder}: another run (pid {holder}) is writing into this run folder; wait for it to "
-                            f"finish, or pass another --output or --run-id") from None
-        f.truncate(0)
-        f.write(f"{os.getpid()}\n")
-        f.flush()
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
+def query_record(cell: Cell, cl: CandidateList, ranking: Ranking | None, retrieval: dict[str, float],
+                 answer: Answer | None, verdict: Any, pseudo_doc: Any) -> QueryRecord:
+    """One query's record, a function of its inputs alone: its candidates, its ranking (None without candidates),
+    its retrieval metrics, the reader's answer and the judge's verdict (None without them) and the pseudo-document
+    the first stage searched with (traceable to its template and cached call)."""
+    q = cl.query
+    expansion = {"query2doc": pseudo_doc.info()} if pseudo_doc is not None else {}
+    base = {"dataset": cell.dataset, "reranker": cell.reranker, "reader": cell.reader, "qid": q.qid,
+            "question": q.text, "gold_answers": q.answers}
+    if not cl.candidates:
+        return QueryRecord(**base, ranking=[], answer=None, metrics=dict(retrieval), status="no_candidates",
+                           error="the first stage found no candidates for this query", info=expansion)
+    metrics = dict(retrieval)
+    info: dict[str, Any] = {**ranking.info, **expansion}
+    bearing = answer_bearing(q.qrels)
+    if bearing is not None:     # for the report's answer-position split
+        info["answer_bearing"] = bearing
+    status, error = "ok", None
+    if answer is not None:
+        info.update(prompt=answer.prompt_hash, usage=answer.usage, cached=answer.cached)
+        # the LLM cache's keys of the calls behind this answer: look the exact request's response up there
+        calls = {"reader": answer.cache_key, "judge": verdict.cache_key if verdict is not None else None}
+        if any(calls.values()):
+            info["llm_calls"] = {role: key for role, key in calls.items() if key}
+        if answer.error:
+            status, error = "failed", answer.error
+        elif verdict is not None and verdict.error is not None:
+            # The judge's server failed: no verdict was given, so the query is retried on the next run.
+            status, error = "failed", f"judge: {verdict.error}"
+        else:
+            metrics.update(answer_metrics(answer.text, q.answers))
+            if verdict is not None:
+                info["judge"] = {"valid": verdict.valid, "reason": verdict.reason}
+                if verdict.valid:
+                    metrics["judge"] = float(verdict.correct)
+    return QueryRecord(**base, ranking=ranking.docids, answer=answer.text if answer is not None else None,
+                       metrics=metrics, status=status, error=error, info=info)
 
 
 def chunks(items: list, n: int) -> Iterator[list]:
@@ -270,12 +160,8 @@ class Runner:
 
     # --- the run ------------------------------------------------------------------------------------------
     def run(self) -> str:
-        from bench.data import load_dataset
-
-        from rerankers.registry import weights_fingerprint
-
         self.config = self.config.with_baseline_listed()
-        self.validate()
+        self.config.validate()
         self.preflight()
         self.dist = Dist.from_env(backend="gloo", timeout=EVALUATION_TIMEOUT)   # only small objects are exchanged
         if self.dist.world > 1 and (self.config.utility or self.config.utility_only):
@@ -301,64 +187,88 @@ class Runner:
         with run_folder_lock(self.out_dir, self.dist.lock_name(LOCK_FILE)):
             return self._run(datasets, content)
 
-    def _run(self, datasets, content: dict[str, Any]) -> str:
-        from bench.expansion import expanded_first_stage
-
+    def _run(self, datasets: list[Dataset], content: dict[str, Any]) -> str:
+        """Every cell of the plan, dataset by dataset: the first stage once per dataset, the rankings once per
+        (dataset, reranker), then each reader's records."""
         c = self.config
-        config = {**asdict(c), "fingerprints": content, "world_size": self.dist.world}
         if self.dist.main:
+            config = {**asdict(c), "fingerprints": content, "world_size": self.dist.world}
             (self.out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         records_path = self.out_dir / "records.jsonl"
         store = RecordStore(self.dist.part(records_path), records_path)
-        readers = {spec: None if spec == "none" else self.builder.reader(spec) for spec in c.readers}
-        judge = self.builder.judge() if c.judge else None
-        expander = self.builder.query2doc()
-
+        parts = self._components()
+        cells = plan([d.name for d in datasets], c.rerankers, c.readers)
         for dataset in datasets:
-            ds_name = dataset.name
-            with self.timed("first stage"):       # with the query expansion, when there is one
-                lists, pseudo_docs = self.dist.main_first(lambda: expanded_first_stage(
-                    dataset, c.first_stage, c.pool, cache_dir=c.cache_dir, expander=expander))
-            empty = [cl.query.qid for cl in lists if not cl.candidates]
-            if empty:
-                log.warning("%s: %d of %d queries have no first-stage candidates (e.g. %r): recorded as "
-                            "no_candidates, not answered, counted apart from the answered queries", ds_name,
-                            len(empty), len(lists), empty[0])
-            by_qid = {cl.query.qid: cl for cl in lists}
-            for rr_name in c.rerankers:
-                pending = [cl for cl in self.dist.shard(lists)
-                           if not all(store.done(ds_name, rr_name, rd, cl.query.qid) for rd in c.readers)]
-                rankings = self._rankings(ds_name, rr_name, pending)
-                # written whole each time (also when nothing was pending), so a resumed run's file has every query;
-                # under torchrun by rank 0 once every rank has ranked its queries
-                self.trec_runs.append((ds_name, rr_name, [cl.query.qid for cl in lists]))
-                if self.dist.world == 1:
-                    self._write_trec_run(ds_name, rr_name, [rankings[cl.query.qid] for cl in lists
-                                                            if cl.query.qid in rankings])
-                if not pending:
-                    continue
-                for reader_spec, reader in readers.items():
-                    todo = [cl for cl in pending if not store.done(ds_name, rr_name, reader_spec, cl.query.qid)]
-                    bar = tqdm(total=len(todo), desc=f"{ds_name} · {rr_name} · {reader_spec}", unit="q")
-                    for chunk in chunks(todo, c.chunk_size):
-                        recs = self._records(ds_name, rr_name, reader_spec, reader, judge, chunk, rankings,
-                                             by_qid, dataset.corpus, dataset.relevance_level, pseudo_docs)
-                        if self.dist.world > 1:
-                            for rec in recs:
-                                rec.info["rank"] = self.dist.rank
-                        store.append(recs)
-                        bar.update(len(chunk))
-                    bar.close()
+            stage = self._first_stage(dataset, parts.expander)
+            ranked: dict[str, tuple[list[CandidateList], dict[str, Ranking]]] = {}
+            for cell in (cell for cell in cells if cell.dataset == dataset.name):
+                if cell.reranker not in ranked:
+                    ranked[cell.reranker] = self._rank(stage, cell.reranker, store)
+                pending, rankings = ranked[cell.reranker]
+                self._run_cell(cell, stage, pending, rankings, parts, store)
             if c.utility or c.utility_only:
-                self._utility(dataset, lists, store, readers, pseudo_docs)
+                self._utility(stage, store, parts.readers)
+        return self._finish(store, records_path)
+
+    def _components(self) -> Components:
+        """The readers, the judge and the query expander, built once for every cell."""
+        c = self.config
+        return Components(readers={spec: None if spec == "none" else self.builder.reader(spec) for spec in c.readers},
+                          judge=self.builder.judge() if c.judge else None, expander=self.builder.query2doc())
+
+    def _first_stage(self, dataset: Dataset, expander) -> FirstStage:
+        c = self.config
+        with self.timed("first stage"):       # with the query expansion, when there is one
+            lists, pseudo_docs = self.dist.main_first(lambda: expanded_first_stage(
+                dataset, c.first_stage, c.pool, cache_dir=c.cache_dir, expander=expander,
+                **c.first_stage_args.get(c.first_stage, {})))
+        empty = [cl.query.qid for cl in lists if not cl.candidates]
+        if empty:
+            log.warning("%s: %d of %d queries have no first-stage candidates (e.g. %r): recorded as "
+                        "no_candidates, not answered, counted apart from the answered queries", dataset.name,
+                        len(empty), len(lists), empty[0])
+        return FirstStage(dataset, lists, pseudo_docs)
+
+    def _rank(self, stage: FirstStage, rr_name: str,
+              store: RecordStore) -> tuple[list[CandidateList], dict[str, Ranking]]:
+        """This rank's queries some reader still lacks, and the reranker's rankings of them (saved ones reused)."""
+        ds_name, lists = stage.dataset.name, stage.lists
+        pending = [cl for cl in self.dist.shard(lists)
+                   if not all(store.done(ds_name, rr_name, rd, cl.query.qid) for rd in self.config.readers)]
+        rankings = self._rankings(ds_name, rr_name, pending)
+        # written whole each time (also when nothing was pending), so a resumed run's file has every query;
+        # under torchrun by rank 0 once every rank has ranked its queries
+        self.trec_runs.append((ds_name, rr_name, [cl.query.qid for cl in lists]))
+        if self.dist.world == 1:
+            self._write_trec_run(ds_name, rr_name, [rankings[cl.query.qid] for cl in lists
+                                                    if cl.query.qid in rankings])
+        return pending, rankings
+
+    def _run_cell(self, cell: Cell, stage: FirstStage, pending: list[CandidateList], rankings: dict[str, Ranking],
+                  parts: Components, store: RecordStore) -> None:
+        """The cell's records of the pending queries it lacks, appended chunk by chunk."""
+        if not pending:
+            return
+        todo = [cl for cl in pending if not store.done(cell.dataset, cell.reranker, cell.reader, cl.query.qid)]
+        bar = tqdm(total=len(todo), desc=f"{cell.dataset} · {cell.reranker} · {cell.reader}", unit="q")
+        for chunk in chunks(todo, self.config.chunk_size):
+            recs = self._records(cell, chunk, rankings, stage, parts)
+            if self.dist.world > 1:
+                for rec in recs:
+                    rec.info["rank"] = self.dist.rank
+            store.append(recs)
+            bar.update(len(chunk))
+        bar.close()
+
+    def _finish(self, store: RecordStore, records_path: Path) -> str:
+        """Merge what torchrun's ranks or a killed run left, compact the records, write costs and reports."""
         if self.dist.world > 1:
             return self._merge_ranks(records_path)
         for ds_name, rr_name, qids in self.trec_runs:    # parts a killed torchrun run left
             if len(parts_of(self._rankings_path(ds_name, rr_name))) > 1:
-                self._merge_rankings(ds_name, rr_name, qids)
+                merge_rankings(self._rankings_path(ds_name, rr_name), qids)
         store.compact()
-        for rec in store.records.values():
-            self.status_counts[rec.status] = self.status_counts.get(rec.status, 0) + 1
+        self.status_counts = store.status_counts()
         self._write_costs()
         return report_run_folder(self.out_dir)
 
@@ -369,77 +279,30 @@ class Runner:
         report = ""
         if self.dist.main:
             for ds_name, rr_name, qids in self.trec_runs:
-                self._write_trec_run(ds_name, rr_name, self._merge_rankings(ds_name, rr_name, qids))
+                self._write_trec_run(ds_name, rr_name, merge_rankings(self._rankings_path(ds_name, rr_name), qids))
             store = RecordStore(records_path)
             # in a one-process run's order (the bootstrap resamples records by position)
             order = {key: i for i, key in enumerate((ds, rr, rd, q) for ds, rr, qids in self.trec_runs
                                                     for rd in self.config.readers for q in qids)}
             store.records = dict(sorted(store.records.items(), key=lambda item: order.get(item[0], len(order))))
             store.compact()
-            for rec in store.records.values():
-                self.status_counts[rec.status] = self.status_counts.get(rec.status, 0) + 1
+            self.status_counts = store.status_counts()
             (self.out_dir / "costs.json").write_text(json.dumps(merge_costs(costs), indent=2) + "\n")
             report = report_run_folder(self.out_dir)
         self.status_counts = self.dist.gather(self.status_counts)[0]
         self.dist.close()
         return report
 
-    def validate(self) -> None:
-        """Fail on a bad name, number or missing package before any model loads, any query runs or the run folder
-        is made."""
-        from bench.data import DATASETS
-        from bench.data.base import unknown_dataset
-        from bench.llm import check_engine_installed
-        from bench.options import check_server_options
-        from rerankers.registry import resolve
-
-        c = self.config
-        for name in ("pool", "top_k", "chunk_size", "batch_size", "concurrency"):
-            value = getattr(c, name)
-            if value is not None and value < (0 if name == "top_k" else 1):
-                expected = "0 or a positive number" if name == "top_k" else "a positive number"
-                raise UserError(f"--{name.replace('_', '-')} {value}: expected {expected}")
-        for flag, value in (("--limit", c.limit), ("--max-tokens", c.max_tokens)):
-            if value is not None and value < 1:
-                raise UserError(f"{flag} {value}: expected a positive number")
-        if c.query2doc:
-            from bench.expansion import check_query2doc
-
-            check_query2doc(c.query2doc, c.first_stage, c.query2doc_template, c.query2doc_max_tokens)
-        if c.top_k > c.pool and any(spec != "none" for spec in c.readers):
-            raise UserError(f"--top-k {c.top_k} is larger than --pool {c.pool}: the reader would see only {c.pool} "
-                            f"documents; raise --pool or lower --top-k")
-        check_server_options(c.base_url, c.api_key_env, c.judge_base_url, c.judge_api_key_env)
-        for name in c.rerankers:
-            resolve(name)
-        for spec in [*c.readers, *([c.judge] if c.judge else [])]:
-            if spec != "none":
-                check_engine_installed(spec)
-        for ds in c.datasets:
-            if ds not in DATASETS and not Path(ds).expanduser().exists():
-                raise unknown_dataset(ds)
-        if c.utility_depth < 1:
-            raise UserError(f"--utility-depth {c.utility_depth}: expected a positive number")
-        for name in c.utility_only:
-            resolve(name)
-            if name in c.rerankers:
-                raise UserError(f"--utility-only {name}: also in --rerankers, which reads it end to end; name it in "
-                                f"one of them")
-        self.validate_component_args()
-
     def preflight(self) -> None:
         """Every component can run before the first question is answered (and before the run folder is made):
-        templates parse, extras are installed, weights are local, in the hub cache or downloadable now, servers
-        answer. Nothing loads; a missing piece fails in one line saying how to get it."""
+        weights are local, in the hub cache or downloadable now, servers answer, extras are installed (names,
+        numbers and templates: ``RunConfig.validate``). Nothing loads; a missing piece fails in one line saying how to
+        get it."""
         from bench.errors import check_extra
         from bench.llm import check_engine_reachable
-        from bench.prompts import load_template
         from rerankers.registry import RERANKERS, resolve
 
         c = self.config
-        for template in (c.reader_template, *([c.judge_template] if c.judge else []),
-                         *([c.query2doc_template] if c.query2doc else [])):
-            load_template(template)
         for role, specs in (("reader", c.readers), ("judge", [c.judge] if c.judge else []),
                             ("query2doc", [c.query2doc] if c.query2doc else [])):
             for spec in specs:
@@ -451,27 +314,11 @@ class Runner:
             if spec.extra:
                 check_extra(spec.extra, f"reranker {name!r}")
 
-    def validate_component_args(self) -> None:
-        """Each ``--*-args NAME:...`` names a component of the run, and its keys and values fit that component's
-        options (checked by building the options, not the component)."""
-        c = self.config
-        for flag, args, names in (("--reranker-args", c.reranker_args, c.rerankers),
-                                  ("--reader-args", c.reader_args, [s for s in c.readers if s != "none"]),
-                                  ("--judge-args", c.judge_args, [c.judge] if c.judge else [])):
-            for name in args:
-                if name not in names:
-                    raise UserError(f"{flag} {name}: not a component of this run ({', '.join(names) or 'none'})")
-        for name in c.reranker_args:
-            self.builder.reranker_settings(name)
-        for role, args in (("reader", c.reader_args), ("judge", c.judge_args)):
-            for spec in args:
-                self.builder.engine_options(spec, role)
-
     def _rankings(self, ds_name: str, rr_name: str, pending) -> dict[str, Ranking]:
         """Rankings of the pending queries, reusing those saved by an earlier (interrupted) run."""
         path = self._rankings_path(ds_name, rr_name)
         path.parent.mkdir(exist_ok=True)
-        saved = self._saved_rankings(path)
+        saved = saved_rankings(path)
         missing = [cl for cl in pending if cl.query.qid not in saved and cl.candidates]
         if missing:
             with self.timed(f"load reranker {rr_name}"):
@@ -485,100 +332,51 @@ class Runner:
             saved.update({r.qid: r for r in new})
         return saved
 
-    def _merge_rankings(self, ds_name: str, rr_name: str, qids: list[str]) -> list[Ranking]:
-        """Rewrite a rankings file with its parts' rankings too, in dataset order; return them so."""
-        from bench.retrieval import _write_lines
-
-        path = self._rankings_path(ds_name, rr_name)
-        saved = self._saved_rankings(path)
-        rankings = [saved[q] for q in qids if q in saved]
-        _write_lines(path, (json.dumps(r.to_json(), ensure_ascii=False) for r in rankings))
-        remove_parts(path)
-        return rankings
-
     def _rankings_path(self, ds_name: str, rr_name: str) -> Path:
         return self.out_dir / "rankings" / f"{Path(ds_name).name}__{rr_name}.jsonl"
 
-    @staticmethod
-    def _saved_rankings(path: Path) -> dict[str, Ranking]:
-        """Rankings saved in ``path`` and in the parts of it that ranks of a torchrun run wrote."""
-        return {r.qid: r for part in parts_of(path) for r in read_jsonl_tail_tolerant(part, Ranking.from_json)}
-
     def _write_trec_run(self, ds_name: str, rr_name: str, rankings: list[Ranking]) -> None:
         """``runs/<dataset>__<reranker>.trec`` for trec_eval and ranx (tag: the reranker's name)."""
-        from bench.retrieval import write_trec_run
-
         write_trec_run(self.out_dir / "runs" / f"{Path(ds_name).name}__{rr_name}.trec", rankings, tag=rr_name)
 
-    def _records(self, ds_name, rr_name, reader_spec, reader, judge, chunk, rankings, by_qid, corpus,
-                 relevance_level=1, pseudo_docs=None):
-        from bench.answer_position import answer_bearing
-        from bench.metrics import answer_metrics, retrieval_metrics
-
-        c = self.config
+    def _records(self, cell: Cell, chunk: list[CandidateList], rankings: dict[str, Ranking], stage: FirstStage,
+                 parts: Components) -> list[QueryRecord]:
+        """The chunk's records: its metrics, answers and verdicts computed together, each record then made from its
+        own (``query_record``)."""
         answerable = [cl for cl in chunk if cl.candidates]
         chunk_rankings = {cl.query.qid: rankings[cl.query.qid] for cl in answerable}
-        qrels = {cl.query.qid: cl.query.qrels for cl in answerable if cl.query.qrels}
+        # every judged query of the chunk, those without candidates too: they score 0 (trec_eval -c)
+        qrels = {cl.query.qid: cl.query.qrels for cl in chunk if cl.query.qrels}
         with self.timed("retrieval metrics"):
-            retrieval = (retrieval_metrics(chunk_rankings, qrels, top_k=c.top_k, relevance_level=relevance_level)
-                         if qrels else {})
-        answers = {}
-        if reader is not None and answerable:
-            docs_by_id = {c_.docid: c_.doc for cl in answerable for c_ in cl.candidates}
-            prefixes = [[docs_by_id.get(d) or corpus[d] for d in chunk_rankings[cl.query.qid].docids[:c.top_k]]
-                        for cl in answerable]
-            with self.timed(f"reader {reader_spec}"):
-                answers = {a.qid: a for a in reader.answer([cl.query for cl in answerable], prefixes)}
-        verdicts = {}
-        if judge is not None and answers:
-            ok = [cl for cl in answerable if not answers[cl.query.qid].error and cl.query.answers]
-            with self.timed("judge"):
-                got = judge.judge([(cl.query.text, cl.query.answers, answers[cl.query.qid].text) for cl in ok])
-            verdicts = {cl.query.qid: v for cl, v in zip(ok, got)}
-        recs = []
-        for cl in chunk:
-            q = cl.query
-            # the pseudo-document the first stage searched with, traceable to its template and cached call
-            expansion = {"query2doc": pseudo_docs[q.qid].info()} if pseudo_docs and q.qid in pseudo_docs else {}
-            if not cl.candidates:
-                recs.append(QueryRecord(dataset=ds_name, reranker=rr_name, reader=reader_spec, qid=q.qid,
-                                        question=q.text, gold_answers=q.answers, ranking=[], answer=None,
-                                        metrics={}, status="no_candidates",
-                                        error="the first stage found no candidates for this query", info=expansion))
-                continue
-            ranking = chunk_rankings[q.qid]
-            metrics = dict(retrieval.get(q.qid, {}))
-            info: dict[str, Any] = {**ranking.info, **expansion}
-            bearing = answer_bearing(q.qrels)
-            if bearing is not None:     # for the report's answer-position split
-                info["answer_bearing"] = bearing
-            status, error, text = "ok", None, None
-            if reader is not None:
-                a = answers[q.qid]
-                text = a.text
-                info.update(prompt=a.prompt_hash, usage=a.usage, cached=a.cached)
-                v = verdicts.get(q.qid)
-                # the LLM cache's keys of the calls behind this answer: look the exact request's response up there
-                calls = {"reader": a.cache_key, "judge": v.cache_key if v is not None else None}
-                if any(calls.values()):
-                    info["llm_calls"] = {role: key for role, key in calls.items() if key}
-                if a.error:
-                    status, error = "failed", a.error
-                elif v is not None and v.error is not None:
-                    # The judge's server failed: no verdict was given, so the query is retried on the next run.
-                    status, error = "failed", f"judge: {v.error}"
-                else:
-                    metrics.update(answer_metrics(a.text, q.answers))
-                    if v is not None:
-                        info["judge"] = {"valid": v.valid, "reason": v.reason}
-                        if v.valid:
-                            metrics["judge"] = float(v.correct)
-            recs.append(QueryRecord(dataset=ds_name, reranker=rr_name, reader=reader_spec, qid=q.qid,
-                                    question=q.text, gold_answers=q.answers, ranking=ranking.docids,
-                                    answer=text, metrics=metrics, status=status, error=error, info=info))
-        return recs
+            retrieval = (retrieval_metrics(chunk_rankings, qrels, top_k=self.config.top_k,
+                                           relevance_level=stage.dataset.relevance_level) if qrels else {})
+        answers = self._answers(cell, parts.readers[cell.reader], answerable, chunk_rankings, stage.dataset.corpus)
+        verdicts = self._verdicts(parts.judge, answerable, answers)
+        return [query_record(cell, cl, chunk_rankings.get(cl.query.qid), retrieval.get(cl.query.qid, {}),
+                             answers.get(cl.query.qid), verdicts.get(cl.query.qid),
+                             stage.pseudo_docs.get(cl.query.qid) if stage.pseudo_docs else None) for cl in chunk]
 
-    def _utility(self, dataset, lists, store: RecordStore, readers, pseudo_docs) -> None:
+    def _answers(self, cell: Cell, reader, answerable: list[CandidateList], rankings: dict[str, Ranking],
+                 corpus) -> dict[str, Answer]:
+        """The reader's answer to each answerable query from its ranking's top-k documents; none without a reader."""
+        if reader is None or not answerable:
+            return {}
+        docs_by_id = {c.docid: c.doc for cl in answerable for c in cl.candidates}
+        prefixes = [[docs_by_id.get(d) or corpus[d] for d in rankings[cl.query.qid].docids[:self.config.top_k]]
+                    for cl in answerable]
+        with self.timed(f"reader {cell.reader}"):
+            return {a.qid: a for a in reader.answer([cl.query for cl in answerable], prefixes)}
+
+    def _verdicts(self, judge, answerable: list[CandidateList], answers: dict[str, Answer]) -> dict[str, Any]:
+        """The judge's verdict on each answer that has gold answers to judge it against."""
+        if judge is None or not answers:
+            return {}
+        ok = [cl for cl in answerable if not answers[cl.query.qid].error and cl.query.answers]
+        with self.timed("judge"):
+            got = judge.judge([(cl.query.text, cl.query.answers, answers[cl.query.qid].text) for cl in ok])
+        return {cl.query.qid: v for cl, v in zip(ok, got)}
+
+    def _utility(self, stage: FirstStage, store: RecordStore, readers: dict[str, Any]) -> None:
         """Rank the --utility-only rerankers (records without an answer), label every (question, passage) pair in
         the union of every reranker's top --utility-depth that no earlier invocation labelled, write the labels
         and qrels, and set the eRAG metrics of every ranked record of the dataset."""
@@ -587,8 +385,10 @@ class Runner:
                                    summarize_costs, utility_pairs)
 
         c = self.config
+        dataset, lists = stage.dataset, stage.lists
         ds_name = dataset.name
         by_qid = {cl.query.qid: cl for cl in lists}
+        unread = Components(readers=dict.fromkeys(readers), judge=None, expander=None)   # ranked, not read
         for rr_name in c.utility_only:
             todo = [cl for cl in lists if any((ds_name, rr_name, rd, cl.query.qid) not in store.records
                                               for rd in readers)]
@@ -597,8 +397,7 @@ class Runner:
                                                     if cl.query.qid in rankings])
             for rd in readers:
                 chunk = [cl for cl in todo if (ds_name, rr_name, rd, cl.query.qid) not in store.records]
-                recs = self._records(ds_name, rr_name, rd, None, None, chunk, rankings, by_qid, dataset.corpus,
-                                     dataset.relevance_level, pseudo_docs)
+                recs = self._records(Cell(ds_name, rr_name, rd), chunk, rankings, stage, unread)
                 store.append([replace(r, status=UTILITY_ONLY) if r.status == "ok" else r for r in recs])
         cutoffs = sorted({k for k in (c.top_k, c.utility_depth) if 0 < k <= c.utility_depth})
         for rd, reader in readers.items():
@@ -612,7 +411,7 @@ class Runner:
             pairs = utility_pairs(((r.qid, r.ranking) for r in ranked), c.utility_depth)
             path = labels_path(self.out_dir, ds_name, rd)
             path.parent.mkdir(exist_ok=True)
-            labels = {(lab.qid, lab.docid): lab for lab in read_jsonl_tail_tolerant(path, UtilityLabel.from_json)}
+            labels = {(lab.qid, lab.docid): lab for lab in read_jsonl(path, UtilityLabel.from_json)}
             before = {key for key, lab in labels.items() if lab.status == "ok"}
             todo = [(q, d) for q, ds in pairs.items() for d in ds if (q, d) not in before]
             docs = {cand.docid: cand.doc for cl in lists for cand in cl.candidates}
@@ -625,9 +424,7 @@ class Runner:
                 labels.update({(lab.qid, lab.docid): lab for lab in new})
                 bar.update(len(chunk))
             bar.close()
-            atomic_write(path, lambda tmp: tmp.write_text(
-                "".join(json.dumps(lab.to_json(), ensure_ascii=False) + "\n" for lab in labels.values()),
-                encoding="utf-8"))
+            rewrite_jsonl(path, [lab.to_json() for lab in labels.values()])
             for label in UTILITY_LABELS:
                 qrels_path(self.out_dir, ds_name, rd, label).write_text(qrels_text(labels.values(), label))
                 values = label_values(labels.values(), label)

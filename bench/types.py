@@ -12,8 +12,6 @@ from typing import Any, Sequence
 
 from bench.errors import UserError
 
-from bench.errors import UserError
-
 # The relevance grades a qrels file may hold: TREC's scale runs from -2 (spam, the Web track) to 4 (the Web track's
 # "navigational"); BEIR uses 0-2 and TREC DL 0-3. Anything else is a typo or a hostile file, and pytrec_eval's C
 # code checks nothing (a grade beyond a C long ends in SystemError).

@@ -30,7 +30,9 @@ from bench.errors import UserError  # noqa: E402
 from bench.expansion import check_query2doc, expanded_first_stage  # noqa: E402
 from bench.metrics import is_binary_metric, retrieval_metrics  # noqa: E402
 from bench.report import paired_values, scored_values  # noqa: E402
-from bench.runner import RecordStore, RunConfig, Runner  # noqa: E402
+from bench.config import RunConfig  # noqa: E402
+from bench.runner import Runner  # noqa: E402
+from bench.store import RecordStore  # noqa: E402
 from bench.stats import mcnemar_exact, paired_tests  # noqa: E402
 from bench.types import Ranking  # noqa: E402
 

@@ -3,12 +3,14 @@
 
 A cross-encoder reads the pair as the tokenizer's own pair encoding (``[CLS] q [SEP] p [SEP]`` for BERT,
 ``<s> q </s></s> p </s>`` for XLM-R), truncated longest-first to the model's limit, exactly as sentence-transformers'
-``CrossEncoder`` and the checkpoints' model cards feed it. Its score is the single relevance logit (or, for a
+``CrossEncoder`` and the checkpoints' model cards feed it; the BGE rerankers as their cards' ``FlagReranker`` does
+(``FlagCrossEncoder``: 512 tokens, the query capped at 3/4 of them). Its score is the single relevance logit (or, for a
 two-label head, the log-probability of the last, "relevant" label).
 """
 from __future__ import annotations
 
 from abc import abstractmethod
+from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 from bench.errors import RemoteCodeRefused, UserError
@@ -108,6 +110,39 @@ class CrossEncoder(TransformersPointwise):
         if logits.shape[-1] == 1:
             return logits[:, 0]
         return torch.log_softmax(logits.float(), dim=-1)[:, -1]
+
+
+@dataclass(frozen=True)
+class FlagOptions:
+    query_max_length: int | None = None     # None: 3/4 of max_length, as FlagReranker
+
+
+class FlagCrossEncoder(CrossEncoder):
+    """The BGE rerankers as their model cards run them, through FlagEmbedding's ``FlagReranker``: 512 tokens (not
+    the tokenizer's 8192 for bge-reranker-v2-m3), the query cut first to its own cap (``query_max_length``, by
+    default 3/4 of the length), then the passage to what is left; the pair joined by the tokenizer's pair encoding.
+    (Truncating longest-first instead would cut a long query's tail to keep the passage.)"""
+
+    Options = FlagOptions
+    card_max_length = 512
+
+    def default_max_length(self) -> int:
+        return self.card_max_length
+
+    def encode(self, queries: Sequence[str], passages: Sequence[str]) -> Any:
+        # through the fast tokenizer's backend: transformers 5 dropped prepare_for_model, which FlagReranker uses
+        backend = self.tokenizer.backend_tokenizer
+        query_cap = self.options.query_max_length or self.max_length * 3 // 4
+        specials = backend.num_special_tokens_to_add(True)
+        rows = []
+        for query, passage in zip(queries, passages):
+            q = backend.encode(query, add_special_tokens=False)
+            q.truncate(query_cap)
+            p = backend.encode(passage, add_special_tokens=False)
+            p.truncate(max(self.max_length - len(q.ids) - specials, 0))
+            pair = backend.post_process(q, p, add_special_tokens=True)
+            rows.append({"input_ids": pair.ids, "token_type_ids": pair.type_ids, "attention_mask": pair.attention_mask})
+        return self.tokenizer.pad(rows, padding=True, return_tensors="pt")
 
 
 class RemoteCodeCrossEncoder(CrossEncoder):

@@ -35,9 +35,10 @@ RERANKERS.add("minilm", "rerankers.minilm:MiniLMBiEncoder", aliases=("all-minilm
 
 _CROSS = "rerankers.cross_encoder"
 for _name, _aliases, _checkpoint, _target, _description in (
-        ("bge-reranker-v2-m3", ("bge-m3-reranker",), "BAAI/bge-reranker-v2-m3", "CrossEncoder",
-         "BGE reranker v2 M3 (XLM-R cross-encoder, multilingual)"),
-        ("bge-reranker-base", (), "BAAI/bge-reranker-base", "CrossEncoder", "BGE reranker base (XLM-R cross-encoder)"),
+        ("bge-reranker-v2-m3", ("bge-m3-reranker",), "BAAI/bge-reranker-v2-m3", "FlagCrossEncoder",
+         "BGE reranker v2 M3 (XLM-R cross-encoder, multilingual; FlagReranker's 512 tokens, query at most 3/4)"),
+        ("bge-reranker-base", (), "BAAI/bge-reranker-base", "FlagCrossEncoder",
+         "BGE reranker base (XLM-R cross-encoder; FlagReranker's 512 tokens, query at most 3/4)"),
         ("minilm-cross-encoder", ("ms-marco-minilm", "ms-marco-MiniLM-L-6-v2"), "cross-encoder/ms-marco-MiniLM-L-6-v2",
          "CrossEncoder", "MS MARCO MiniLM-L6 cross-encoder (sentence-transformers)"),
         ("gte-reranker", ("gte-multilingual-reranker-base",), "Alibaba-NLP/gte-multilingual-reranker-base",

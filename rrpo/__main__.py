@@ -21,7 +21,9 @@ from typing import Sequence
 
 from bench.cli import add_server_options, add_trust_remote_code_option
 from bench.errors import UserError
-from rrpo.assemble import OPTION_PARSERS, Servers, build_trainer
+from bench.store import read_jsonl
+from bench.options import argparse_type, field_types
+from rrpo.assemble import Servers, build_trainer
 from rrpo.studies import add_study_parsers, study_from_args
 from rrpo.trainer import RRPOConfig
 
@@ -30,14 +32,15 @@ def build_parser() -> argparse.ArgumentParser:
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
     train = sub.add_parser("train", help="train a reranker by RRPO (options: rrpo.trainer.RRPOConfig)")
-    defaults = RRPOConfig()
+    defaults, types = RRPOConfig(), field_types(RRPOConfig)
     for f in fields(RRPOConfig):
         flag = "--" + f.name.replace("_", "-")
         default = getattr(defaults, f.name)
-        if f.type == "bool":
+        if types[f.name] is bool:
             train.add_argument(flag, action=argparse.BooleanOptionalAction, default=default)
         else:
-            train.add_argument(flag, type=OPTION_PARSERS[f.type], default=default, help=f"default: {default}")
+            train.add_argument(flag, type=argparse_type(types[f.name], flag), default=default,
+                               help=f"default: {default}")
     train.add_argument("--out", required=True, help="run folder (checkpoint, log, plot); re-run to resume")
     train.add_argument("--data-dir", help="local copies of named datasets, as bench run's (default $RERANK_BENCH_DATA)")
     add_server_options(train)
@@ -60,7 +63,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         trainer = build_trainer(cfg, Path(args.out), servers, args.trust_remote_code, args.data_dir)
         trainer.train()
         if trainer.dist.main:
-            last = json.loads((Path(args.out) / "train_log.jsonl").read_text().splitlines()[-1])
+            last = read_jsonl(Path(args.out) / "train_log.jsonl")[-1]
             print(json.dumps({"out": args.out, "steps": last["step"], "seconds": last["seconds"],
                               "cache_fraction": last["cache_fraction"], "config": asdict(cfg)}, indent=2))
     except UserError as exc:

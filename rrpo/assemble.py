@@ -7,12 +7,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from bench.environment import cache_dir as bench_cache_dir
-from bench.runner import RunConfig
+from bench.config import RunConfig
 from rrpo.trainer import RRPOConfig
-
-# How the command line types each RRPOConfig field (by its annotation); bools are flags of their own.
-OPTION_PARSERS = {"int": int, "float": float, "str": str, "int | None": int, "float | None": float,
-                  "str | None": str}
 
 
 @dataclass(frozen=True)
@@ -44,7 +40,10 @@ def component_config(cfg: RRPOConfig, servers: Servers, cache_dir: str, trust_re
     ``python -m bench run`` does (same engines, templates and cache: answers computed during training are cache hits
     at evaluation and vice versa)."""
     judge = cfg.metric[len("judge:"):] if cfg.metric.startswith("judge:") else None
-    return RunConfig(rerankers=[cfg.backbone], readers=[cfg.reader], judge=judge, query2doc=cfg.query2doc,
+    # the training's data and depth too (the reader sees k documents), so that RunConfig.validate checks them
+    return RunConfig(datasets=[cfg.dataset], split=cfg.split, limit=cfg.limit, first_stage=cfg.first_stage,
+                     pool=cfg.pool, top_k=cfg.k, rerankers=[cfg.backbone], baseline=cfg.backbone,
+                     readers=[cfg.reader], judge=judge, query2doc=cfg.query2doc,
                      reader_template=cfg.reader_template,
                      max_tokens=cfg.max_tokens, seed=cfg.seed, cache_dir=cache_dir,
                      checkpoints={cfg.backbone: cfg.backbone_checkpoint} if cfg.backbone_checkpoint else {},
@@ -64,14 +63,13 @@ def candidate_lists(dataset: str, split: str, first_stage_method: str, pool: int
 
 
 def training_builder(cfg: RRPOConfig, servers: Servers, trust_remote_code: bool = False):
-    """The benchmark's builder configured with the training's components (checked: a bad --query2doc fails here)."""
+    """The benchmark's builder configured with the training's components, checked as ``bench run`` checks its own
+    (a bad --query2doc, an uninstalled reader or a key pasted for its variable's name fail here)."""
     from bench.builder import Builder
 
-    if cfg.query2doc:
-        from bench.expansion import check_query2doc
-
-        check_query2doc(cfg.query2doc, cfg.first_stage, RunConfig.query2doc_template, RunConfig.query2doc_max_tokens)
-    return Builder(component_config(cfg, servers, str(bench_cache_dir(cfg.cache_dir)), trust_remote_code))
+    config = component_config(cfg, servers, str(bench_cache_dir(cfg.cache_dir)), trust_remote_code)
+    config.validate()
+    return Builder(config)
 
 
 def training_lists(cfg: RRPOConfig, builder, data_dir: str | None = None) -> list:

@@ -10,7 +10,6 @@ only on (q, t), so it is computed once per (query, depth) for the whole of train
 """
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +17,8 @@ from typing import Callable, Protocol, Sequence
 
 from bench.errors import UserError
 from bench.hashing import stable_hash
+from bench.registry import did_you_mean
+from bench.store import append_jsonl, read_jsonl
 from bench.types import Answer, Document, Query
 
 # A batched reward function: (queries, predictions) -> one score in [0, 1] per prediction. The answer metrics and
@@ -36,8 +37,8 @@ def answer_metric(name: str) -> RewardMetric:
 
     rewards = [e.name for e in METRICS.entries() if metric(e.name).kind == "answer" and metric(e.name).compute]
     if name not in METRICS or METRICS.entry(name).name not in rewards:
-        raise UserError(f"--metric {name!r}: expected one of {', '.join(rewards)} (or their aliases f1, em) or "
-                        f"judge:<engine>")
+        raise UserError(f"--metric {name!r}: {did_you_mean(name, rewards)}expected one of {', '.join(rewards)} (or "
+                        f"their aliases f1, em) or judge:<engine>")
     registered = metric(name)
 
     def score(queries: Sequence[Query], predictions: Sequence[str]) -> list[float]:
@@ -138,10 +139,8 @@ class ReferenceBaseline:
         self.rewarder, self.k, self.path, self.share, self.writer = rewarder, k, path, share, writer
         self.values: dict[tuple[str, int], float] = {}
         self.computed = 0
-        if path is not None and path.exists():
-            for line in path.read_text().splitlines():
-                row = json.loads(line)
-                self.values[(row["qid"], int(row["t"]))] = float(row["reward"])
+        for row in read_jsonl(path) if path is not None else []:
+            self.values[(row["qid"], int(row["t"]))] = float(row["reward"])
 
     def missing(self, reference_lists: Sequence[tuple[Query, Sequence[Document]]]) -> list[tuple[Query, int, list[Document]]]:
         """The (query, depth, reference top-t documents) not known yet, for each (query, reference top-k)."""
@@ -158,8 +157,7 @@ class ReferenceBaseline:
         for row in rows:
             self.values[(row["qid"], row["t"])] = row["reward"]
         if self.path is not None and self.writer and rows:
-            with self.path.open("a") as f:
-                f.write("".join(json.dumps(row) + "\n" for row in rows))
+            append_jsonl(self.path, rows)
 
     def rewards(self, qid: str) -> list[float]:
         """[R_ref(q, 1), ..., R_ref(q, k)]."""

@@ -29,6 +29,7 @@ from bench.distributed import Dist
 from bench.errors import UserError
 from bench.files import atomic_write
 from bench.hashing import stable_hash
+from bench.store import append_jsonl, read_jsonl, rewrite_jsonl
 from bench.types import CandidateList
 from rerankers.base import PointwiseReranker
 from rrpo.policy import CHECKPOINT_FORMAT, WEIGHTS_FILE, RerankPolicy, step_log_probs
@@ -314,8 +315,7 @@ class RRPOTrainer:
             bar.set_postfix(reward=f"{row['reward']:.3f}", ref=f"{row['baseline']:.3f}",
                             cache=f"{row['cache_fraction']:.2f}")
             if self.out is not None and self.dist.main:
-                with (self.out / "train_log.jsonl").open("a") as f:
-                    f.write(json.dumps(row) + "\n")
+                append_jsonl(self.out / "train_log.jsonl", [row])
             out_of_time = any(self.dist.gather(self.cfg.max_minutes is not None and   # every process stops together
                                                time.perf_counter() - started > 60 * self.cfg.max_minutes))
             if self.out is not None and (self.step % self.cfg.save_every == 0 or self.step == total or out_of_time):
@@ -371,8 +371,7 @@ class RRPOTrainer:
         self.step, self.seconds = int(state["step"]), float(state["seconds"])
         log = self.out / "train_log.jsonl"
         if self.dist.main and log.exists():   # drop rows logged after the checkpoint: they will be redone
-            rows = [r for r in log.read_text().splitlines() if r and json.loads(r)["step"] <= self.step]
-            atomic_write(log, lambda tmp: tmp.write_text("".join(r + "\n" for r in rows)))
+            rewrite_jsonl(log, [row for row in read_jsonl(log) if row["step"] <= self.step])
 
 
 def assemble_trainer(cfg: RRPOConfig, reranker: PointwiseReranker, reader: ReaderLike, metric: RewardMetric,
@@ -410,7 +409,7 @@ def plot_training_curves(log_path: Path, png_path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = [json.loads(line) for line in log_path.read_text().splitlines() if line] if log_path.exists() else []
+    rows = read_jsonl(log_path)
     if not rows:
         return
     steps = [r["step"] for r in rows]

@@ -52,7 +52,7 @@ def test_runs_without_component_args_keep_their_identity():
 ])
 def test_bad_component_args_fail_in_one_line_naming_the_valid_keys(flags, message):
     with pytest.raises(UserError) as err:
-        runner_for("--rerankers", "none", "rankgpt", *flags).validate()
+        runner_for("--rerankers", "none", "rankgpt", *flags).config.validate()
     assert str(err.value).startswith(message) and "\n" not in str(err.value)
 
 
@@ -104,7 +104,7 @@ def test_bad_config_files_fail_in_one_line(tmp_path, text, message):
     path.write_text(text)
     with pytest.raises(UserError) as err:
         runner = Runner(config_from_args(*parse_run_args(["run", "--config", str(path)])))
-        runner.validate()
+        runner.config.validate()
     assert str(err.value).startswith(message.format(path))
 
 
@@ -150,4 +150,5 @@ def test_list_shows_a_components_options_with_defaults(capsys):
     assert main(["list", "--reader", "smollm2"]) == 0
     assert {m.group(1): m.group(3) for m in row.finditer(capsys.readouterr().out)}["batch_size"] == "8"
     assert main(["list", "--reranker", "monot6"]) == 2
-    assert capsys.readouterr().err.startswith("error: unknown reranker 'monot6'; registered: ")
+    assert capsys.readouterr().err.startswith("error: unknown reranker 'monot6'; did you mean 'monot5' or "
+                                              "'monot5-3b'? registered: ")

@@ -12,8 +12,14 @@ def bench(*args: str, cwd=None) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize("args, message", [
-    (["run", "--rerankers", "none", "monot6"], "error: unknown reranker 'monot6'; registered: "),
+    (["run", "--rerankers", "none", "monot6"],
+     "error: unknown reranker 'monot6'; did you mean 'monot5' or 'monot5-3b'? registered: "),
+    (["run", "--rerankers", "none", "qqq"], "error: unknown reranker 'qqq'; registered: "),
     (["run", "--datasets", "no/such/place"], "error: unknown dataset 'no/such/place': not a registered name"),
+    (["run", "--datasets", "dl19-pasage"], "error: unknown dataset 'dl19-pasage': did you mean 'dl19-passage'"),
+    (["run", "--first-stage", "bm26"], "error: first stage 'bm26': did you mean 'bm25'? expected one of "),
+    (["run", "--reader", "smolm2"], "error: unknown LLM engine 'smolm2'; did you mean 'smollm2'? expected one of"),
+    (["run", "--reader-template", "reader-q"], "error: unknown prompt template 'reader-q'; did you mean 'reader-qa'"),
     (["run", "--checkpoint", "monot5"], "error: --checkpoint 'monot5': expected RERANKER=PATH_OR_HUB_ID"),
     (["run", "--pool", "0"], "error: --pool 0: expected a positive number"),
     (["run", "--primary-metric", "f1"], "python -m bench run: error: argument --primary-metric: invalid choice: 'f1'"),

@@ -59,3 +59,35 @@ def test_tests_never_use_the_users_cache():
     assert not cache_dir().is_relative_to(Path.home() / ".cache")
     ignored = subprocess.run(["git", "check-ignore", "-q", str(cache_dir() / "any-file")], cwd=REPO)
     assert ignored.returncode == 0
+
+
+def _fake_rerankers_distribution(root: Path) -> Path:
+    """What ``pip install rerankers`` (AnswerDotAI) leaves: the package and its dist-info."""
+    (root / "rerankers").mkdir(parents=True)
+    (root / "rerankers" / "__init__.py").write_text("from_answerdotai = True\n")
+    (root / "rerankers-0.6.0.dist-info").mkdir()
+    (root / "rerankers-0.6.0.dist-info" / "METADATA").write_text("Metadata-Version: 2.1\nName: rerankers\n"
+                                                                 "Version: 0.6.0\n")
+    return root
+
+
+@pytest.mark.parametrize("order", ["theirs first", "ours first", "alone"])
+def test_pypi_rerankers_beside_ours_is_named_in_one_line(tmp_path, order):
+    fake = _fake_rerankers_distribution(tmp_path / "site")
+    path = {"theirs first": [fake], "ours first": [REPO, fake], "alone": [REPO]}[order]
+    proc = subprocess.run([sys.executable, "-c", "import bench, rerankers.registry; print('ran')"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PYTHONPATH": os.pathsep.join(map(str, path))})
+    if order == "theirs first":
+        assert proc.returncode == 1 and "ran" not in proc.stdout
+        assert proc.stderr.strip().splitlines()[-1] == (
+            f"ImportError: the import name 'rerankers' is {fake / 'rerankers'} (PyPI's rerankers, AnswerDotAI), which "
+            f"shadows rerank-bench's rerankers package ({REPO / 'rerankers'}); rerank-bench cannot run beside it: "
+            f"pip uninstall rerankers, or install rerank-bench in its own virtual environment")
+    elif order == "ours first":
+        assert proc.returncode == 0 and proc.stdout == "ran\n"
+        clash = [line for line in proc.stderr.splitlines() if "ImportNameClash" in line]
+        assert len(clash) == 1 and "PyPI's rerankers 0.6.0 (AnswerDotAI) is installed here but shadowed by " \
+                                   f"rerank-bench's rerankers package ({REPO / 'rerankers'})" in clash[0]
+    else:
+        assert proc.returncode == 0 and proc.stdout == "ran\n" and "rerankers" not in proc.stderr

@@ -14,7 +14,7 @@ from bench.cli import main
 from bench.expansion import (EXPANSIONS, clean_pseudo_document, dense_expansion, expansion_for, sparse_expansion)
 from bench.errors import UserError
 from bench.prompts import load_template
-from bench.runner import RunConfig
+from bench.config import RunConfig
 from tests.llm_server import ScriptedLLMServer, prompt_text
 
 ITEMS = ["amber", "basil", "cedar", "delta"]

@@ -117,7 +117,7 @@ def test_metric_registry_drives_the_report_kinds_and_rrpo_rewards():
     q = Query(qid="q", text="?", answers=["Paris"])
     assert answer_metric("f1")([q], ["paris france"]) == [pytest.approx(2 / 3)]
     assert answer_metric("EM")([q, q], ["Paris", "Lyon"]) == [1.0, 0.0]
-    for bad in ("judge", "nDCG@10", "F"):
-        with pytest.raises(UserError, match=rf"^--metric '{bad}': expected one of EM, F1, accuracy \(or their aliases "
-                                            rf"f1, em\) or judge:<engine>$"):
+    for bad, hint in (("judge", ""), ("nDCG@10", ""), ("F", "did you mean 'F1'\\? ")):
+        with pytest.raises(UserError, match=rf"^--metric '{bad}': {hint}expected one of EM, F1, accuracy \(or their "
+                                            rf"aliases f1, em\) or judge:<engine>$"):
             answer_metric(bad)

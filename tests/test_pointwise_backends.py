@@ -36,7 +36,14 @@ def candidate_lists(n_queries=2, n_docs=8):
 
 
 def reference_score(name, reranker, query, passage):
-    """The score of one pair, computed straight from the model and the published input format, unbatched."""
+    """The score of one pair, computed straight from the model and the published input format, unbatched. The
+    reference libraries that cannot be installed beside this project are reproduced from their code, read at the
+    versions named: monoT5 as ``rerankers``' (AnswerDotAI, 0.6) ``T5Ranker`` and pygaggle's ``MonoT5`` score it
+    (``Query: q Document: d Relevant:``, one decoder step from the pad token, log-softmax over the "▁false" and
+    "▁true" logits, "true" kept); Qwen3-Reranker as its model card's code does (the system/user/assistant prompt with
+    the default instruction, the last position's "no"/"yes" logits, log-softmax, "yes" kept). sentence-transformers'
+    ``CrossEncoder`` is installed and compared with directly (``test_cross_encoder_equals_sentence_transformers``);
+    FlagEmbedding's ``FlagReranker`` in ``test_bge_rerankers_truncate_as_flag_reranker``."""
     tok, model = reranker.tokenizer, reranker.model
     with torch.no_grad():
         if name == "minilm-cross-encoder":
@@ -237,13 +244,14 @@ def test_monot5_needs_true_false_tokens(tmp_path):
 
 def test_rrpo_train_runs_remote_code_only_with_the_users_flag(tmp_path, capsys):
     """``rrpo train`` shares ``bench run``'s --trust-remote-code: without it a remote-code backbone is refused before
-    its code runs; with it the flag reaches the backbone (the hostile file runs; the unknown reader then stops the
-    run)."""
+    its code runs; with it the flag reaches the backbone (the hostile file runs; the missing reader, built after the
+    backbone, then stops the run)."""
     from rrpo.__main__ import main as rrpo_main
 
     hostile = hostile_checkpoint(tmp_path / "hostile")
     args = ["train", "--dataset", "fictional", "--split", "train", "--limit", "2", "--backbone", "gte-reranker",
-            "--backbone-checkpoint", str(hostile), "--reader", "no-such-reader", "--cache-dir", str(tmp_path / "c"),
+            "--backbone-checkpoint", str(hostile), "--reader", f"hf:{tmp_path / 'no-such-reader'}",
+            "--cache-dir", str(tmp_path / "c"),
             "--out", str(tmp_path / "out")]
     assert rrpo_main(args) == 2
     assert "pass --trust-remote-code" in capsys.readouterr().err
@@ -275,3 +283,53 @@ def test_rrpo_minilm_backbone_with_model_code_runs_nothing_even_when_stdin_says_
     assert not (hostile / "ran").exists()
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
     assert proc.stderr.strip().splitlines()[-1].endswith("pass --trust-remote-code if you trust its source")
+
+
+def test_cross_encoder_equals_sentence_transformers(checkpoints):
+    """Differential: sentence-transformers' own ``CrossEncoder`` (6.x, installed) on the same tiny checkpoint, raw
+    logits (identity activation), pairs short and past the 24-token limit (longest-first truncation in both)."""
+    from sentence_transformers import CrossEncoder as STCrossEncoder
+
+    path = checkpoints["minilm-cross-encoder"]
+    ours = make_reranker("minilm-cross-encoder", path, max_length=24)
+    reference = STCrossEncoder(path, max_length=24, device="cpu", activation_fn=torch.nn.Identity())
+    long = "paris is the capital of france and a city on the river " * 6
+    pairs = [("capital of france", "paris is the capital"), ("river", long), (long, "the city"), (long, long)]
+    expected = reference.predict(pairs, batch_size=2, convert_to_numpy=True).tolist()
+    got = ours.score([q for q, _ in pairs], [p for _, p in pairs]).tolist()
+    assert got == pytest.approx(expected, abs=1e-5)
+    assert len(set(round(v, 4) for v in got)) == len(got)        # four different scores: the test can tell
+
+
+def test_bge_rerankers_truncate_as_flag_reranker(checkpoints, tmp_path):
+    """FlagEmbedding's ``FlagReranker`` (1.3, ``inference/reranker/encoder_only/base.py``; not installable beside this
+    project) is reproduced from its code: the query tokenised without special tokens and cut to ``query_max_length``
+    (default ``max_length * 3 // 4``), the passage cut to ``max_length``, the two joined by the tokenizer's
+    ``prepare_for_model(..., truncation="only_second", max_length)``; ``max_length`` 512 whatever the tokenizer says
+    (8192 for bge-reranker-v2-m3). With 32 tokens, a long query keeps 24 and the passage the 5 left after
+    [CLS] and two [SEP]; longest-first truncation would have kept the passage's 11 and 18 of the query."""
+    import json
+    import shutil
+
+    path = tmp_path / "bge-like"
+    shutil.copytree(checkpoints["minilm-cross-encoder"], path)
+    config = json.loads((path / "tokenizer_config.json").read_text())
+    (path / "tokenizer_config.json").write_text(json.dumps({**config, "model_max_length": 8192}))
+    assert make_reranker("minilm-cross-encoder", str(path)).max_length == 8192    # the tokenizer's limit
+    assert make_reranker("bge-reranker-v2-m3", str(path)).max_length == 512       # the card's
+    bge = make_reranker("bge-reranker-v2-m3", str(path), max_length=32)
+    tok = bge.tokenizer
+    query, passage = "paris is the capital of france " * 20, "the city on the river and a city on the river"
+    q_ids = tok(query, add_special_tokens=False)["input_ids"]
+    p_ids = tok(passage, add_special_tokens=False)["input_ids"]
+    assert len(q_ids) > 32 and len(p_ids) == 11
+    row = bge.encode([query], [passage])["input_ids"][0].tolist()
+    assert row == [tok.cls_token_id, *q_ids[:24], tok.sep_token_id, *p_ids[:5], tok.sep_token_id]
+    capped = make_reranker("bge-reranker-v2-m3", str(path), max_length=32, options={"query_max_length": 8})
+    assert capped.encode([query], [passage])["input_ids"][0].tolist() == \
+        [tok.cls_token_id, *q_ids[:8], tok.sep_token_id, *p_ids, tok.sep_token_id]
+    ours = bge.score([query], [passage]).item()
+    with torch.no_grad():
+        types = [0] * (1 + 24 + 1) + [1] * (5 + 1)                 # BERT's segment ids of the pair
+        direct = bge.model(input_ids=torch.tensor([row]), token_type_ids=torch.tensor([types])).logits[0, 0].item()
+    assert ours == pytest.approx(direct, abs=1e-6)

@@ -133,7 +133,8 @@ def test_a_server_that_answers_passes_whatever_its_status():
 
 
 def test_a_missing_template_stops_the_run_before_any_folder(tmp_path):
-    proc = bench_run(tmp_path, "--rerankers", "none", "--reader", "none", "--reader-template",
-                     str(tmp_path / "no-such-template.json"))
+    """Templates are read before anything else is checked (here: before the reader's server, which is down)."""
+    proc = bench_run(tmp_path, "--rerankers", "none", "--reader", "openai:toy", "--base-url",
+                     f"http://127.0.0.1:{closed_port()}/v1", "--reader-template", str(tmp_path / "no-such-template.json"))
     assert one_line_error(proc).startswith(f"error: unknown prompt template '{tmp_path / 'no-such-template.json'}'")
     assert not (tmp_path / "out").exists()

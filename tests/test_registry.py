@@ -11,6 +11,16 @@ def test_unknown_reranker_lists_registered_names():
     assert "unknown reranker 'monot6'" in msg and "none" in msg and "oracle" in msg
 
 
+@pytest.mark.parametrize("alias", ["dl19", "trec-dl19"])
+def test_trec_dl_short_names_are_aliases_of_the_pyserini_names(alias):
+    from bench.data import DATASETS
+    from bench.data.catalog import entry_of
+
+    assert DATASETS.entry(alias).name == "dl19-passage" and entry_of(alias).name == "dl19-passage"
+    assert {DATASETS.entry(f"{p}dl{n}").name for p in ("", "trec-") for n in (20, 21, 22)} == \
+        {"dl20-passage", "dl21-passage", "dl22-passage"}
+
+
 def test_no_substring_dispatch():
     with pytest.raises(UserError):
         resolve("my-oracle")
@@ -75,9 +85,18 @@ def test_registry_exact_names_aliases_lazy_loading_and_base_check(tmp_path, monk
     assert registry.load("fine") is registry.load("good") and "rb_lazy_backend" in sys.modules
     with pytest.raises(UserError, match=r"^widget 'bad' \(built-in\): 'rb_lazy_backend:Bad' is not a builtins.int$"):
         registry.load("bad")
-    for wrong in ("goo", "goods", "GOOD"):
-        with pytest.raises(UserError, match=rf"^unknown widget '{wrong}'; registered: bad, fine, good$"):
+    for wrong in ("goo", "goods", "GOOD"):       # a hint, never a lookup by likeness
+        with pytest.raises(UserError, match=rf"^unknown widget '{wrong}'; did you mean 'good'\? registered: bad, fine, "
+                                            rf"good$"):
             registry.entry(wrong)
+    with pytest.raises(UserError, match=r"^unknown widget 'fin'; did you mean 'fine'\? registered: "):
+        registry.entry("fin")                 # an alias is suggested too
+    registry.add("goods2", "rb_lazy_backend:Good")
+    with pytest.raises(UserError, match=r"^unknown widget 'goode'; did you mean 'good' or 'goods2'\? registered: "):
+        registry.entry("goode")
+    registry.remove("goods2")
+    with pytest.raises(UserError, match=r"^unknown widget 'xyz'; registered: bad, fine, good$"):
+        registry.entry("xyz")
     with pytest.raises(ValueError, match="widget name 'fine' registered twice"):
         registry.add("fine", "rb_lazy_backend:Good")
     assert registry.group == "rerank_bench.widgets"

@@ -250,3 +250,43 @@ def test_trec_run_non_utf8_names_file_and_line(tmp_path):
     with pytest.raises(UserError) as err:
         read_trec_run(path)
     assert str(err.value) == f"{path} line 2: not UTF-8 text (byte 0xe9); expected a UTF-8 file"
+
+
+# --- typed options (--first-stage-args) ------------------------------------------------------------------------------
+
+def test_first_stage_args_are_typed_like_every_component_option(tmp_path):
+    """``--first-stage-args bm25:k1=0.9,b=0.4`` reaches bm25s as numbers: the same rankings and cache entry as the
+    numbers passed in code, and other rankings than the defaults."""
+    from bench.cli import build_parser, config_from_args
+
+    config = config_from_args(build_parser().parse_args(
+        ["run", "--first-stage-args", "bm25:k1=0.9,b=0.4", "--rerankers", "none", "--reader", "none"]))
+    assert config.first_stage_args == {"bm25": {"k1": "0.9", "b": "0.4"}}
+    config.validate()
+    from_flags = first_stage(dataset(), "bm25", pool=10, cache_dir=tmp_path, **config.first_stage_args["bm25"])
+    in_code = first_stage(dataset(), "bm25", pool=10, cache_dir=tmp_path, k1=0.9, b=0.4)
+    assert len(list((tmp_path / "first_stage").glob("*.jsonl"))) == 1       # one cache entry for both
+    scores = [[c.score for c in cl.candidates] for cl in from_flags]
+    assert scores == [[c.score for c in cl.candidates] for cl in in_code]
+    assert scores != [[c.score for c in cl.candidates] for cl in first_stage(dataset(), "bm25", pool=10)]
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("bm25:k1=big", "--first-stage-args bm25: k1='big': expected float"),
+    ("bm25:k3=1", "--first-stage-args bm25: unknown option 'k3'; valid: k1, b, variant, stopwords, stemmer"),
+    ("dense:model=x", "--first-stage-args dense: not a component of this run (bm25)"),
+])
+def test_bad_first_stage_args_fail_in_one_line(flag, message):
+    from bench.cli import build_parser, config_from_args
+
+    config = config_from_args(build_parser().parse_args(
+        ["run", "--first-stage-args", flag, "--rerankers", "none", "--reader", "none"]))
+    with pytest.raises(UserError) as err:
+        config.validate()
+    assert str(err.value) == message
+
+
+def test_dense_default_is_the_encoders_checkpoint():
+    from bench.encoders import MINILM_CHECKPOINT
+
+    assert retrieval.DenseOptions().model == MINILM_CHECKPOINT

@@ -66,9 +66,32 @@ def test_cli_options_cover_every_config_field_with_its_default():
     assert (cfg.k, cfg.ratio_anchor, cfg.limit, cfg.lr) == (1, "behaviour", 5, RRPOConfig().lr)
 
 
+def test_train_flags_are_typed_by_bench_options(capsys):
+    """``rrpo train``'s flags convert as every component option does: an optional number takes ``none``, and a bad
+    value names the flag and the type."""
+    args = build_parser().parse_args(["train", "--out", "x", "--limit", "none", "--temperature", "0.5"])
+    assert (args.limit, args.temperature) == (None, 0.5)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["train", "--out", "x", "--k", "three"])
+    assert "argument --k: --k='three': expected int" in capsys.readouterr().err
+
+
 def test_cli_reports_bad_options_as_one_line(capsys):
     assert main(["train", "--out", "x", "--k", "5", "--pool", "3"]) == 2
     assert capsys.readouterr().err.strip() == "error: --pool 3: expected >= --k 5"
+
+
+def test_train_checks_its_components_as_bench_run_does(capsys, tmp_path):
+    """``rrpo train`` goes through ``RunConfig.validate`` (bench.config): a key pasted where its variable's name
+    belongs and a reranker that does not exist fail at once, with ``bench run``'s one-line errors."""
+    out = str(tmp_path / "run")
+    assert main(["train", "--out", out, "--reader", "openai:m", "--base-url", "http://127.0.0.1:9",
+                 "--api-key-env", "sk-secret-123"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: --api-key-env: the value is not the NAME of an environment variable") and "sk-secret" not in err
+    assert main(["train", "--out", out, "--backbone", "minilmm"]) == 2
+    assert capsys.readouterr().err.startswith("error: unknown reranker 'minilmm'")
+    assert not (tmp_path / "run").exists()
 
 
 def _free_port() -> int:
@@ -203,3 +226,30 @@ def test_train_against_a_served_reader_and_judge(tmp_path, standin_backbone, mon
         assert all("doc" in prompt_text(body) for body in reader.requests)
     # the reader's answers are in the benchmark's LLM cache, where `bench run` finds them
     assert len(open_cache(str(tmp_path / "cache"))) >= reader.count
+
+
+def test_a_kill_during_the_log_append_then_the_same_train_command_resumes(tmp_path, standin_backbone):
+    """The first session stops after step 1 (``--max-minutes 0``, a spent budget), and a kill then tears the next
+    rows of ``train_log.jsonl`` and ``reference_baseline.jsonl`` (inside a multi-byte character). The same command
+    without the budget resumes from the step-1 checkpoint: the torn tails are cut, step 2 is trained and logged."""
+    from tests.llm_server import ScriptedLLMServer, prompt_text
+
+    with ScriptedLLMServer(reply=lambda body: "Paris" if "doc3" in prompt_text(body) else "unknown") as reader:
+        argv = ["train", "--dataset", _hotpot_file(tmp_path / "hotpot.jsonl", 2), "--split", "dev",
+                "--first-stage", "given", "--pool", "8", "--backbone", STANDIN_NAME, "--temperature", "1.0",
+                "--trainable", "all", "--k", "2", "--rollouts", "2", "--queries-per-step", "2", "--epochs", "2",
+                "--reader", "openai:scripted", "--base-url", reader.base_url, "--api-key-env", "RB_TEST_NO_KEY",
+                "--cache-dir", str(tmp_path / "cache"), "--out", str(tmp_path / "run")]
+        assert main([*argv, "--max-minutes", "0"]) == 0
+        log, baseline = tmp_path / "run" / "train_log.jsonl", tmp_path / "run" / "reference_baseline.jsonl"
+        assert [json.loads(line)["step"] for line in log.read_text().splitlines()] == [1]
+        baseline_rows = baseline.read_text().splitlines()
+        with log.open("ab") as f:
+            f.write(b'{"step": 2, "epoch": 1, "note": "caf\xc3')
+        with baseline.open("ab") as f:
+            f.write(b'{"qid": "q9", "t": 1, "rew')
+        assert main(argv) == 0
+    rows = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [row["step"] for row in rows] == [1, 2] and "note" not in rows[1]
+    assert baseline.read_text().splitlines()[:len(baseline_rows)] == baseline_rows
+    assert all(json.loads(line)["qid"] != "q9" for line in baseline.read_text().splitlines())

@@ -204,8 +204,11 @@ def test_train_option_parsing_types_values_like_rrpo_train():
     assert training_option("lr=3e-5") == ("lr", 3e-5)
     assert training_option("learn-temperature=true") == ("learn_temperature", True)
     assert training_option("temperature=none") == ("temperature", None)
-    with pytest.raises(argparse.ArgumentTypeError, match="'k=three': k expects a int"):
+    assert training_option("limit=7") == ("limit", 7) and training_option("limit=none") == ("limit", None)
+    with pytest.raises(argparse.ArgumentTypeError, match=r"^k='three': expected int$"):
         training_option("k=three")
+    with pytest.raises(argparse.ArgumentTypeError, match=r"^learn_temperature='maybe': expected bool$"):
+        training_option("learn_temperature=maybe")
     with pytest.raises(argparse.ArgumentTypeError, match="expected NAME=VALUE"):
         training_option("nonsense=1")
 

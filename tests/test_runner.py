@@ -1,6 +1,7 @@
 """End-to-end runs of ``python -m bench run`` against a real local OpenAI-compatible server: resumption after
 SIGKILL, zero LLM calls on a re-run, failed queries recorded and retried, no API key in any written file."""
 import json
+import math
 import os
 import re
 import signal
@@ -10,6 +11,7 @@ import sys
 import threading
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from tests.llm_server import ScriptedLLMServer, prompt_text
@@ -376,7 +378,9 @@ def test_queries_without_candidates_get_their_own_status_and_no_reader_call(unin
         recs = records(only_dir(tmp_path / "out"))
         empty = sorted((r["reranker"], r["qid"]) for r in recs if r["status"] == "no_candidates")
         assert empty == [("none", "q6"), ("none", "q7"), ("random", "q6"), ("random", "q7")]
-        assert all(r["metrics"] == {} and r["answer"] is None for r in recs if r["status"] == "no_candidates")
+        # retrieval metrics 0 (trec_eval -c), no answer metric
+        assert all(set(r["metrics"].values()) == {0.0} and "F1" not in r["metrics"] and "nDCG@10" in r["metrics"]
+                   and r["answer"] is None for r in recs if r["status"] == "no_candidates")
         assert "2 of 8 queries have no first-stage candidates" in proc.stderr
         none_row = next(l for l in proc.stdout.splitlines() if l.startswith("| none"))
         assert [c.strip() for c in none_row.split("|")[2:6]] == [str(N_QUESTIONS - 2), str(N_QUESTIONS - 2), "0",
@@ -387,7 +391,7 @@ def test_queries_without_candidates_get_their_own_status_and_no_reader_call(unin
 
 
 def test_second_run_into_a_locked_run_folder_exits_2_naming_the_holder(uninterrupted, tmp_path):
-    from bench.runner import run_folder_lock
+    from bench.store import run_folder_lock
 
     folder = tmp_path / "out" / "locked"
     folder.mkdir(parents=True)
@@ -430,7 +434,8 @@ def test_reader_none_prints_no_llm_cost_table(uninterrupted, tmp_path):
 
 def test_missing_reranker_extra_fails_before_the_run_folder(monkeypatch, tmp_path):
     from bench import errors
-    from bench.runner import RunConfig, Runner
+    from bench.config import RunConfig
+    from bench.runner import Runner
 
     monkeypatch.setitem(errors.EXTRA_MODULES, "t5", ("sentencepiece", "no_such_module_for_this_test"))
     # a local folder for its weights: the weights are checked first (of what is missing, the hardest to get)
@@ -441,3 +446,46 @@ def test_missing_reranker_extra_fails_before_the_run_folder(monkeypatch, tmp_pat
     assert str(err.value) == ("reranker 'monot5' needs the Python package 'no_such_module_for_this_test': "
                               "pip install \"rerank-bench[t5]\"")
     assert not (tmp_path / "out").exists()
+
+
+def write_beir_folder(root: Path) -> Path:
+    """Four judged queries; BM25 finds nothing for q3 and q4 (no word of theirs is in the corpus)."""
+    folder = root / "nfstyle"
+    (folder / "qrels").mkdir(parents=True)
+    docs = {"d1": "apple orchard in spring", "d2": "banana plantation by the river", "d3": "cherry blossom festival"}
+    (folder / "corpus.jsonl").write_text("".join(json.dumps({"_id": d, "title": "", "text": t}) + "\n"
+                                                 for d, t in docs.items()))
+    queries = {"q1": "apple", "q2": "banana", "q3": "zebra", "q4": "xylophone"}
+    (folder / "queries.jsonl").write_text("".join(json.dumps({"_id": q, "text": t}) + "\n" for q, t in queries.items()))
+    qrels = [("q1", "d1", 1), ("q2", "d2", 1), ("q2", "d3", 1), ("q3", "d3", 1), ("q4", "d1", 1)]
+    (folder / "qrels" / "test.tsv").write_text("query-id\tcorpus-id\tscore\n"
+                                               + "".join(f"{q}\t{d}\t{g}\n" for q, d, g in qrels))
+    return folder
+
+
+def test_queries_without_candidates_count_zero_in_retrieval_means_as_trec_eval_c(tmp_path):
+    """NFCorpus-style: 2 of 4 judged queries get no BM25 candidate. trec_eval -c averages over all 4: q1 finds its
+    one relevant document at rank 1 (nDCG@10 1), q2 one of its two (1 / (1 + 1/log2 3)), q3 and q4 nothing (0)."""
+    import pytrec_eval
+
+    from bench.config import RunConfig
+    from bench.runner import Runner
+
+    folder = write_beir_folder(tmp_path)
+    runner = Runner(RunConfig(datasets=[str(folder)], rerankers=["none"], readers=["none"],
+                              output=str(tmp_path / "out"), cache_dir=str(tmp_path / "cache")))
+    markdown = runner.run()
+    by_hand = (1 + 1 / (1 + 1 / math.log2(3)) + 0 + 0) / 4
+    row = pd.read_csv(runner.out_dir / "leaderboard.csv").iloc[0]
+    assert row["nDCG@10"] == pytest.approx(by_hand, abs=1e-12)
+    assert row["Recall@10"] == pytest.approx((1 + 0.5) / 4) and row["no_candidates"] == 2
+    # pytrec_eval itself on the run file the run wrote, with the queries it drops counted 0 (trec_eval -c)
+    run = {}
+    for line in (runner.out_dir / "runs" / "nfstyle__none.trec").read_text().splitlines():
+        qid, _, docid, _, score, _ = line.split()
+        run.setdefault(qid, {})[docid] = float(score)
+    qrels = {"q1": {"d1": 1}, "q2": {"d2": 1, "d3": 1}, "q3": {"d3": 1}, "q4": {"d1": 1}}
+    per_query = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10"}).evaluate(run)
+    assert sorted(per_query) == ["q1", "q2"]
+    assert row["nDCG@10"] == pytest.approx(sum(v["ndcg_cut_10"] for v in per_query.values()) / len(qrels))
+    assert "`trec_eval -c`" in markdown and "`no_candidates` from the first stage count 0" in markdown

@@ -12,7 +12,7 @@ import pytest
 
 from bench.distributed import Dist, merge_costs
 from bench.errors import UserError
-from bench.runner import RecordStore, append_jsonl
+from bench.store import RecordStore, append_jsonl
 from bench.types import QueryRecord
 from tests.llm_server import ScriptedLLMServer
 from tests.test_runner import API_KEY, N_QUESTIONS, bench_cmd, only_dir, records, request_key, run, scripted_reply, \

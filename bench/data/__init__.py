@@ -12,7 +12,7 @@ from __future__ import annotations
 import inspect
 from pathlib import Path
 
-from bench.data import catalog, loaders, synthetic  # noqa: F401  (importing them registers their names)
+from bench.data import catalog, loaders, qa_formats, synthetic  # noqa: F401  (importing them registers names)
 from bench.data.base import DATASETS, Dataset, register_dataset, unknown_dataset
 from bench.errors import UserError
 
@@ -35,6 +35,36 @@ def load_dataset(name_or_path: str, split: str = "test", cache_dir: str | None =
         path = Path(name_or_path).expanduser()
         if not path.exists():
             raise unknown_dataset(name_or_path)
-        dataset = loaders.load_path(path, split)
-    dataset.validate()
+        dataset = load_path(path, split)
+    dataset.validate()          # ids and texts of every loader, plugins' included: strings, some text
     return dataset
+
+
+def load_path(path: Path, split: str = "test") -> Dataset:
+    """A dataset from a folder or file path, whose format is told by its files (the formats are described in
+    ``bench.data.loaders`` and ``bench.data.qa_formats``)."""
+    if path.is_dir():
+        if (path / "qrels").is_dir() and (path / "queries.jsonl").is_file() and (path / "corpus.jsonl").is_file():
+            return loaders.load_beir_folder(path, split)
+        questions = next((p for p in (path / f"{split}.jsonl", path / "questions.jsonl") if p.is_file()), None)
+        if questions is not None and (path / "corpus.jsonl").is_file():
+            return loaders.load_qa_jsonl(questions, path / "corpus.jsonl", split, name=path.name)
+        raise UserError(f"{path}: not a dataset folder; expected corpus.jsonl with queries.jsonl + qrels/<split>.tsv "
+                        f"(BEIR) or with {split}.jsonl / questions.jsonl (QA JSONL)")
+    release_loader = qa_formats.release_format(path)   # MuSiQue, 2Wiki, NQ-open, TriviaQA, AmbigNQ, PopQA, DPR
+    if release_loader is not None:
+        return release_loader(path, split)
+    if path.suffix == ".json":
+        return loaders.load_hotpotqa(path, split)
+    if path.suffix == ".jsonl":
+        first = loaders.first_record(path)
+        if "context" in first and "supporting_facts" in first:
+            return loaders.load_hotpotqa(path, split)
+        if "golden_answers" in first:
+            corpus_file = path.parent / "corpus.jsonl"
+            if not corpus_file.is_file():
+                raise UserError(f"{path}: QA JSONL questions need their corpus as {corpus_file}")
+            return loaders.load_qa_jsonl(path, corpus_file, split, name=path.stem)
+    raise UserError(f"{path}: unrecognised dataset file; expected a HotpotQA .json/.jsonl file (records with "
+                    f"context and supporting_facts), a QA .jsonl (id, question, golden_answers) beside corpus.jsonl, "
+                    f"or a release file of MuSiQue, 2WikiMultihopQA, NQ-open, TriviaQA, AmbigNQ, PopQA or DPR")

@@ -89,12 +89,13 @@ DatasetLoader = Callable[..., Dataset]
 DATASETS = Registry("dataset")
 
 
-def register_dataset(name: str, description: str) -> Callable[[DatasetLoader], DatasetLoader]:
-    """Register ``loader(split=..., cache_dir=..., [data_dir=...]) -> Dataset`` under a name usable as
-    ``--datasets NAME``."""
-    return DATASETS.register(name, description=description)
+def register_dataset(name: str, description: str,
+                     aliases: tuple[str, ...] = ()) -> Callable[[DatasetLoader], DatasetLoader]:
+    """Register ``loader(split=..., cache_dir=..., [data_dir=...]) -> Dataset`` under a name (and ``aliases``)
+    usable as ``--datasets NAME``."""
+    return DATASETS.register(name, aliases=aliases, description=description)
 
 
 def unknown_dataset(name: str) -> UserError:
-    return UserError(f"unknown dataset {name!r}: not a registered name ({', '.join(DATASETS.names())}) "
-                     f"nor an existing path")
+    return UserError(f"unknown dataset {name!r}: {DATASETS.did_you_mean(name)}not a registered name "
+                     f"({', '.join(DATASETS.names())}) nor an existing path")

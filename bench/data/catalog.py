@@ -82,10 +82,16 @@ CATALOG: dict[str, Entry] = {}
 
 
 def entry_of(name: str) -> Entry:
-    if name not in CATALOG:
-        raise unknown_dataset(name) if name not in DATASETS else \
-            UserError(f"dataset {name!r} has no catalog entry (it is built in: nothing to pull or verify)")
-    return CATALOG[name]
+    """The catalog entry of a registered name or alias (``dl19`` is ``dl19-passage``), or of a catalogued file set
+    that is no ``--datasets`` name (``openqa-eval``, read by ``bench judge-eval``)."""
+    if name in CATALOG:
+        return CATALOG[name]
+    if name not in DATASETS:
+        raise unknown_dataset(name)
+    canonical = DATASETS.entry(name).name
+    if canonical not in CATALOG:
+        raise UserError(f"dataset {name!r} has no catalog entry (it is built in: nothing to pull or verify)")
+    return CATALOG[canonical]
 
 
 def data_root(data_dir: str | os.PathLike | None) -> Path | None:
@@ -286,10 +292,10 @@ def checked_folder(name: str, data_dir: str | None = None, cache_dir: str | None
     return ensure(entry, folder, cache_dir=cache_dir)
 
 
-def add(entry: Entry) -> Entry:
-    """Catalog ``entry`` and register its name for ``--datasets``."""
+def add(entry: Entry, aliases: tuple[str, ...] = ()) -> Entry:
+    """Catalog ``entry`` and register its name (and ``aliases``) for ``--datasets``."""
     CATALOG[entry.name] = entry
-    register_dataset(entry.name, f"{entry.task}: {entry.counts} ({entry.size}; {entry.licence})")(
+    register_dataset(entry.name, f"{entry.task}: {entry.counts} ({entry.size}; {entry.licence})", aliases)(
         functools.partial(load_entry, entry.name))
     return entry
 
@@ -346,7 +352,8 @@ def trec_dl_entry(dl: str, method: str) -> Entry:
 
 for _dl in TREC_DL:
     for _method in FIRST_STAGES:
-        add(trec_dl_entry(_dl, _method))
+        # the short names of rank_llm and of many papers (dl19, trec-dl19) name the BM25 candidates' set
+        add(trec_dl_entry(_dl, _method), aliases=(_dl, f"trec-{_dl}") if _method == "BM25" else ())
 
 
 # --- QA sets in their release formats --------------------------------------------------------------------------
@@ -443,7 +450,7 @@ def beir_entry(name: str, md5: str, description: str) -> Entry:
     return Entry(name=name, task="BEIR retrieval", files=files, read=None, splits="see qrels/", evaluated="test",
                  counts=description, size="see BEIR", licence="per BEIR's dataset table",
                  source=f"{loaders.BEIR_BASE_URL}/{name}.zip (md5 {md5})", cache_path=f"beir/{name}",
-                 fetch=lambda cache_dir: loaders.fetch_beir(name, cache_dir))
+                 fetch=lambda cache_dir: loaders.fetch_beir(name, cache_dir, local_copy_hint=local_copy_hint(name)))
 
 
 for _name, (_md5, _description) in loaders.BEIR_DATASETS.items():
@@ -472,6 +479,40 @@ CATALOG["openqa-eval"] = Entry(
            f"Open-Domain Question Answering in the Era of Large Language Models\", ACL 2023 (arXiv:2305.06984)",
     metrics="agreement / Cohen's κ / precision / recall of each answer metric and a judge against the human "
             "'Acceptable?' label (`python -m bench judge-eval`)")
+
+def beir_loader(name: str):
+    def load(split: str = "test", cache_dir: str | None = None, data_dir: str | None = None) -> Dataset:
+        # a verified copy under --data-dir / $RERANK_BENCH_DATA first; the cache's copy is checked too, at every load
+        return loaders.load_beir_folder(local_copy(name, data_dir) or checked_cache_copy(name, cache_dir), split,
+                                        name=name)
+
+    return load
+
+
+for _name, (_, _description) in loaders.BEIR_DATASETS.items():
+    register_dataset(_name, f"BEIR {_description}; downloaded on first use")(beir_loader(_name))
+
+
+def load_hotpotqa_distractor(split: str = "test", cache_dir: str | None = None,
+                             data_dir: str | None = None) -> Dataset:
+    if split not in ("dev", "test", *loaders.ID_SPLITS):
+        raise UserError(f"hotpotqa-distractor has only the dev set (its test answers are not public); "
+                        f"got split {split!r}: use --split dev or test, or one of RRPO's parts of it: "
+                        f"{', '.join(loaders.ID_SPLITS)}")
+    # a checked copy under --data-dir / $RERANK_BENCH_DATA first
+    root = local_copy("hotpotqa-distractor", data_dir) or cache_dir_of(cache_dir) / "hotpotqa"
+    path = root / Path(loaders.HOTPOTQA_DEV_DISTRACTOR_URL).name
+    if not path.is_file():
+        root.mkdir(parents=True, exist_ok=True)
+        record = download(loaders.HOTPOTQA_DEV_DISTRACTOR_URL, path, None, local_copy_hint("hotpotqa-distractor")
+                          + "; or pass the path of a HotpotQA .json or .jsonl file as the dataset")
+        (root / f"{path.name}.download.json").write_text(json.dumps(record, indent=1) + "\n")
+    return loaders.load_hotpotqa(path, split if split in loaders.ID_SPLITS else "dev", name="hotpotqa-distractor")
+
+
+register_dataset("hotpotqa-distractor", "HotpotQA dev, distractor setting: each question ranks its own 10 "
+                 "paragraphs (7,405 questions; downloaded on first use)")(load_hotpotqa_distractor)
+
 
 # --- python -m bench data list | info | pull | verify ----------------------------------------------------------
 

@@ -1,6 +1,6 @@
 """Loaders for the dataset formats rerank-bench reads, and the downloads behind the registered BEIR names.
 
-Formats (``load_path`` tells them apart by their files):
+Formats (``bench.data.load_path`` tells them apart by their files):
 
 * **BEIR folder** — ``corpus.jsonl`` (``_id``, ``title``, ``text``), ``queries.jsonl`` (``_id``, ``text``) and
   ``qrels/<split>.tsv`` (header line, then ``query-id<TAB>corpus-id<TAB>score``). Read with beir's
@@ -48,7 +48,7 @@ import zipfile
 from pathlib import Path
 from typing import Any, Iterator
 
-from bench.data.base import Dataset, register_dataset
+from bench.data.base import Dataset
 from bench.data.download import download
 from bench.environment import cache_dir as cache_dir_of
 from bench.errors import UserError
@@ -221,9 +221,10 @@ def beir_answers(queries_file: Path) -> dict[str, list[str]]:
 
 
 def fetch_beir(name: str, cache_dir: str | None = None, base_url: str | None = None,
-               md5: str | None = None) -> Path:
+               md5: str | None = None, local_copy_hint: str = "") -> Path:
     """The unzipped BEIR folder of ``name`` in the cache, downloading and verifying it first when absent.
-    ``md5`` defaults to BEIR's published one for registered names."""
+    ``md5`` defaults to BEIR's published one for registered names; ``local_copy_hint`` (for catalogued names: the
+    ``--data-dir`` layout and ``bench data pull``) goes into the error of a failed download."""
     root = cache_dir_of(cache_dir) / "beir"
     folder = root / name
     if (folder / "corpus.jsonl").is_file():
@@ -233,11 +234,8 @@ def fetch_beir(name: str, cache_dir: str | None = None, base_url: str | None = N
     md5 = md5 or BEIR_DATASETS.get(name, ("", ""))[0] or None
     root.mkdir(parents=True, exist_ok=True)
     archive = root / f"{name}.zip"
-    from bench.data.catalog import CATALOG, local_copy_hint
-
-    # registered names: the --data-dir layout and `bench data pull`; any name: the BEIR zip from a mirror
-    how_to_avoid = (f"{local_copy_hint(name) + '; or ' if name in CATALOG else ''}set {BEIR_URL_ENV} to a folder "
-                    f"URL holding {name}.zip (e.g. file:///data/beir)")
+    how_to_avoid = (f"{local_copy_hint + '; or ' if local_copy_hint else ''}set {BEIR_URL_ENV} to a folder URL "
+                    f"holding {name}.zip (e.g. file:///data/beir)")
     record = download(url, archive, md5, how_to_avoid)
     staging = root / f".{name}.unzip"
     shutil.rmtree(staging, ignore_errors=True)
@@ -254,20 +252,6 @@ def fetch_beir(name: str, cache_dir: str | None = None, base_url: str | None = N
     archive.unlink()
     (root / f"{name}.download.json").write_text(json.dumps(record, indent=1) + "\n")
     return folder
-
-
-def beir_loader(name: str):
-    def load(split: str = "test", cache_dir: str | None = None, data_dir: str | None = None) -> Dataset:
-        # a checked copy under --data-dir / $RERANK_BENCH_DATA first, else the cache's, checked too
-        from bench.data.catalog import checked_cache_copy, local_copy
-
-        return load_beir_folder(local_copy(name, data_dir) or checked_cache_copy(name, cache_dir), split, name=name)
-
-    return load
-
-
-for _name, (_, _description) in BEIR_DATASETS.items():
-    register_dataset(_name, f"BEIR {_description}; downloaded on first use")(beir_loader(_name))
 
 
 # --- HotpotQA distractor --------------------------------------------------------------------------------------
@@ -356,30 +340,6 @@ def id_split(dataset: Dataset, split: str | None = None) -> Dataset:
     return Dataset(dataset.name, split, corpus, queries, candidates)
 
 
-def load_hotpotqa_distractor(split: str = "test", cache_dir: str | None = None,
-                             data_dir: str | None = None) -> Dataset:
-    from bench.data.catalog import local_copy  # a checked copy under --data-dir / $RERANK_BENCH_DATA first
-
-    if split not in ("dev", "test", *ID_SPLITS):
-        raise UserError(f"hotpotqa-distractor has only the dev set (its test answers are not public); "
-                        f"got split {split!r}: use --split dev or test, or one of RRPO's parts of it: "
-                        f"{', '.join(ID_SPLITS)}")
-    root = local_copy("hotpotqa-distractor", data_dir) or cache_dir_of(cache_dir) / "hotpotqa"
-    path = root / Path(HOTPOTQA_DEV_DISTRACTOR_URL).name
-    if not path.is_file():
-        root.mkdir(parents=True, exist_ok=True)
-        from bench.data.catalog import local_copy_hint
-
-        record = download(HOTPOTQA_DEV_DISTRACTOR_URL, path, None, local_copy_hint("hotpotqa-distractor")
-                          + "; or pass the path of a HotpotQA .json or .jsonl file as the dataset")
-        (root / f"{path.name}.download.json").write_text(json.dumps(record, indent=1) + "\n")
-    return load_hotpotqa(path, split if split in ID_SPLITS else "dev", name="hotpotqa-distractor")
-
-
-register_dataset("hotpotqa-distractor", "HotpotQA dev, distractor setting: each question ranks its own 10 "
-                 "paragraphs (7,405 questions; downloaded on first use)")(load_hotpotqa_distractor)
-
-
 # --- QA JSONL + corpus (FlashRAG layout) ----------------------------------------------------------------------
 
 def flashrag_document(docid: str, obj: dict[str, Any]) -> Document:
@@ -420,37 +380,6 @@ def first_record(path: Path) -> dict[str, Any]:
     for _, obj in read_jsonl(path, (), "a JSON object per line"):
         return obj if isinstance(obj, dict) else {}
     raise UserError(f"{path}: empty file")
-
-
-def load_path(path: Path, split: str = "test") -> Dataset:
-    """A dataset from a folder or file path, whose format is told by its files (see the module docstring)."""
-    if path.is_dir():
-        if (path / "qrels").is_dir() and (path / "queries.jsonl").is_file() and (path / "corpus.jsonl").is_file():
-            return load_beir_folder(path, split)
-        questions = next((p for p in (path / f"{split}.jsonl", path / "questions.jsonl") if p.is_file()), None)
-        if questions is not None and (path / "corpus.jsonl").is_file():
-            return load_qa_jsonl(questions, path / "corpus.jsonl", split, name=path.name)
-        raise UserError(f"{path}: not a dataset folder; expected corpus.jsonl with queries.jsonl + qrels/<split>.tsv "
-                        f"(BEIR) or with {split}.jsonl / questions.jsonl (QA JSONL)")
-    from bench.data.qa_formats import release_format  # MuSiQue, 2Wiki, NQ-open, TriviaQA, AmbigNQ, PopQA, DPR
-
-    release_loader = release_format(path)
-    if release_loader is not None:
-        return release_loader(path, split)
-    if path.suffix == ".json":
-        return load_hotpotqa(path, split)
-    if path.suffix == ".jsonl":
-        first = first_record(path)
-        if "context" in first and "supporting_facts" in first:
-            return load_hotpotqa(path, split)
-        if "golden_answers" in first:
-            corpus_file = path.parent / "corpus.jsonl"
-            if not corpus_file.is_file():
-                raise UserError(f"{path}: QA JSONL questions need their corpus as {corpus_file}")
-            return load_qa_jsonl(path, corpus_file, split, name=path.stem)
-    raise UserError(f"{path}: unrecognised dataset file; expected a HotpotQA .json/.jsonl file (records with "
-                    f"context and supporting_facts), a QA .jsonl (id, question, golden_answers) beside corpus.jsonl, "
-                    f"or a release file of MuSiQue, 2WikiMultihopQA, NQ-open, TriviaQA, AmbigNQ, PopQA or DPR")
 
 
 def read_requests_jsonl(path: str | os.PathLike) -> list[CandidateList]:

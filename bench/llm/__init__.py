@@ -89,7 +89,8 @@ def parse_engine_spec(spec: str) -> tuple[str, str | None]:
     prefix, sep, model = spec.partition(":")
     if sep and model and prefix in ENGINES and "model" in ENGINES.meta(prefix):
         return prefix, model
-    raise UserError(f"unknown LLM engine {spec!r}; expected one of: {', '.join(engine_forms())}")
+    raise UserError(f"unknown LLM engine {spec!r}; {ENGINES.did_you_mean(prefix if sep else spec)}expected one of: "
+                    f"{', '.join(engine_forms())}")
 
 
 def make_cached_engine(spec: str, cache, mode: str = "use", **options: object) -> Engine:
@@ -102,17 +103,17 @@ def make_cached_engine(spec: str, cache, mode: str = "use", **options: object) -
 
 
 def check_engine_installed(spec: str) -> None:
-    """Fail (one line, the install command) when the packages of engine ``spec`` are missing, before any model
-    loads; a spec that is not an engine fails later in ``make_engine`` with the list of known ones."""
+    """Fail (one line) on a spec that is not an engine (with the known forms) or when the packages of engine
+    ``spec`` are missing (with the install command), before any model loads."""
     from bench.errors import check_extra
 
+    name, _ = parse_engine_spec(spec)
     if spec == "smollm2":
         from bench.llm.hf import smollm2_gguf_folder
 
         smollm2_gguf_folder()
         return
-    name = spec if spec in ENGINES else spec.partition(":")[0]
-    extra = ENGINES.meta(name).get("extra") if name in ENGINES else None
+    extra = ENGINES.meta(name).get("extra")
     if extra:
         check_extra(extra, f"the {spec} reader")
 

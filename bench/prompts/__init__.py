@@ -12,6 +12,7 @@ from typing import Any
 from bench.errors import UserError
 from bench.llm.base import ChatRequest
 from bench.hashing import stable_hash
+from bench.registry import did_you_mean
 
 PROMPT_DIR = Path(__file__).parent
 
@@ -62,7 +63,8 @@ def load_template(name_or_path: str) -> PromptTemplate:
         path = PROMPT_DIR / f"{name_or_path}.json"
     if not path.is_file():
         known = sorted(p.stem for p in PROMPT_DIR.glob("*.json"))
-        raise UserError(f"unknown prompt template {name_or_path!r}; packaged: {', '.join(known)}")
+        raise UserError(f"unknown prompt template {name_or_path!r}; {did_you_mean(name_or_path, known)}packaged: "
+                        f"{', '.join(known)}")
     try:
         obj = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -13,28 +13,23 @@ import argparse
 from dataclasses import fields
 
 from bench.errors import UserError
-from rrpo.assemble import OPTION_PARSERS
+from bench.options import convert, field_types
 from rrpo.studies.base import EVAL_METRICS, StudyOptions
 from rrpo.trainer import RRPOConfig
 
 def training_option(item: str) -> tuple[str, object]:
-    """``NAME=VALUE`` of an ``rrpo train`` option (``lr=3e-5``, ``ratio_anchor=reference``), typed like its flag."""
+    """``NAME=VALUE`` of an ``rrpo train`` option (``lr=3e-5``, ``ratio_anchor=reference``), typed like its flag
+    (``bench.options.convert``)."""
     name, sep, value = item.partition("=")
     name = name.strip().replace("-", "_")
-    types = {f.name: f.type for f in fields(RRPOConfig)}
+    types = field_types(RRPOConfig)
     if not sep or name not in types:
         raise argparse.ArgumentTypeError(f"{item!r}: expected NAME=VALUE with NAME an option of rrpo train "
                                           f"({', '.join(types)})")
-    if types[name] == "bool":
-        if value.lower() not in ("true", "false"):
-            raise argparse.ArgumentTypeError(f"{item!r}: expected {name}=true or {name}=false")
-        return name, value.lower() == "true"
-    if value.lower() == "none" and "None" in types[name]:
-        return name, None
     try:
-        return name, OPTION_PARSERS[types[name]](value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{item!r}: {name} expects a {types[name]}") from None
+        return name, convert(value, types[name], name)
+    except UserError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_study_parsers(sub) -> None:

@@ -41,6 +41,7 @@ from bench.files import atomic_write
 from bench.hashing import stable_hash
 from bench.report import paired_values, scored_values
 from bench.stats import bootstrap_ci, holm, is_binary, mcnemar_exact, paired_tests
+from bench.store import RecordStore, read_jsonl, run_folder_lock
 from bench.types import QueryRecord
 from rrpo.assemble import Servers
 from rrpo.trainer import RRPOConfig
@@ -120,9 +121,8 @@ class Trained:
 
 def trained_seconds(folder: Path) -> float:
     """The training seconds a ``rrpo train`` folder logged so far (its last log row; 0 before the first step)."""
-    log = folder / "train_log.jsonl"
-    rows = log.read_text().splitlines() if log.is_file() else []
-    return float(json.loads(rows[-1])["seconds"]) if rows else 0.0
+    rows = read_jsonl(folder / "train_log.jsonl")
+    return float(rows[-1]["seconds"]) if rows else 0.0
 
 
 def comparable(hyperparameters: dict[str, Any]) -> dict[str, Any]:
@@ -206,8 +206,6 @@ class Study:
 
     # --- the run --------------------------------------------------------------------------------------------
     def run(self) -> str:
-        from bench.runner import run_folder_lock
-
         self.claim_folder()
         with run_folder_lock(self.folder):
             trained = self.train_all()
@@ -288,7 +286,7 @@ class Study:
 
     def evaluation_config(self, cell: Cell, checkpoint: str):
         from bench.environment import cache_dir
-        from bench.runner import RunConfig
+        from bench.config import RunConfig
 
         cfg, o = cell.config, self.options
         return RunConfig(datasets=[cfg.dataset], split=o.eval_split, limit=o.eval_limit, first_stage=cfg.first_stage,
@@ -317,8 +315,6 @@ class Study:
 
     # --- the table ------------------------------------------------------------------------------------------
     def rows(self, trained: dict[str, Trained], runs: dict[str, Path]) -> list[dict[str, Any]]:
-        from bench.runner import RecordStore
-
         rows = []
         for cell in self.cells:
             records = list(RecordStore(runs[cell.name] / "records.jsonl").records.values())
