@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="rebuild the leaderboard of a finished or interrupted run from its records")
     rep.add_argument("run_dir")
+    rep.add_argument("--html", action="store_true", help="print the path of the HTML report (report.html, rewritten "
+                     "with every other report) instead of the Markdown leaderboard")
+    rep.add_argument("--out", metavar="FILE", help="write the HTML report to FILE instead of RUN_DIR/report.html")
 
     data = sub.add_parser("data", help="benchmarks by name: list | info NAME | pull NAME | verify NAME")
     data_sub = data.add_subparsers(dest="data_command", required=True)
@@ -239,10 +242,13 @@ def cmd_data(args: argparse.Namespace) -> None:
         print(text_of[args.data_command](args.name, args.data_dir, args.cache_dir))
 
 
-def cmd_report(run_dir: str) -> None:
+def cmd_report(args: argparse.Namespace) -> None:
+    from bench.html_report import REPORT_FILE
     from bench.runner import report_run_folder
 
-    print(report_run_folder(Path(run_dir)))
+    run_dir, out = Path(args.run_dir), Path(args.out) if args.out else None
+    md = report_run_folder(run_dir, html_out=out)
+    print(out or run_dir / REPORT_FILE if args.html else md)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -264,7 +270,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "data":
             cmd_data(args)
         else:
-            cmd_report(args.run_dir)
+            cmd_report(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

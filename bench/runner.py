@@ -257,6 +257,7 @@ class Runner:
 
     def _run(self, datasets, content: dict[str, Any]) -> str:
         from bench.expansion import expanded_first_stage
+        from bench.html_report import write_first_stage
 
         c = self.config
         config = {**asdict(c), "fingerprints": content, "world_size": self.dist.world}
@@ -267,6 +268,7 @@ class Runner:
         readers = {spec: None if spec == "none" else self.builder.reader(spec) for spec in c.readers}
         judge = self.builder.judge() if c.judge else None
         expander = self.builder.query2doc()
+        first_stages = {}                         # dataset -> its candidate lists (for the HTML report's texts)
 
         for dataset in datasets:
             ds_name = dataset.name
@@ -279,6 +281,9 @@ class Runner:
                             "no_candidates, not answered, counted apart from the answered queries", ds_name,
                             len(empty), len(lists), empty[0])
             by_qid = {cl.query.qid: cl for cl in lists}
+            first_stages[ds_name] = lists
+            if self.dist.main:
+                write_first_stage(self.out_dir, first_stages)
             for rr_name in c.rerankers:
                 pending = [cl for cl in self.dist.shard(lists)
                            if not all(store.done(ds_name, rr_name, rd, cl.query.qid) for rd in c.readers)]
@@ -490,7 +495,7 @@ class Runner:
                 else:
                     metrics.update(answer_metrics(a.text, q.answers))
                     if v is not None:
-                        info["judge"] = {"valid": v.valid, "reason": v.reason}
+                        info["judge"] = {"valid": v.valid, "reason": v.reason, "raw": v.raw}
                         if v.valid:
                             metrics["judge"] = float(v.correct)
             recs.append(QueryRecord(dataset=ds_name, reranker=rr_name, reader=reader_spec, qid=q.qid,
@@ -511,9 +516,11 @@ class Runner:
         return {"stage_seconds": {k: round(v, 2) for k, v in self.stage_seconds.items()}, "llm": llm}
 
 
-def report_run_folder(out_dir: Path) -> str:
-    """Write every report of a run folder from what it keeps (config.json, records.jsonl, costs.json) and return the
-    Markdown: what ``bench run`` writes at its end and ``bench report`` rewrites, byte for byte."""
+def report_run_folder(out_dir: Path, html_out: Path | None = None) -> str:
+    """Write every report of a run folder from what it keeps (config.json, records.jsonl, costs.json, and for the
+    HTML page passages.jsonl and questions.jsonl) and return the Markdown: what ``bench run`` writes at its end and
+    ``bench report`` rewrites, byte for byte. ``html_out``: where the page goes instead of ``report.html``."""
+    from bench.html_report import write_html_report
     from bench.report import ReportOptions, write_reports
 
     if not (out_dir / "records.jsonl").is_file():
@@ -522,5 +529,6 @@ def report_run_folder(out_dir: Path) -> str:
     config = json.loads(config_path.read_text()) if config_path.is_file() else {}
     costs = json.loads(costs_path.read_text()) if costs_path.is_file() else None
     records = list(RecordStore(out_dir / "records.jsonl").records.values())
-    return write_reports(records, out_dir, ReportOptions.from_config(config), judge=config.get("judge"),
-                         costs=costs)
+    md = write_reports(records, out_dir, ReportOptions.from_config(config), judge=config.get("judge"), costs=costs)
+    write_html_report(out_dir, records, config, costs, html_out)
+    return md
