@@ -123,6 +123,8 @@ def test_compare_lists_exactly_the_questions_where_the_two_rerankers_differ(brow
     expected = differing(toy_run, "random", "none", "F1")
     assert expected and len(expected) < 8            # the random reranker changed some answers, not all
     page = Page(browser, toy_run / "report.html", "compare")
+    # by default the best by the primary metric (oracle: F1 1.0, random 0.75) against the baseline
+    assert [page.page.input_value(f"select[aria-label='reranker {x}']") for x in "AB"] == ["oracle", "none"]
     page.page.select_option("select[aria-label='reranker A']", "random")
     qids = page.texts("table.differ tbody td:nth-child(1)")
     diffs = [float(t) for t in page.texts("table.differ tbody td:nth-child(5)")]
@@ -158,16 +160,50 @@ def test_opening_a_question_shows_its_passages_answer_and_verdict(browser, toy_r
     assert page.errors == []
 
 
+def write_run(folder: Path, recs: list[dict], passages: list[dict] = (), questions: list[dict] = ()) -> Path:
+    """A handmade run folder from its records (and passages, questions), reported as ``bench report`` does."""
+    folder.mkdir()
+    for name, rows in (("records.jsonl", recs), ("passages.jsonl", passages), ("questions.jsonl", questions)):
+        (folder / name).write_text("".join(json.dumps(r) + "\n" for r in rows))
+    (folder / "config.json").write_text(json.dumps({"baseline": "none", "primary_metric": "F1", "top_k": 1,
+                                                    "n_resamples": 200}))
+    report_run_folder(folder)
+    return folder / "report.html"
+
+
+def record(reranker: str, qid: str, f1: float, **fields) -> dict:
+    return {"dataset": "ds", "reranker": reranker, "reader": "rd", "qid": qid, "question": f"question {qid}",
+            "gold_answers": ["gold"], "ranking": ["d1"], "answer": "gold" if f1 else "other",
+            "metrics": {"nDCG@10": f1, "F1": f1}, "status": "ok", "error": None, "info": {}, **fields}
+
+
+def test_a_dagger_names_its_test_and_holm_family(browser, tmp_path):
+    # 12 questions: "better" answers all of them, the baseline none; "same" answers as the baseline does
+    recs = [record(name, f"q{i}", f1) for name, f1 in (("none", 0.0), ("better", 1.0), ("same", 0.0))
+            for i in range(12)]
+    page = Page(browser, write_run(tmp_path / "run", recs))
+    rows = page.page.locator("table.leaderboard tbody tr")
+    assert rows.nth(2).locator(".dagger").count() == 0 and rows.nth(0).locator(".dagger").count() == 0
+    daggers = rows.nth(1).locator(".dagger")
+    assert daggers.count() == 2                                     # nDCG@10 and F1
+    tips = [daggers.nth(j).get_attribute("title") for j in range(2)]
+    # exact McNemar: 12 discordant pairs all one way, p = 2 / 2^12; Holm over 2 rerankers (nDCG@10), or over the
+    # answer-metric family {F1} x {better, same} (F1): the larger p of "same" is 1, so better's p is doubled
+    p = 2 / 2 ** 12
+    assert tips[0] == (f"differs from none: exact McNemar test, p = {p:.4g}, Holm-corrected p = {2 * p:.4g} < 0.05; "
+                       f"Holm family: nDCG@10 across the 2 reranker(s)")
+    assert tips[1] == (f"differs from none: exact McNemar test, p = {p:.4g}, Holm-corrected p = {2 * p:.4g} < 0.05; "
+                       f"Holm family: answer metrics {{F1}} × rerankers {{better, same}} (2 tests)")
+    assert page.errors == []
+
+
 def hostile_run(folder: Path) -> Path:
     """A handmade run folder whose every text field is hostile: scripts, ``</script>``, quotes, right-to-left
     overrides, a line separator, a 1 MB passage; one failed query."""
-    folder.mkdir()
     big = "x" * 1_000_000 + HOSTILE
     passages = [{"dataset": HOSTILE, "docid": "d1", "title": HOSTILE, "text": HOSTILE},
                 {"dataset": HOSTILE, "docid": "</script>", "title": "", "text": big}]
-    (folder / "passages.jsonl").write_text("".join(json.dumps(p) + "\n" for p in passages))
-    (folder / "questions.jsonl").write_text(json.dumps({"dataset": HOSTILE, "qid": "q1", "qrels": {"d1": 1},
-                                                        "candidates": ["d1", "</script>"]}) + "\n")
+    questions = [{"dataset": HOSTILE, "qid": "q1", "qrels": {"d1": 1}, "candidates": ["d1", "</script>"]}]
     recs = []
     for reranker, ranking, f1 in (("none", ["d1", "</script>"], 1.0), (HOSTILE, ["</script>", "d1"], 0.0)):
         recs.append({"dataset": HOSTILE, "reranker": reranker, "reader": HOSTILE, "qid": "q1", "question": HOSTILE,
@@ -176,11 +212,7 @@ def hostile_run(folder: Path) -> Path:
                      "info": {"judge": {"valid": False, "reason": HOSTILE, "raw": HOSTILE}, "prompt": HOSTILE}})
         recs += [{**recs[-1], "qid": f"q{i}", "question": f"plain question {i}", "info": {}} for i in (3, 4)]
     recs.append({**recs[0], "qid": "q2", "status": "failed", "error": HOSTILE, "metrics": {"nDCG@10": 0.5}})
-    (folder / "records.jsonl").write_text("".join(json.dumps(r) + "\n" for r in recs))
-    (folder / "config.json").write_text(json.dumps({"baseline": "none", "primary_metric": "F1", "top_k": 1,
-                                                    "n_resamples": 100}))
-    report_run_folder(folder)
-    return folder / "report.html"
+    return write_run(folder, recs, passages, questions)
 
 
 def test_embedded_json_cannot_close_its_script_element():
