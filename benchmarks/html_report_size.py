@@ -1,7 +1,7 @@
 """Size and first-view render time of ``report.html`` for a ``fictional-large`` test run (500 questions × 4
 rerankers: none, minilm, rrpo, oracle), in headless Chromium.
 
-    python benchmarks/html_report_size.py [--out results/html-bench] [--repeats 5]
+    python benchmarks/html_report_size.py [--out results/html-bench] [--repeats 5] [--screenshots docs/img]
 
 The reader and the judge are the local OpenAI-compatible test server (``tests/llm_server.py``): it answers with the
 first line of the first passage it is shown and judges an answer correct when it contains a gold answer. That keeps
@@ -70,15 +70,38 @@ def render_times(path: Path, repeats: int) -> dict[str, float]:
     return {view: statistics.median(t) for view, t in times.items()}
 
 
+def screenshots(path: Path, folder: Path) -> None:
+    """The leaderboard, and the question on which rrpo and minilm differ most (opened from the compare view)."""
+    from playwright.sync_api import sync_playwright
+
+    folder.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        page = browser.new_page(viewport={"width": 1500, "height": 900})
+        page.goto(f"{path.as_uri()}#leaderboard")
+        page.wait_for_selector("body[data-ready='1']")
+        page.screenshot(path=str(folder / "html-report-leaderboard.png"))
+        page.click("#nav-compare")
+        page.select_option("select[aria-label='reranker A']", "rrpo")
+        page.select_option("select[aria-label='reranker B']", "minilm")
+        page.click("table.differ tbody tr >> nth=0")
+        page.wait_for_selector("#question")
+        page.screenshot(path=str(folder / "html-report-question.png"))
+        browser.close()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="results/html-bench")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--screenshots", metavar="DIR", help="also save the two screenshots of docs/html-report.md here")
     args = ap.parse_args()
     run_dir = make_run(Path(args.out))
     path = run_dir / "report.html"
     n_records = sum(1 for _ in (run_dir / "records.jsonl").open())
     times = render_times(path, args.repeats)
+    if args.screenshots:
+        screenshots(path, Path(args.screenshots))
     print(f"{path}: {n_records} records, {path.stat().st_size / 1e6:.2f} MB")
     for name, seconds in times.items():
         print(f"  {name}: {seconds:.2f} s")
