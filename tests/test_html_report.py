@@ -98,6 +98,8 @@ def test_page_loads_without_console_errors_in_every_view(browser, toy_run):
     for view in ("compare", "questions"):
         page.page.click(f"#nav-{view}")
     page.page.click("#qlist .qitem >> nth=3")
+    assert page.texts("#qlist .qitem.sel") == page.texts("#question .question-text") == [f"What is the code of {ITEMS[3]}?"]
+    assert page.page.evaluate("location.hash") == "#questions/3"
     page.page.click("#question details summary >> nth=0")
     page.page.wait_for_selector("#question .passages.rest li")      # the folded rest of the ranking, opened
     assert page.errors == []
@@ -194,6 +196,19 @@ def test_a_dagger_names_its_test_and_holm_family(browser, tmp_path):
                        f"Holm family: nDCG@10 across the 2 reranker(s)")
     assert tips[1] == (f"differs from none: exact McNemar test, p = {p:.4g}, Holm-corrected p = {2 * p:.4g} < 0.05; "
                        f"Holm family: answer metrics {{F1}} × rerankers {{better, same}} (2 tests)")
+    assert page.errors == []
+
+
+def test_long_lists_render_lazily(browser, tmp_path):
+    recs = [record(name, f"q{i:03d}", float(name == "better" or i % 2)) for name in ("none", "better")
+            for i in range(250)]
+    page = Page(browser, write_run(tmp_path / "run", recs), "questions")
+    assert page.page.locator("#qlist .qitem").count() == 100
+    page.page.locator("#qlist .sentinel").scroll_into_view_if_needed()
+    page.page.wait_for_function("document.querySelectorAll('#qlist .qitem').length === 200")
+    page.page.click("#nav-compare")            # "better" wins the 125 questions "none" gets wrong
+    assert page.texts("#differ-count") == [" 125 of 250 questions"]
+    assert page.page.locator("table.differ tbody tr").count() == 100
     assert page.errors == []
 
 
