@@ -4,12 +4,13 @@ rerankers: none, minilm, rrpo, oracle), in headless Chromium.
     python benchmarks/html_report_size.py [--out results/html-bench] [--repeats 5] [--screenshots docs/img]
 
 The reader and the judge are the local OpenAI-compatible test server (``tests/llm_server.py``): it answers with the
-first line of the first passage it is shown and judges an answer correct when it contains a gold answer. That keeps
-the run to minutes of CPU (a SmolLM2 reader on 2000 questions takes about an hour here) while the page holds what a
-real run's holds: the same rankings and passages (which dominate its size), an answer, a verdict and a raw judge
-reply per record. Render time: from navigation start to the end of the page's script (its ``report-rendered``
-mark: the first view built) and to the first contentful paint, for the leaderboard and for the questions view with
-one question open; the median over ``--repeats`` fresh pages.
+last three words of the first passage it is shown and judges an answer correct when it contains a gold answer (not
+cached: ``--llm-cache bypass``). That keeps the run to minutes of CPU (a SmolLM2 reader on 2000 questions takes
+about an hour here) while the page holds what a real run's holds: the same rankings and passages (which dominate
+its size), an answer, a verdict and a raw judge reply per record. Render time: from navigation start to the end of
+the page's script (its ``report-rendered`` mark: the first view built) and to the first contentful paint, for the
+leaderboard and for the questions view with one question open; the median over ``--repeats`` fresh pages. The run
+folder is resumed when it exists (its rankings and records are kept).
 """
 from __future__ import annotations
 
@@ -32,7 +33,8 @@ def reply(body: dict) -> str:
     text = prompt_text(body)
     if "Predicted answer:" in text:                      # the judge
         refs = re.search(r"Reference answers.*?:\n(.*)\nPredicted answer: (.*)", text, re.S)
-        ok = any(g.strip() and g.strip().lower() in refs.group(2).lower() for g in refs.group(1).splitlines())
+        golds = [g.strip().removeprefix("- ").lower() for g in refs.group(1).splitlines()]
+        ok = any(g and g in refs.group(2).lower() for g in golds)
         return json.dumps({"verdict": "correct" if ok else "incorrect", "reason": "scripted: gold in the answer"})
     passage = re.search(r"^\[1\] (?:\(Title: [^)]*\) )?(.*)$", text, re.M)
     return " ".join(passage.group(1).rstrip(".").split()[-3:]) if passage else "unknown"
@@ -43,7 +45,7 @@ def make_run(out: Path) -> Path:
         cmd = [sys.executable, "-m", "bench", "run", "--datasets", "fictional-large", "--split", "test",
                "--rerankers", "none", "minilm", "rrpo", "oracle", "--reader", "openai:scripted-reader",
                "--judge", "openai:scripted-judge", "--base-url", srv.base_url, "--api-key-env", "SCRIPTED_KEY",
-               "--output", str(out), "--run-id", "fictional-large-html"]
+               "--output", str(out), "--run-id", "fictional-large-html", "--llm-cache", "bypass"]
         subprocess.run(cmd, check=True, env={**os.environ, "SCRIPTED_KEY": "local"}, stdout=subprocess.DEVNULL)
     return out / "fictional-large-html"
 
@@ -80,6 +82,7 @@ def screenshots(path: Path, folder: Path) -> None:
         page = browser.new_page(viewport={"width": 1500, "height": 900})
         page.goto(f"{path.as_uri()}#leaderboard")
         page.wait_for_selector("body[data-ready='1']")
+        page.evaluate("document.querySelector('th.primary').scrollIntoView({inline: 'center'})")   # in view
         page.screenshot(path=str(folder / "html-report-leaderboard.png"))
         page.click("#nav-compare")
         page.select_option("select[aria-label='reranker A']", "rrpo")

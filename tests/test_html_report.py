@@ -20,7 +20,8 @@ from tests.test_runner import ITEMS, bench_cmd, only_dir, records, run, scripted
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync"]
-HOSTILE = '<script>window.__pwned=1</script>"\'&amp; \u202eevil\u202c \u2028 </script><img src=x onerror="window.__pwned=1">'
+HOSTILE = ('<script>window.__pwned=1</script>"\'&amp; \u202eevil\u202c \u2028 </script>'
+           '<img src=x onerror="window.__pwned=1">')
 
 
 @pytest.fixture(scope="module")
@@ -98,7 +99,8 @@ def test_page_loads_without_console_errors_in_every_view(browser, toy_run):
     for view in ("compare", "questions"):
         page.page.click(f"#nav-{view}")
     page.page.click("#qlist .qitem >> nth=3")
-    assert page.texts("#qlist .qitem.sel") == page.texts("#question .question-text") == [f"What is the code of {ITEMS[3]}?"]
+    picked = [f"What is the code of {ITEMS[3]}?"]
+    assert page.texts("#qlist .qitem.sel") == page.texts("#question .question-text") == picked
     assert page.page.evaluate("location.hash") == "#questions/3"
     page.page.click("#question details summary >> nth=0")
     page.page.wait_for_selector("#question .passages.rest li")      # the folded rest of the ranking, opened
