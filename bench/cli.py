@@ -247,6 +247,8 @@ def cmd_report(args: argparse.Namespace) -> None:
     from bench.runner import report_run_folder
 
     run_dir, out = Path(args.run_dir), Path(args.out) if args.out else None
+    if out is not None and not out.parent.is_dir():
+        raise UserError(f"--out {out}: its folder {out.parent} does not exist")
     md = report_run_folder(run_dir, html_out=out)
     print(out or run_dir / REPORT_FILE if args.html else md)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -81,6 +80,10 @@ def test_rebuild_gives_the_same_bytes(toy_run, tmp_path):
     proc = run([sys.executable, "-m", "bench", "report", str(toy_run), "--html", "--out", str(out)])
     assert proc.stdout.strip() == str(out)
     assert out.read_bytes() == written
+    bad = subprocess.run([sys.executable, "-m", "bench", "report", str(toy_run), "--html", "--out",
+                          str(tmp_path / "missing" / "r.html")], capture_output=True, text=True)
+    assert (bad.returncode, bad.stderr) == (2, f"error: --out {tmp_path}/missing/r.html: its folder "
+                                                f"{tmp_path}/missing does not exist\n")
     (toy_run / "report.html").unlink()
     run([sys.executable, "-m", "bench", "report", str(toy_run)])
     assert (toy_run / "report.html").read_bytes() == written
