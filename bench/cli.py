@@ -138,6 +138,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     rep = sub.add_parser("report", help="rebuild the leaderboard of a finished or interrupted run from its records")
     rep.add_argument("run_dir")
+    rep.add_argument("--html", action="store_true", help="print the path of the HTML report (report.html, rewritten "
+                     "with every other report) instead of the Markdown leaderboard")
+    rep.add_argument("--out", metavar="FILE", help="write the HTML report to FILE instead of RUN_DIR/report.html")
 
     util = sub.add_parser("utility", help="utility labels (eRAG) for a finished run: each passage in the union of "
                           "every reranker's top depth read alone by the reader; eRAG metrics in its leaderboard")
@@ -311,16 +314,19 @@ def cmd_validity(args: argparse.Namespace) -> None:
     print(f"\nvalidity: {out / 'validity.md'}")
 
 
-def cmd_report(run_dir: str) -> None:
+def cmd_report(args: argparse.Namespace) -> None:
+    from bench.html_report import REPORT_FILE
     from bench.runner import report_run_folder, run_folder_lock
 
-    folder = Path(run_dir)
-    if not (folder / "records.jsonl").is_file():
-        print(report_run_folder(folder))          # the one-line error of a folder that is not a run's
-        return
+    run_dir, out = Path(args.run_dir), Path(args.out) if args.out else None
+    if out is not None and not out.parent.is_dir():
+        raise UserError(f"--out {out}: its folder {out.parent} does not exist")
+    if not (run_dir / "records.jsonl").is_file():
+        report_run_folder(run_dir)          # the one-line error of a folder that is not a run's
     # the run's own lock: reading repairs a torn records.jsonl in place, which must not race a run appending to it
-    with run_folder_lock(folder):
-        print(report_run_folder(folder))
+    with run_folder_lock(run_dir):
+        md = report_run_folder(run_dir, html_out=out)
+    print(out or run_dir / REPORT_FILE if args.html else md)
 
 
 def cmd_judge_eval(args: argparse.Namespace) -> None:
@@ -362,7 +368,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.command == "validity":
             cmd_validity(args)
         else:
-            cmd_report(args.run_dir)
+            cmd_report(args)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

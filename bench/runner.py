@@ -25,6 +25,7 @@ from bench.distributed import EVALUATION_TIMEOUT, Dist, merge_costs, parts_of
 from bench.answer_position import answer_bearing
 from bench.errors import UserError
 from bench.expansion import expanded_first_stage
+from bench.html_report import write_first_stage
 from bench.metrics import answer_metrics, retrieval_metrics
 from bench.retrieval import write_trec_run
 from bench.store import (LOCK_FILE, RecordStore, append_jsonl, merge_rankings, read_jsonl, rewrite_jsonl,
@@ -127,7 +128,7 @@ def query_record(cell: Cell, cl: CandidateList, ranking: Ranking | None, retriev
         else:
             metrics.update(answer_metrics(answer.text, q.answers))
             if verdict is not None:
-                info["judge"] = {"valid": verdict.valid, "reason": verdict.reason}
+                info["judge"] = {"valid": verdict.valid, "reason": verdict.reason, "raw": verdict.raw}
                 if verdict.valid:
                     metrics["judge"] = float(verdict.correct)
     return QueryRecord(**base, ranking=ranking.docids, answer=answer.text if answer is not None else None,
@@ -198,8 +199,12 @@ class Runner:
         store = RecordStore(self.dist.part(records_path), records_path)
         parts = self._components()
         cells = plan([d.name for d in datasets], c.rerankers, c.readers)
+        first_stages = {}                         # dataset -> its candidate lists (the HTML report's texts)
         for dataset in datasets:
             stage = self._first_stage(dataset, parts.expander)
+            first_stages[dataset.name] = stage.lists
+            if self.dist.main:
+                write_first_stage(self.out_dir, first_stages)
             ranked: dict[str, tuple[list[CandidateList], dict[str, Ranking]]] = {}
             for cell in (cell for cell in cells if cell.dataset == dataset.name):
                 if cell.reranker not in ranked:
@@ -461,10 +466,12 @@ def read_run_folder(out_dir: Path) -> tuple[dict[str, Any], list[QueryRecord], d
     return config, list(RecordStore(out_dir / "records.jsonl").records.values()), costs
 
 
-def report_run_folder(out_dir: Path) -> str:
-    """Write every report of a run folder from what it keeps (config.json, records.jsonl, costs.json) and return the
-    Markdown: what ``bench run`` writes at its end and ``bench report`` rewrites, byte for byte. The judge's
-    measured agreement with human verdicts (``bench judge-eval``) is named when one was stored."""
+def report_run_folder(out_dir: Path, html_out: Path | None = None) -> str:
+    """Write every report of a run folder from what it keeps (config.json, records.jsonl, costs.json, and for the
+    HTML page passages.jsonl and questions.jsonl) and return the Markdown: what ``bench run`` writes at its end and
+    ``bench report`` rewrites, byte for byte. ``html_out``: where the page goes instead of ``report.html``. The
+    judge's measured agreement with human verdicts (``bench judge-eval``) is named when one was stored."""
+    from bench.html_report import write_html_report
     from bench.report import ReportOptions, write_reports
 
     config, records, costs = read_run_folder(out_dir)
@@ -476,5 +483,7 @@ def report_run_folder(out_dir: Path) -> str:
 
         measured = measurements(config.get("cache_dir"), judge,
                                 load_template(config.get("judge_template", RunConfig.judge_template)))
-    return write_reports(records, out_dir, ReportOptions.from_config(config), judge=judge, costs=costs,
-                         judge_measured=measured)
+    md = write_reports(records, out_dir, ReportOptions.from_config(config), judge=judge, costs=costs,
+                       judge_measured=measured)
+    write_html_report(out_dir, records, config, costs, html_out)
+    return md

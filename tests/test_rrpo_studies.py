@@ -3,8 +3,10 @@ OpenAI-compatible readers (tests/llm_server.py), tables checked against the per-
 reuse, the budget, and bad options."""
 from __future__ import annotations
 
+import base64
 import json
 import math
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -105,6 +107,10 @@ def test_transfer_table_is_the_paired_comparison_of_the_records(tmp_path, server
     md = (folder / "table.md").read_text()
     assert "F1 (primary)" in md and "Holm correction over all 8 tests" in md and "Scaled down" not in md
     assert (folder / "transfer_heatmap.png").stat().st_size > 10_000
+    page = (folder / "report.html").read_text()       # the study's page: the heatmap inlined, each cell's run linked
+    assert base64.b64encode((folder / "transfer_heatmap.png").read_bytes()).decode() in page
+    for run in table["run"]:
+        assert f'"href":"runs/{Path(run).name}/report.html"' in page and (Path(run) / "report.html").is_file()
     leaderboard = open(f"{table['run'][0]}/leaderboard.md").read()
     assert f"`rrpo` (checkpoint `{cells['trained-with-openai-reader-a']['checkpoint']}`): {STANDIN_NAME} trained " \
            f"with reader `openai:reader-a`, reward f1, on " in leaderboard

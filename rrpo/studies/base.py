@@ -39,6 +39,7 @@ from typing import Any, Sequence
 from bench.errors import UserError
 from bench.files import atomic_write
 from bench.hashing import stable_hash
+from bench.html_report import write_study_html
 from bench.report import paired_values, scored_values
 from bench.stats import bootstrap_ci, holm, is_binary, mcnemar_exact, paired_tests
 from bench.store import RecordStore, read_jsonl, run_folder_lock
@@ -348,6 +349,7 @@ class Study:
         self.plot(rows, folder / self.plot_file)
         md = self.markdown(df, trained)
         (folder / "table.md").write_text(md + "\n")
+        write_study_html(folder, f"Study: {self.name}", self.reading_guide(), self.plot_file, runs)
         return md
 
     def markdown(self, df, trained: dict[str, Trained]) -> str:
