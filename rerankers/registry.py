@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.errors import UserError
+from bench.llm.hf import GEMMA3_NAME, SMOLLM2_NAME
 from bench.registry import Registry
 from rerankers.base import Reranker, RerankerSettings
 
@@ -64,6 +65,14 @@ for _name, _aliases, _size in (("qwen3-reranker", ("qwen3-reranker-0.6b",), "0.6
                                ("qwen3-reranker-8b", (), "8B")):
     RERANKERS.add(_name, "rerankers.qwen3:Qwen3Reranker", aliases=_aliases, checkpoint=f"Qwen/Qwen3-Reranker-{_size}",
                   kind="pointwise", description=f"Qwen3-Reranker {_size} (yes/no logits of a causal LM)")
+
+for _name, _aliases, _checkpoint, _extra, _description in (
+        ("upr-smollm2", ("upr",), SMOLLM2_NAME, None,
+         "UPR (question likelihood, Sachan et al. 2022) under SmolLM2-135M-Instruct, offline"),
+        ("upr-gemma3-270m", (), GEMMA3_NAME, "gemma", "UPR under the Gemma-3-270m base model, offline"),
+        ("upr-t0-3b", (), "bigscience/T0_3B", "t5", "UPR under T0-3B (the paper's seq2seq LM)")):
+    RERANKERS.add(_name, "rerankers.upr:UPR", aliases=_aliases, checkpoint=_checkpoint, kind="pointwise",
+                  extra=_extra, description=_description)
 
 RERANKERS.add("rankgpt", "rerankers.rankgpt:RankGPT", aliases=("rank-gpt",), checkpoint="gpt-4o-mini", kind="listwise",
               extra="listwise",
