@@ -234,7 +234,7 @@ class Runner:
     def run(self) -> str:
         from bench.data import load_dataset
 
-        from rerankers.registry import weights_fingerprint
+        from rerankers.registry import components, weights_fingerprint
 
         self.validate()
         self.dist = Dist.from_env(backend="gloo", timeout=EVALUATION_TIMEOUT)   # only small objects are exchanged
@@ -249,7 +249,8 @@ class Runner:
                     raise UserError(f"--judge {c.judge}: dataset {dataset.name!r} has no gold answers to judge "
                                     f"against; drop --judge for it")
         content = {"data": [d.fingerprint() for d in datasets],
-                   "weights": {name: weights_fingerprint(name, c.checkpoints.get(name)) for name in c.rerankers}}
+                   "weights": {name: weights_fingerprint(name, c.checkpoints.get(name))
+                               for name in dict.fromkeys(n for rr in c.rerankers for n in components(rr))}}
         self.out_dir = Path(c.output) / c.resolved_run_id(content)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with run_folder_lock(self.out_dir, self.dist.lock_name(LOCK_FILE)):
@@ -343,7 +344,7 @@ class Runner:
         from bench.data.base import unknown_dataset
         from bench.errors import check_extra
         from bench.llm import check_engine_installed
-        from rerankers.registry import resolve
+        from rerankers.registry import components, resolve
 
         c = self.config
         for flag, value in (("--limit", c.limit), ("--max-tokens", c.max_tokens)):
@@ -361,7 +362,7 @@ class Runner:
                 # The value may be the key itself: it is not repeated here, nor written anywhere.
                 raise UserError(f"{flag}: the value looks like an API key, not the NAME of the environment variable "
                                 f"holding one (e.g. OPENAI_API_KEY); it is not shown here")
-        for name in c.rerankers:
+        for name in (n for rr in c.rerankers for n in components(rr)):
             spec = resolve(name)
             if spec.extra:
                 check_extra(spec.extra, f"reranker {name!r}")
@@ -378,8 +379,11 @@ class Runner:
     def validate_component_args(self) -> None:
         """Each ``--*-args NAME:...`` names a component of the run, and its keys and values fit that component's
         options (checked by building the options, not the component)."""
+        from rerankers.registry import components
+
         c = self.config
-        for flag, args, names in (("--reranker-args", c.reranker_args, c.rerankers),
+        stages = list(dict.fromkeys(n for rr in c.rerankers for n in components(rr)))
+        for flag, args, names in (("--reranker-args", c.reranker_args, stages),
                                   ("--reader-args", c.reader_args, [s for s in c.readers if s != "none"]),
                                   ("--judge-args", c.judge_args, [c.judge] if c.judge else [])):
             for name in args:
@@ -402,6 +406,9 @@ class Runner:
                 reranker = self.builder.reranker(rr_name)
             with self.timed(f"rerank {rr_name}"):
                 new = reranker.rerank(missing)
+            for part, seconds in reranker.stage_costs().items():     # a cascade's stages, a line each
+                self.stage_seconds[f"rerank {rr_name} · {part}"] = \
+                    self.stage_seconds.get(f"rerank {rr_name} · {part}", 0.0) + seconds
             identity = reranker.identity()
             for ranking in new:                 # each record then names the checkpoint / prompt / seed behind it
                 ranking.info["reranker"] = identity

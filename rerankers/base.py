@@ -61,6 +61,11 @@ class Reranker(ABC):
         """What determines this reranker's output; the runner records it with every ranking it makes."""
         return {"name": self.name, "checkpoint": self.checkpoint}
 
+    def stage_costs(self) -> dict[str, float]:
+        """Seconds spent per part of this reranker (a cascade's stages), each a line of the run's cost table; a
+        reranker of one part has none beyond its own line."""
+        return {}
+
     @classmethod
     def weights_fingerprint(cls, checkpoint: str | None) -> str | None:
         """The weights a run would use, known before they load: a local folder's content hash (so a checkpoint

@@ -17,8 +17,9 @@ from bench.errors import UserError
 from bench.llm.hf import GEMMA3_NAME, SMOLLM2_NAME
 from bench.registry import Registry
 from rerankers.base import Reranker, RerankerSettings
+from rerankers.cascade import Cascade, is_cascade, parse_cascade
 
-__all__ = ["RERANKERS", "RerankerSettings", "RerankerSpec", "describe", "get_reranker", "resolve",
+__all__ = ["RERANKERS", "RerankerSettings", "RerankerSpec", "components", "describe", "get_reranker", "resolve",
            "weights_fingerprint"]
 
 RERANKERS = Registry("reranker", base=Reranker)
@@ -88,17 +89,29 @@ class RerankerSpec:
 
     name: str                          # the registered name an alias stands for
     checkpoint: str | None = None
-    kind: str = "pointwise"            # pointwise | listwise | baseline
+    kind: str = "pointwise"            # pointwise | listwise | baseline | cascade
     extra: str | None = None           # the pip extra that installs its dependencies
     description: str = ""
 
 
+def components(name: str) -> list[str]:
+    """The registered rerankers a name runs: a cascade's stages (``rerankers.cascade``), else the name itself."""
+    return [stage.name for stage in parse_cascade(name)] if is_cascade(name) else [name]
+
+
 def resolve(name: str) -> RerankerSpec:
-    """The spec of an exact name or alias; an unknown name fails in one line listing the registered ones."""
+    """The spec of an exact name or alias, or of a cascade of them; an unknown name fails in one line listing the
+    registered ones."""
+    if is_cascade(name):
+        specs = [resolve(stage) for stage in components(name)]
+        return RerankerSpec(name, kind="cascade", description=" > ".join(f"{s.name} ({s.kind})" for s in specs))
     return RerankerSpec(RERANKERS.entry(name).name, **RERANKERS.meta(name))
 
 
 def get_reranker(name: str, settings: RerankerSettings | None = None) -> Reranker:
+    """The reranker of a name; a cascade's stages are each built with these settings."""
+    if is_cascade(name):
+        return Cascade.build(name, lambda stage: get_reranker(stage, settings))
     cls = RERANKERS.load(name)
     settings = settings or RerankerSettings()
     reranker = cls(checkpoint=settings.checkpoint or resolve(name).checkpoint, settings=settings)
