@@ -75,6 +75,13 @@ for _name, _aliases, _checkpoint, _extra, _description in (
     RERANKERS.add(_name, "rerankers.upr:UPR", aliases=_aliases, checkpoint=_checkpoint, kind="pointwise",
                   extra=_extra, description=_description)
 
+for _name, _target, _model, _description in (
+        ("cohere-rerank", "CohereRerank", "rerank-v3.5", "Cohere rerank API (POST /v2/rerank), key in COHERE_API_KEY"),
+        ("jina-rerank-api", "JinaRerank", "jina-reranker-v2-base-multilingual",
+         "Jina rerank API (POST /v1/rerank), key in JINA_API_KEY"),
+        ("voyage-rerank", "VoyageRerank", "rerank-2.5", "Voyage rerank API (POST /v1/rerank), key in VOYAGE_API_KEY")):
+    RERANKERS.add(_name, f"rerankers.rerank_api:{_target}", checkpoint=_model, kind="api", description=_description)
+
 RERANKERS.add("rankgpt", "rerankers.rankgpt:RankGPT", aliases=("rank-gpt",), checkpoint="gpt-4o-mini", kind="listwise",
               extra="listwise",
               description="RankGPT listwise reranker over an OpenAI-compatible chat API (default gpt-4o-mini)")
@@ -89,7 +96,7 @@ class RerankerSpec:
 
     name: str                          # the registered name an alias stands for
     checkpoint: str | None = None
-    kind: str = "pointwise"            # pointwise | listwise | baseline | cascade
+    kind: str = "pointwise"            # pointwise | listwise | baseline | api | cascade
     extra: str | None = None           # the pip extra that installs its dependencies
     description: str = ""
 
