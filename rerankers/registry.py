@@ -62,6 +62,12 @@ for _name, _aliases, _checkpoint, _description in (
     RERANKERS.add(_name, "rerankers.monot5:MonoT5", aliases=_aliases, checkpoint=_checkpoint, kind="pointwise",
                   extra="t5", description=_description)
 
+for _name, _aliases, _checkpoint in (("duot5", ("duot5-base",), "castorini/duot5-base-msmarco"),
+                                    ("duot5-3b", (), "castorini/duot5-3b-msmarco")):
+    RERANKERS.add(_name, "rerankers.duot5:DuoT5", aliases=_aliases, checkpoint=_checkpoint, kind="pairwise",
+                  extra="t5", description=f"duoT5 pairwise ({_checkpoint}): symmetric sum over the top N's ordered "
+                                          f"pairs (pygaggle)")
+
 for _name, _aliases, _size in (("qwen3-reranker", ("qwen3-reranker-0.6b",), "0.6B"), ("qwen3-reranker-4b", (), "4B"),
                                ("qwen3-reranker-8b", (), "8B")):
     RERANKERS.add(_name, "rerankers.qwen3:Qwen3Reranker", aliases=_aliases, checkpoint=f"Qwen/Qwen3-Reranker-{_size}",
@@ -96,7 +102,7 @@ class RerankerSpec:
 
     name: str                          # the registered name an alias stands for
     checkpoint: str | None = None
-    kind: str = "pointwise"            # pointwise | listwise | baseline | api | cascade
+    kind: str = "pointwise"            # pointwise | pairwise | listwise | baseline | api | cascade
     extra: str | None = None           # the pip extra that installs its dependencies
     description: str = ""
 
