@@ -165,8 +165,7 @@ class RerankAPIEngine(Engine):
 
 @dataclass(frozen=True)
 class RerankAPIOptions:
-    model: str = ""                 # "" = the API's default model (rerank-v3.5, jina-reranker-v2-base-multilingual,
-    #                                 rerank-2.5)
+    model: str = ""                 # "" = the registered model (the API's default)
     url: str = ""                   # "" = the API's own server; else any server speaking its API
     key_env: str = ""               # the NAME of the variable holding the key ("" = COHERE_/JINA_/VOYAGE_API_KEY)
     max_documents: int = 1000       # documents per request
