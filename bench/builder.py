@@ -14,6 +14,7 @@ from bench.errors import UserError
 from bench.llm import EngineOptions, make_cached_engine
 from bench.options import typed_options
 from rerankers.base import PER_BACKEND_SETTINGS, Reranker, RerankerSettings
+from rerankers.cascade import Cascade, is_cascade
 from rerankers.registry import RERANKERS, get_reranker
 
 
@@ -148,4 +149,8 @@ class Builder:
         return settings
 
     def reranker(self, name: str) -> Reranker:
+        """The reranker of a name; a cascade's stages each get their own settings (``--checkpoint``,
+        ``--reranker-args`` by stage name)."""
+        if is_cascade(name):
+            return Cascade.build(name, self.reranker)
         return get_reranker(name, self.reranker_settings(name))

@@ -262,6 +262,8 @@ def cmd_list() -> None:
 
     print("Rerankers\n")
     print(pd.DataFrame(describe()).to_markdown(index=False))
+    print("\nCascades: NAME@N>NAME@N... chains registered rerankers, each reranking the previous stage's top N "
+          "(e.g. --rerankers 'minilm@20>upr@5'; docs/rerankers.md)")
     print("\nDatasets (or pass a path: BEIR folder, QA JSONL folder, HotpotQA distractor file)\n")
     print(pd.DataFrame([{"name": e.name, "description": DATASETS.meta(e.name).get("description", ""),
                          "source": e.source} for e in DATASETS.entries()]).to_markdown(index=False))

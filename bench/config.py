@@ -23,7 +23,7 @@ from bench.llm import check_engine_installed
 from bench.options import check_server_options
 from bench.prompts import load_template
 from bench.retrieval import check_first_stage, first_stage_options
-from rerankers.registry import resolve
+from rerankers.registry import components, resolve
 
 log = logging.getLogger(__name__)
 
@@ -119,6 +119,10 @@ class RunConfig:
         return f"{names}-{self.split}-{stable_hash({**self.identity(), 'content': content}, 10)}"
 
     # --- one validation for every path: flags, --config files, rrpo, studies -----------------------------------
+    def stages(self) -> list[str]:
+        """Every reranker the run builds, a cascade's stages each (``minilm@20>upr@5``: minilm, upr), once."""
+        return list(dict.fromkeys(n for rr in self.rerankers for n in components(rr)))
+
     def validate(self) -> None:
         """Fail on a bad name, number or missing package before any model loads, any query runs or a run folder is
         made. ``bench run`` (flags and ``--config``), ``rrpo train`` and the studies all come through here."""
@@ -146,7 +150,7 @@ class RunConfig:
         check_first_stage(self.first_stage)
         if self.query2doc:
             check_query2doc(self.query2doc, self.first_stage, self.query2doc_template, self.query2doc_max_tokens)
-        for name in self.rerankers:   # their extras: with their weights, in Runner.preflight
+        for name in self.stages():    # their extras: with their weights, in Runner.preflight
             resolve(name)
         for spec in [*self.readers, *([self.judge] if self.judge else [])]:
             if spec != "none":
@@ -172,7 +176,7 @@ class RunConfig:
         """Each ``--*-args NAME:...`` names a component of the run, and its keys and values fit that component's
         options (checked by building the options, not the component)."""
         for flag, args, names in (("--first-stage-args", self.first_stage_args, [self.first_stage]),
-                                  ("--reranker-args", self.reranker_args, self.rerankers),
+                                  ("--reranker-args", self.reranker_args, self.stages()),
                                   ("--reader-args", self.reader_args, [s for s in self.readers if s != "none"]),
                                   ("--judge-args", self.judge_args, [self.judge] if self.judge else [])):
             for name in args:

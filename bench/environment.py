@@ -155,7 +155,8 @@ def check_weights_available(checkpoint: str, what: str, override_flag: str = "--
                         f"folder with {override_flag}")
 
 
-def check_server_reachable(base_url: str, what: str, api_key_env: str | None = None) -> None:
+def check_server_reachable(base_url: str, what: str, api_key_env: str | None = None,
+                           fix: str = "start it or fix --base-url") -> None:
     """One cheap request (``GET <base_url>/models``, what every OpenAI-compatible server answers) before a run asks
     its first question: an unreachable server fails the run in one line instead of failing every query."""
     from bench.errors import UserError
@@ -163,7 +164,7 @@ def check_server_reachable(base_url: str, what: str, api_key_env: str | None = N
     key = os.environ.get(api_key_env or "", "")
     failure = http_reachable(base_url.rstrip("/") + "/models", {"Authorization": f"Bearer {key}"} if key else None)
     if failure is not None:
-        raise UserError(f"{what}: the server {base_url} cannot be reached ({failure}); start it or fix --base-url")
+        raise UserError(f"{what}: the server {base_url} cannot be reached ({failure}); {fix}")
 
 
 class ImportNameClash(UserWarning):

@@ -179,7 +179,8 @@ class Runner:
                     raise UserError(f"--judge {c.judge}: dataset {dataset.name!r} has no gold answers to judge "
                                     f"against; drop --judge for it")
         content = {"data": [d.fingerprint() for d in datasets],
-                   "weights": {name: weights_fingerprint(name, c.checkpoints.get(name)) for name in c.rerankers}}
+                   "weights": {name: weights_fingerprint(name, c.checkpoints.get(name))
+                               for name in c.stages()}}
         files = input_file_digests(c)
         if files:            # only when the run reads such files, so that the ids of runs without them hold
             content["files"] = files
@@ -313,7 +314,7 @@ class Runner:
             for spec in specs:
                 if spec != "none":
                     check_engine_reachable(spec, self.builder.engine_options(spec, role), f"{role} {spec}")
-        for name in c.rerankers:      # the weights first: of what is missing, the hardest to get
+        for name in c.stages():       # the weights first: of what is missing, the hardest to get
             spec, settings = resolve(name), self.builder.reranker_settings(name)
             RERANKERS.load(name).preflight(name, settings.checkpoint or spec.checkpoint, settings)
             if spec.extra:
@@ -330,6 +331,9 @@ class Runner:
                 reranker = self.builder.reranker(rr_name)
             with self.timed(f"rerank {rr_name}"):
                 new = reranker.rerank(missing)
+            for part, seconds in reranker.stage_costs().items():     # a cascade's stages, a line each
+                self.stage_seconds[f"rerank {rr_name} · {part}"] = \
+                    self.stage_seconds.get(f"rerank {rr_name} · {part}", 0.0) + seconds
             identity = reranker.identity()
             for ranking in new:                 # each record then names the checkpoint / prompt / seed behind it
                 ranking.info["reranker"] = identity

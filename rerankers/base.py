@@ -85,6 +85,11 @@ class Reranker(ABC):
         """What determines this reranker's output; the runner records it with every ranking it makes."""
         return {"name": self.name, "checkpoint": self.checkpoint}
 
+    def stage_costs(self) -> dict[str, float]:
+        """Seconds spent per part of this reranker (a cascade's stages), each a line of the run's cost table; a
+        reranker of one part has none beyond its own line."""
+        return {}
+
     @classmethod
     def preflight(cls, name: str, checkpoint: str | None, settings: RerankerSettings) -> None:
         """Fail in one line when this reranker cannot run here (its weights neither local, nor in the hub cache, nor

@@ -53,12 +53,17 @@ class TransformersPointwise(PointwiseReranker):
 
         self.device = resolve_device(self.settings.device)
         self.dtype = resolve_dtype(self.settings.dtype, self.device)
-        self.tokenizer = load_pretrained(AutoTokenizer.from_pretrained, self.checkpoint,
+        self.tokenizer = load_pretrained(AutoTokenizer.from_pretrained, self.model_path(),
                                          trust_remote_code=self.trust_remote_code)
         self.tokenizer.padding_side = self.padding_side
         self._model = self.load_model()
         self._model.to(self.device).eval()
         self.max_length = self.settings.max_length or self.default_max_length()
+
+    def model_path(self) -> str:
+        """Where the tokenizer and weights load from: the checkpoint itself (a hub id or folder) unless a backend
+        maps its checkpoint names to local folders."""
+        return self.checkpoint
 
     @abstractmethod
     def load_model(self) -> Any:

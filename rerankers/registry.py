@@ -14,10 +14,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from bench.errors import UserError
+from bench.llm.hf import GEMMA3_NAME, SMOLLM2_NAME
 from bench.registry import Registry
 from rerankers.base import Reranker, RerankerSettings
+from rerankers.cascade import Cascade, is_cascade, parse_cascade
 
-__all__ = ["RERANKERS", "RerankerSettings", "RerankerSpec", "describe", "get_reranker", "resolve",
+__all__ = ["RERANKERS", "RerankerSettings", "RerankerSpec", "components", "describe", "get_reranker", "resolve",
            "weights_fingerprint"]
 
 RERANKERS = Registry("reranker", base=Reranker)
@@ -61,10 +63,31 @@ for _name, _aliases, _checkpoint, _description in (
     RERANKERS.add(_name, "rerankers.monot5:MonoT5", aliases=_aliases, checkpoint=_checkpoint, kind="pointwise",
                   extra="t5", description=_description)
 
+for _name, _aliases, _checkpoint in (("duot5", ("duot5-base",), "castorini/duot5-base-msmarco"),
+                                    ("duot5-3b", (), "castorini/duot5-3b-msmarco")):
+    RERANKERS.add(_name, "rerankers.duot5:DuoT5", aliases=_aliases, checkpoint=_checkpoint, kind="pairwise",
+                  extra="t5", description=f"duoT5 pairwise ({_checkpoint}): symmetric sum over the top N's ordered "
+                                          f"pairs (pygaggle)")
+
 for _name, _aliases, _size in (("qwen3-reranker", ("qwen3-reranker-0.6b",), "0.6B"), ("qwen3-reranker-4b", (), "4B"),
                                ("qwen3-reranker-8b", (), "8B")):
     RERANKERS.add(_name, "rerankers.qwen3:Qwen3Reranker", aliases=_aliases, checkpoint=f"Qwen/Qwen3-Reranker-{_size}",
                   kind="pointwise", description=f"Qwen3-Reranker {_size} (yes/no logits of a causal LM)")
+
+for _name, _aliases, _checkpoint, _extra, _description in (
+        ("upr-smollm2", ("upr",), SMOLLM2_NAME, None,
+         "UPR (question likelihood, Sachan et al. 2022) under SmolLM2-135M-Instruct, offline"),
+        ("upr-gemma3-270m", (), GEMMA3_NAME, "gemma", "UPR under the Gemma-3-270m base model, offline"),
+        ("upr-t0-3b", (), "bigscience/T0_3B", "t5", "UPR under T0-3B (the paper's seq2seq LM)")):
+    RERANKERS.add(_name, "rerankers.upr:UPR", aliases=_aliases, checkpoint=_checkpoint, kind="pointwise",
+                  extra=_extra, description=_description)
+
+for _name, _target, _model, _description in (
+        ("cohere-rerank", "CohereRerank", "rerank-v3.5", "Cohere rerank API (POST /v2/rerank), key in COHERE_API_KEY"),
+        ("jina-rerank-api", "JinaRerank", "jina-reranker-v2-base-multilingual",
+         "Jina rerank API (POST /v1/rerank), key in JINA_API_KEY"),
+        ("voyage-rerank", "VoyageRerank", "rerank-2.5", "Voyage rerank API (POST /v1/rerank), key in VOYAGE_API_KEY")):
+    RERANKERS.add(_name, f"rerankers.rerank_api:{_target}", checkpoint=_model, kind="api", description=_description)
 
 RERANKERS.add("rankgpt", "rerankers.rankgpt:RankGPT", aliases=("rank-gpt",), checkpoint="gpt-4o-mini", kind="listwise",
               extra="listwise",
@@ -80,17 +103,29 @@ class RerankerSpec:
 
     name: str                          # the registered name an alias stands for
     checkpoint: str | None = None
-    kind: str = "pointwise"            # pointwise | listwise | baseline
+    kind: str = "pointwise"            # pointwise | pairwise | listwise | baseline | api | cascade
     extra: str | None = None           # the pip extra that installs its dependencies
     description: str = ""
 
 
+def components(name: str) -> list[str]:
+    """The registered rerankers a name runs: a cascade's stages (``rerankers.cascade``), else the name itself."""
+    return [stage.name for stage in parse_cascade(name)] if is_cascade(name) else [name]
+
+
 def resolve(name: str) -> RerankerSpec:
-    """The spec of an exact name or alias; an unknown name fails in one line listing the registered ones."""
+    """The spec of an exact name or alias, or of a cascade of them; an unknown name fails in one line listing the
+    registered ones."""
+    if is_cascade(name):
+        specs = [resolve(stage) for stage in components(name)]
+        return RerankerSpec(name, kind="cascade", description=" > ".join(f"{s.name} ({s.kind})" for s in specs))
     return RerankerSpec(RERANKERS.entry(name).name, **RERANKERS.meta(name))
 
 
 def get_reranker(name: str, settings: RerankerSettings | None = None) -> Reranker:
+    """The reranker of a name; a cascade's stages are each built with these settings."""
+    if is_cascade(name):
+        return Cascade.build(name, lambda stage: get_reranker(stage, settings))
     cls = RERANKERS.load(name)
     settings = settings or RerankerSettings()
     reranker = cls(checkpoint=settings.checkpoint or resolve(name).checkpoint, settings=settings)

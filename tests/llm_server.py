@@ -5,7 +5,12 @@
 - ``POST /v1/chat/completions`` (Chat Completions API) -> a ``chat.completion`` object;
 - ``POST /v1/responses`` (Responses API, what rank-llm's SafeOpenai calls) -> a ``response`` object whose
   ``output[0].content[0].text`` is the reply (so the openai client's ``response.output_text`` is the reply);
-- ``GET /v1/models`` -> one model, ``scripted``.
+- ``GET /v1/models`` -> one model, ``scripted``;
+- the rerank APIs, as their references document them: ``POST /v2/rerank`` (Cohere v2: ``results`` and
+  ``meta.billed_units``) and ``POST /v1/rerank`` (Jina: ``results`` and ``usage``; Voyage, when ``rerank_dialect`` is
+  ``"voyage"``: ``data`` and ``usage``), each result ``{"index", "relevance_score"}``, best first; the score of a
+  document is ``rerank_score(query, document)`` (default: the number of the query's words it contains). Their
+  ``root_url`` has no ``/v1``.
 
 ``reply(body)`` returns the assistant text for a request body (default: ``"ok"``); ``prompt_text(body)`` gives the
 text of its messages for either API. Usage in replies counts whitespace tokens: prompt tokens = the whitespace
@@ -122,7 +127,7 @@ class _Handler(BaseHTTPRequestHandler):
             return
         headers = {name.lower(): value for name, value in self.headers.items()}
         fault = self.server.scripted.record(dict(body, _path=path), headers)
-        if path not in {"/v1/chat/completions", "/v1/responses"}:
+        if path not in {"/v1/chat/completions", "/v1/responses", "/v2/rerank", "/v1/rerank"}:
             self._error(404, f"no route POST {self.path}", "not_found")
             return
         kind, _, arg = fault.partition(":")
@@ -143,6 +148,9 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(path, body)
 
     def _answer(self, path: str, body: dict) -> None:
+        if path.endswith("/rerank"):
+            self._answer_rerank(path, body)
+            return
         text = self.server.scripted.reply(body)
         if self.server.scripted.stopped:   # killed while answering
             self.close_connection = True
@@ -174,6 +182,31 @@ class _Handler(BaseHTTPRequestHandler):
             })
 
 
+    def _answer_rerank(self, path: str, body: dict) -> None:
+        scripted = self.server.scripted
+        if not isinstance(body.get("query"), str) or not isinstance(body.get("documents"), list) or \
+                not body.get("model"):
+            self._error(400, "model, query and documents are required", "invalid_request_error")
+            return
+        scores = [scripted.rerank_score(body["query"], d) for d in body["documents"]]
+        results = sorted(({"index": i, "relevance_score": s} for i, s in enumerate(scores)),
+                         key=lambda r: -r["relevance_score"])
+        tokens = len(body["query"].split()) * len(scores) + sum(len(d.split()) for d in body["documents"])
+        if path == "/v2/rerank":
+            self._send_json(200, {"id": f"rerank-{scripted.count}", "results": results,
+                                  "meta": {"api_version": {"version": "2"}, "billed_units": {"search_units": 1}}})
+        elif scripted.rerank_dialect == "voyage":
+            self._send_json(200, {"object": "list", "data": results, "model": body["model"],
+                                  "usage": {"total_tokens": tokens}})
+        else:
+            self._send_json(200, {"model": body["model"], "usage": {"total_tokens": tokens}, "results": results})
+
+
+def word_overlap(query: str, document: str) -> float:
+    words = set(document.lower().split())
+    return float(sum(w in words for w in query.lower().split()))
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True   # a request still sleeping in a "slow" fault never blocks shutdown
 
@@ -187,6 +220,8 @@ class ScriptedLLMServer:
 
     def __init__(self, reply: Callable[[dict], str] | None = None, faults: Iterable[str] = ()):
         self.reply: Callable[[dict], str] = reply or (lambda body: "ok")
+        self.rerank_score: Callable[[str, str], float] = word_overlap
+        self.rerank_dialect = "jina"          # who answers POST /v1/rerank: "jina" or "voyage"
         self.requests: list[dict] = []
         self.headers: list[dict[str, str]] = []
         self._faults: deque[str] = deque()
@@ -194,7 +229,8 @@ class ScriptedLLMServer:
         self._lock = threading.Lock()
         self.add_faults(*faults)
         self._httpd = _Server(self)
-        self.base_url = f"http://127.0.0.1:{self._httpd.server_address[1]}/v1"
+        self.root_url = f"http://127.0.0.1:{self._httpd.server_address[1]}"
+        self.base_url = f"{self.root_url}/v1"
         # A short poll interval makes shutdown (once per test) take milliseconds instead of the default 0.5 s.
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.02},
                                         name="scripted-llm-server", daemon=True)

