@@ -139,6 +139,10 @@ class RunConfig:
             if value is not None and value < least:
                 expected = "0 or a positive number" if least == 0 else "a positive number"
                 raise UserError(f"--{name.replace('_', '-')} {value}: expected {expected}")
+        if self.timeout <= 0:
+            raise UserError(f"--timeout {self.timeout}: expected a positive number of seconds")
+        if self.max_retries < 0:
+            raise UserError(f"--max-retries {self.max_retries}: expected 0 or a positive number")
         if self.top_k > self.pool and any(spec != "none" for spec in self.readers):
             raise UserError(f"--top-k {self.top_k} is larger than --pool {self.pool}: the reader would see only "
                             f"{self.pool} documents; raise --pool or lower --top-k")

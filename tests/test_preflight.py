@@ -138,3 +138,17 @@ def test_a_missing_template_stops_the_run_before_any_folder(tmp_path):
                      f"http://127.0.0.1:{closed_port()}/v1", "--reader-template", str(tmp_path / "no-such-template.json"))
     assert one_line_error(proc).startswith(f"error: unknown prompt template '{tmp_path / 'no-such-template.json'}'")
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--timeout", "0"], "error: --timeout 0.0: expected a positive number of seconds"),
+    (["--max-retries", "-1"], "error: --max-retries -1: expected 0 or a positive number"),
+    (["--reader", "openai:toy", "--base-url", "https://api.example.com/v1", "--api-key-env", "NO_SUCH_KEY_VARIABLE"],
+     "error: reader openai:toy: the environment variable NO_SUCH_KEY_VARIABLE (the API key of "
+     "https://api.example.com/v1) is not set"),
+])
+def test_server_settings_are_refused_before_any_folder(tmp_path, args, message):
+    proc = bench_run(tmp_path, "--rerankers", "none", *(["--reader", "none"] if "--reader" not in args else []),
+                     *args, env={"NO_SUCH_KEY_VARIABLE": ""})
+    assert one_line_error(proc) == message
+    assert not (tmp_path / "out").exists()
