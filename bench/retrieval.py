@@ -93,10 +93,15 @@ def first_stage(dataset: Dataset, method: str, pool: int, cache_dir: str | os.Pa
 
 
 def check_first_stage(method: str) -> None:
-    """A registered first stage or the path of a file of candidates; anything else fails in one line."""
-    if method not in FIRST_STAGES and not Path(method).is_file():
+    """A registered first stage or the path of a file of candidates, parsed now (a malformed line fails before the
+    run folder is made); anything else fails in one line."""
+    if method in FIRST_STAGES:
+        return
+    if not Path(method).is_file():
         raise UserError(f"first stage {method!r}: {FIRST_STAGES.did_you_mean(method)}expected one of "
                         f"{', '.join(FIRST_STAGES.names())} or the path of a TREC run / Request JSONL file")
+    path = Path(method)
+    read_candidate_file(path) if holds_json_candidates(path) else read_trec_run(path)
 
 
 def bm25_first_stage(dataset: Dataset, pool: int, cache_dir: str | os.PathLike | None = None,
@@ -286,11 +291,16 @@ def given_candidates(dataset: Dataset, pool: int) -> list[CandidateList]:
     return _assemble(dataset, {q: _corpus_candidates(dataset, r, origin) for q, r in rankings.items()}, pool, origin)
 
 
-def candidates_from_file(dataset: Dataset, path: Path, pool: int) -> list[CandidateList]:
-    """A Request JSONL or RankGPT hits file (first non-blank character ``{`` or ``[``) or a TREC run file."""
+def holds_json_candidates(path: Path) -> bool:
+    """A Request JSONL or RankGPT hits file (first non-blank character ``{`` or ``[``), not a TREC run."""
     with path.open("rb") as fh:      # bytes: a byte that is not UTF-8 is named by the reader that meets it
         first = next((line for line in fh if line.strip()), b"")
-    if first.lstrip().startswith((b"{", b"[")):
+    return first.lstrip().startswith((b"{", b"["))
+
+
+def candidates_from_file(dataset: Dataset, path: Path, pool: int) -> list[CandidateList]:
+    """A Request JSONL or RankGPT hits file or a TREC run file."""
+    if holds_json_candidates(path):
         by_qid = {}
         for cl in read_candidate_file(path):
             by_qid[cl.query.qid] = cl.candidates

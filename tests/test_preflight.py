@@ -152,3 +152,12 @@ def test_server_settings_are_refused_before_any_folder(tmp_path, args, message):
                      *args, env={"NO_SUCH_KEY_VARIABLE": ""})
     assert one_line_error(proc) == message
     assert not (tmp_path / "out").exists()
+
+
+def test_a_malformed_first_stage_file_stops_the_run_before_any_folder(tmp_path):
+    run_file = tmp_path / "first.trec"
+    run_file.write_text("q0 Q0 a0 1 2.0 t\nq1 Q0 a1 1\n")
+    proc = bench_run(tmp_path, "--rerankers", "none", "--reader", "none", "--first-stage", str(run_file))
+    assert one_line_error(proc) == (f"error: {run_file} line 2: expected 6 fields 'qid Q0 docid rank score tag', "
+                                    f"got 4")
+    assert not (tmp_path / "out").exists()
