@@ -386,19 +386,19 @@ class Runner:
         return {cl.query.qid: v for cl, v in zip(ok, got)}
 
     def _utility(self, stage: FirstStage, store: RecordStore, readers: dict[str, Any]) -> None:
-        """Rank the --utility-only rerankers (records without an answer), label every (question, passage) pair in
-        the union of every reranker's top --utility-depth that no earlier invocation labelled, write the labels
-        and qrels, and set the eRAG metrics of every ranked record of the dataset."""
-        from bench.metrics import UTILITY_LABELS, erag_metrics
-        from bench.utility import (UtilityLabel, label_values, labels_path, qrels_path, qrels_text, read_alone,
-                                   summarize_costs, utility_pairs)
+        """Rank the --utility-only rerankers (records without an answer), then, per reader, label every (question,
+        passage) pair in the union of every reranker's top --utility-depth and set the eRAG metrics of every ranked
+        record of the dataset."""
+        self._rank_utility_only(stage, store, readers)
+        for rd, reader in readers.items():
+            if reader is not None:
+                self._utility_metrics(stage, store, rd, reader)
 
-        c = self.config
-        dataset, lists = stage.dataset, stage.lists
-        ds_name = dataset.name
-        by_qid = {cl.query.qid: cl for cl in lists}
-        unread = Components(readers=dict.fromkeys(readers), judge=None, expander=None)   # ranked, not read
-        for rr_name in c.utility_only:
+    def _rank_utility_only(self, stage: FirstStage, store: RecordStore, readers: dict[str, Any]) -> None:
+        """The --utility-only rerankers' rankings and records (status ``utility_only``: ranked, never read)."""
+        ds_name, lists = stage.dataset.name, stage.lists
+        unread = Components(readers=dict.fromkeys(readers), judge=None, expander=None)
+        for rr_name in self.config.utility_only:
             todo = [cl for cl in lists if any((ds_name, rr_name, rd, cl.query.qid) not in store.records
                                               for rd in readers)]
             rankings = self._rankings(ds_name, rr_name, todo)
@@ -408,42 +408,59 @@ class Runner:
                 chunk = [cl for cl in todo if (ds_name, rr_name, rd, cl.query.qid) not in store.records]
                 recs = self._records(Cell(ds_name, rr_name, rd), chunk, rankings, stage, unread)
                 store.append([replace(r, status=UTILITY_ONLY) if r.status == "ok" else r for r in recs])
+
+    def _utility_metrics(self, stage: FirstStage, store: RecordStore, rd: str, reader) -> None:
+        """One reader's utility labels of the dataset's top-depth pairs (the qrels files written), the eRAG metrics
+        they give every ranked record, and the cost summary."""
+        from bench.metrics import UTILITY_LABELS, erag_metrics
+        from bench.utility import label_values, qrels_path, qrels_text, summarize_costs, utility_pairs
+
+        c, ds_name = self.config, stage.dataset.name
+        by_qid = {cl.query.qid: cl for cl in stage.lists}
+        ranked = [r for r in store.records.values() if r.dataset == ds_name and r.reader == rd and r.ranking
+                  and r.qid in by_qid and by_qid[r.qid].query.answers]
+        top: dict[str, dict[str, list[str]]] = {}
+        for r in ranked:
+            top.setdefault(r.reranker, {})[r.qid] = r.ranking[:c.utility_depth]
+        pairs = utility_pairs(((r.qid, r.ranking) for r in ranked), c.utility_depth)
+        calls = reader.engine.stats["calls"]
+        labels, before = self._utility_labels(stage, rd, reader, pairs)
         cutoffs = sorted({k for k in (c.top_k, c.utility_depth) if 0 < k <= c.utility_depth})
-        for rd, reader in readers.items():
-            if reader is None:
-                continue
-            ranked = [r for r in store.records.values() if r.dataset == ds_name and r.reader == rd and r.ranking
-                      and r.qid in by_qid and by_qid[r.qid].query.answers]
-            top = {}
-            for r in ranked:
-                top.setdefault(r.reranker, {})[r.qid] = r.ranking[:c.utility_depth]
-            pairs = utility_pairs(((r.qid, r.ranking) for r in ranked), c.utility_depth)
-            path = labels_path(self.out_dir, ds_name, rd)
-            path.parent.mkdir(exist_ok=True)
-            labels = {(lab.qid, lab.docid): lab for lab in read_jsonl(path, UtilityLabel.from_json)}
-            before = {key for key, lab in labels.items() if lab.status == "ok"}
-            todo = [(q, d) for q, ds in pairs.items() for d in ds if (q, d) not in before]
-            docs = {cand.docid: cand.doc for cl in lists for cand in cl.candidates}
-            calls = reader.engine.stats["calls"]
-            bar = tqdm(total=len(todo), desc=f"{ds_name} · utility labels · {rd}", unit="pair")
-            for chunk in chunks(todo, c.chunk_size):
-                with self.timed(f"utility labels {rd}"):
-                    new = read_alone(reader, [(by_qid[q].query, docs.get(d) or dataset.corpus[d]) for q, d in chunk])
-                append_jsonl(path, [lab.to_json() for lab in new])
-                labels.update({(lab.qid, lab.docid): lab for lab in new})
-                bar.update(len(chunk))
-            bar.close()
-            rewrite_jsonl(path, [lab.to_json() for lab in labels.values()])
-            for label in UTILITY_LABELS:
-                qrels_path(self.out_dir, ds_name, rd, label).write_text(qrels_text(labels.values(), label))
-                values = label_values(labels.values(), label)
-                for name, ranking in top.items():
-                    for qid, metrics in erag_metrics(ranking, values, label, cutoffs).items():
-                        store.records[(ds_name, name, rd, qid)].metrics.update(metrics)
-            self.utility_costs.setdefault(ds_name, {})[rd] = {
-                **summarize_costs(pairs, before, top, c.utility_only, c.top_k),
-                "llm_calls": reader.engine.stats["calls"] - calls,
-                "failed": sum(lab.status != "ok" for lab in labels.values())}
+        for label in UTILITY_LABELS:
+            qrels_path(self.out_dir, ds_name, rd, label).write_text(qrels_text(labels.values(), label))
+            values = label_values(labels.values(), label)
+            for name, ranking in top.items():
+                for qid, metrics in erag_metrics(ranking, values, label, cutoffs).items():
+                    store.records[(ds_name, name, rd, qid)].metrics.update(metrics)
+        self.utility_costs.setdefault(ds_name, {})[rd] = {
+            **summarize_costs(pairs, before, top, c.utility_only, c.top_k),
+            "llm_calls": reader.engine.stats["calls"] - calls,
+            "failed": sum(lab.status != "ok" for lab in labels.values())}
+
+    def _utility_labels(self, stage: FirstStage, rd: str, reader, pairs: dict[str, list[str]]):
+        """The labels of ``pairs`` (qid -> docids): those an earlier invocation read, the others read alone now,
+        appended as they come (kill-safe) and the file rewritten with one label per pair. Returns the labels by
+        (qid, docid) and the pairs already labelled before."""
+        from bench.utility import UtilityLabel, labels_path, read_alone
+
+        ds_name, by_qid = stage.dataset.name, {cl.query.qid: cl for cl in stage.lists}
+        path = labels_path(self.out_dir, ds_name, rd)
+        path.parent.mkdir(exist_ok=True)
+        labels = {(lab.qid, lab.docid): lab for lab in read_jsonl(path, UtilityLabel.from_json)}
+        before = {key for key, lab in labels.items() if lab.status == "ok"}
+        todo = [(q, d) for q, ds in pairs.items() for d in ds if (q, d) not in before]
+        docs = {cand.docid: cand.doc for cl in stage.lists for cand in cl.candidates}
+        bar = tqdm(total=len(todo), desc=f"{ds_name} · utility labels · {rd}", unit="pair")
+        for chunk in chunks(todo, self.config.chunk_size):
+            with self.timed(f"utility labels {rd}"):
+                new = read_alone(reader, [(by_qid[q].query, docs.get(d) or stage.dataset.corpus[d])
+                                          for q, d in chunk])
+            append_jsonl(path, [lab.to_json() for lab in new])
+            labels.update({(lab.qid, lab.docid): lab for lab in new})
+            bar.update(len(chunk))
+        bar.close()
+        rewrite_jsonl(path, [lab.to_json() for lab in labels.values()])
+        return labels, before
 
     def _write_costs(self) -> None:
         """``costs.json``: this invocation's LLM calls (made vs served from the cache, tokens) and stage times."""

@@ -29,7 +29,8 @@ def test_record_of_an_answered_and_judged_query():
     # F1 of "paris france" against "paris": precision 1/2, recall 1 -> 2/3
     assert rec.metrics == {"nDCG@10": 0.63, "EM": 0.0, "F1": 2 / 3, "accuracy": 1.0, "judge": 1.0}
     assert rec.info["llm_calls"] == {"reader": "k-reader", "judge": "k-judge"}
-    assert rec.info["reranker"] == {"name": "minilm"} and rec.info["judge"] == {"valid": True, "reason": "same city"}
+    assert rec.info["reranker"] == {"name": "minilm"} and rec.info["judge"] == {"valid": True, "reason": "same city",
+                                                                                 "raw": "{}"}
 
 
 def test_failed_calls_and_missing_candidates():
