@@ -126,15 +126,12 @@ def check_engine_reachable(spec: str, options: EngineOptions, what: str) -> None
     check_engine_installed(spec)
     name, model = parse_engine_spec(spec)
     if name == "openai":
-        import os
-
-        from bench.llm.openai_engine import is_local, server_urls
+        from bench.llm.openai_engine import missing_key, server_urls
 
         urls = server_urls(options.base_url)
-        remote = [url for url in urls if not is_local(url)]
-        if remote and not os.environ.get(options.api_key_env):     # local servers take no key
-            raise UserError(f"{what}: the environment variable {options.api_key_env} (the API key of "
-                            f"{', '.join(remote)}) is not set")
+        missing = missing_key(urls, options.api_key_env)
+        if missing:
+            raise UserError(f"{what}: {missing}")
         for url in urls:
             check_server_reachable(url, what, options.api_key_env)
     elif name in ("hf", "vllm"):

@@ -51,6 +51,15 @@ def server_urls(base_url: str | Sequence[str] | None) -> tuple[str, ...]:
     return tuple((url or OPENAI_BASE_URL).rstrip("/") for url in urls)
 
 
+def missing_key(base_urls: Sequence[str], api_key_env: str) -> str | None:
+    """Why these servers cannot be asked for lack of a key (a remote one and an unset variable), or None: local
+    servers take no key. Checked by the run's pre-flight and by the engine itself."""
+    remote = [url for url in base_urls if not is_local(url)]
+    if remote and not os.environ.get(api_key_env):
+        return f"the environment variable {api_key_env} (the API key of {', '.join(remote)}) is not set"
+    return None
+
+
 class UnparseableResponse(Exception):
     """The server answered 200 with something that is not a chat completion with text."""
 
@@ -161,14 +170,10 @@ class OpenAIEngine(Engine):
         return {"kind": self.kind, "model": self.model}
 
     def _api_key(self) -> str:
-        key = os.environ.get(self.api_key_env)
-        if key:
-            return key
-        remote = [url for url in self.base_urls if not is_local(url)]
-        if not remote:
-            return LOCAL_DUMMY_KEY
-        raise UserError(f"openai engine for {', '.join(remote)}: the environment variable {self.api_key_env} "
-                        f"(the API key) is not set")
+        missing = missing_key(self.base_urls, self.api_key_env)
+        if missing:
+            raise UserError(f"openai engine: {missing}")
+        return os.environ.get(self.api_key_env) or LOCAL_DUMMY_KEY
 
     def _count(self, server: _Server | None = None, **increments: float) -> None:
         with self._stats_lock:
