@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from bench.errors import UserError
-from rerankers.cross_encoder import TransformersPointwise, load_pretrained
+from rerankers.causal_judge import CausalJudge
 
 PREFIX = ("<|im_start|>system\nJudge whether the Document meets the requirements based on the Query and the Instruct "
           "provided. Note that the answer can only be \"yes\" or \"no\".<|im_end|>\n<|im_start|>user\n")
@@ -30,11 +30,10 @@ class Qwen3Options:
     instruction: str = DEFAULT_INSTRUCTION     # the task instruction of the judging prompt
 
 
-class Qwen3Reranker(TransformersPointwise):
+class Qwen3Reranker(CausalJudge):
     """Qwen3-Reranker: P(yes) of a causal LM under the model card's judging prompt. The ``instruction``
     option replaces the default task instruction."""
 
-    padding_side = "left"   # the last position is then the next-token position of every row
     Options = Qwen3Options
 
     def __init__(self, *args: Any, **kwargs: Any):
@@ -48,14 +47,6 @@ class Qwen3Reranker(TransformersPointwise):
         self.instruction = self.options.instruction
         self.prefix_ids = self.tokenizer.encode(PREFIX, add_special_tokens=False)
         self.suffix_ids = self.tokenizer.encode(SUFFIX, add_special_tokens=False)
-        if self.tokenizer.pad_token_id is None:
-            raise UserError(f"checkpoint {self.checkpoint!r}: its tokenizer has no padding token")
-
-    def load_model(self) -> Any:
-        from transformers import AutoModelForCausalLM
-
-        return load_pretrained(AutoModelForCausalLM.from_pretrained, self.checkpoint, dtype=self.dtype,
-                               trust_remote_code=self.trust_remote_code)
 
     def default_max_length(self) -> int:
         return CARD_MAX_LENGTH
@@ -71,17 +62,9 @@ class Qwen3Reranker(TransformersPointwise):
                             f"{len(self.prefix_ids) + len(self.suffix_ids)} tokens")
         body = self.tokenizer(pairs, padding=False, truncation="longest_first", return_attention_mask=False,
                               max_length=budget)["input_ids"]
-        return self.tokenizer.pad({"input_ids": [self.prefix_ids + ids + self.suffix_ids for ids in body]},
-                                  padding=True, return_tensors="pt")
+        return self.pad([self.prefix_ids + ids + self.suffix_ids for ids in body])
 
     def score_encoded(self, inputs: Any):
         import torch
 
-        enc = inputs.to(self.device)
-        # Positions count real tokens only, so a row's logits do not depend on how much padding its batch needs.
-        position_ids = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-        # use_cache=False: scoring never decodes further, so building a KV cache is wasted work.
-        out = self._model(input_ids=enc["input_ids"], attention_mask=enc["attention_mask"],
-                          position_ids=position_ids, logits_to_keep=1, use_cache=False)
-        logits = out.logits[:, -1, self.label_ids]
-        return torch.log_softmax(logits.float(), dim=-1)[:, 1]
+        return torch.log_softmax(self.next_token_logits(inputs, self.label_ids), dim=-1)[:, 1]
