@@ -7,7 +7,12 @@ exactly like the real checkpoint of its family:
   (the castorini checkpoints ship only ``spiece.model`` too, so the same conversion path runs);
 - ``qwen3_reranker``: a 2-layer Qwen3 causal LM with a byte-level BPE tokenizer trained here, holding the ChatML
   special tokens and ``yes``/``no``;
-- ``chat_lm``: the same kind of Qwen3 LM with a Zephyr-style chat template, for listwise generation.
+- ``chat_lm``: the same kind of Qwen3 LM with a Zephyr-style chat template, for listwise generation;
+- ``bge_gemma``: a 2-layer Gemma causal LM whose tokenizer adds ``<bos>`` (id 2, padding 0) as Gemma's does;
+- ``bge_layerwise``: a 3-layer model with one-logit heads on layers 1..3, whose architecture ships as code in the
+  folder (``layerwise.py``, loaded with ``trust_remote_code``) with the interface of bge-reranker-v2-minicpm-layerwise's
+  (``cutoff_layers``; ``logits``: one (batch, sequence) tensor per cutoff layer);
+- ``mxbai_v2``: a 2-layer Qwen2 causal LM with the ChatML tokenizer.
 """
 from __future__ import annotations
 
@@ -137,3 +142,113 @@ def qwen3_reranker(folder: str | Path, seed: int = 0) -> Path:
 
 def chat_lm(folder: str | Path, seed: int = 0) -> Path:
     return _qwen3(Path(folder), seed, chat_template=ZEPHYR_CHAT_TEMPLATE)
+
+
+def bos_tokenizer(corpus: list[str] = CORPUS, vocab_size: int = 400):
+    """A byte-level BPE tokenizer that adds ``<bos>`` before a text, with Gemma's special-token ids (``<pad>`` 0,
+    ``<eos>`` 1, ``<bos>`` 2)."""
+    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
+    from transformers import PreTrainedTokenizerFast
+
+    tok = Tokenizer(models.BPE())
+    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=["<pad>", "<eos>", "<bos>"],
+                                  initial_alphabet=pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(corpus + ["Yes", "No", "A: B: Given a query"] * 50, trainer=trainer)
+    tok.post_processor = processors.TemplateProcessing(single="<bos> $A", pair="<bos> $A $B",
+                                                       special_tokens=[("<bos>", 2)])
+    return PreTrainedTokenizerFast(tokenizer_object=tok, bos_token="<bos>", eos_token="<eos>", pad_token="<pad>",
+                                   model_max_length=8192)
+
+
+def bge_gemma(folder: str | Path, seed: int = 0) -> Path:
+    from transformers import GemmaConfig, GemmaForCausalLM
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = bos_tokenizer()
+    tokenizer.save_pretrained(folder)
+    _seeded(seed)
+    config = GemmaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=8192,
+                         initializer_range=0.5, pad_token_id=0, eos_token_id=1, bos_token_id=2)
+    GemmaForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+def mxbai_v2(folder: str | Path, seed: int = 0, max_position_embeddings: int = 4096) -> Path:
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = chatml_tokenizer(None, corpus=CORPUS + ["0 1 query: document: Relevance:"] * 20)
+    tokenizer.save_pretrained(folder)
+    _seeded(seed)
+    config = Qwen2Config(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=max_position_embeddings,
+                         tie_word_embeddings=False, initializer_range=0.5, pad_token_id=tokenizer.pad_token_id,
+                         eos_token_id=tokenizer.eos_token_id)
+    Qwen2ForCausalLM(config).save_pretrained(folder)
+    return folder
+
+
+# The layerwise model's code, written into its folder: a Qwen3 trunk with a one-logit head per layer from
+# start_layer on, applied to the (normalised) hidden state after that many layers.
+LAYERWISE_CODE = """\
+from torch import nn
+from transformers import Qwen3Config, Qwen3Model, Qwen3PreTrainedModel
+from transformers.modeling_outputs import CausalLMOutputWithPast
+
+
+class TinyLayerwiseConfig(Qwen3Config):
+    model_type = "tiny-layerwise"
+
+    def __init__(self, start_layer=1, **kwargs):
+        self.start_layer = start_layer
+        super().__init__(**kwargs)
+
+
+class TinyLayerwiseForCausalLM(Qwen3PreTrainedModel):
+    config_class = TinyLayerwiseConfig
+
+    def __init__(self, config):
+        super().__init__(config)
+        self.model = Qwen3Model(config)
+        self.lm_head = nn.ModuleList(nn.Linear(config.hidden_size, 1, bias=False)
+                                     for _ in range(config.start_layer, config.num_hidden_layers + 1))
+        self.post_init()
+
+    def forward(self, input_ids, attention_mask=None, position_ids=None, cutoff_layers=None, use_cache=None,
+                **kwargs):
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=position_ids,
+                         output_hidden_states=True, use_cache=False)
+        layers = cutoff_layers or [self.config.num_hidden_layers]
+        logits = tuple(self.lm_head[i - self.config.start_layer](self.model.norm(out.hidden_states[i]))[..., 0]
+                       for i in layers)
+        return CausalLMOutputWithPast(logits=logits)
+"""
+
+
+def bge_layerwise(folder: str | Path, seed: int = 0) -> Path:
+    import importlib.util
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = bos_tokenizer()
+    tokenizer.save_pretrained(folder)
+    (folder / "layerwise.py").write_text(LAYERWISE_CODE)
+    spec = importlib.util.spec_from_file_location("tiny_layerwise_code", folder / "layerwise.py")
+    code = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(code)
+    _seeded(seed)
+    config = code.TinyLayerwiseConfig(
+        start_layer=1, vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=3,
+        num_attention_heads=2, num_key_value_heads=1, head_dim=16, max_position_embeddings=8192,
+        tie_word_embeddings=False, initializer_range=0.5, pad_token_id=0, eos_token_id=1, bos_token_id=2)
+    code.TinyLayerwiseForCausalLM(config).save_pretrained(folder)
+    saved = json.loads((folder / "config.json").read_text())
+    saved["auto_map"] = {"AutoConfig": "layerwise.TinyLayerwiseConfig",
+                         "AutoModelForCausalLM": "layerwise.TinyLayerwiseForCausalLM"}
+    (folder / "config.json").write_text(json.dumps(saved))
+    return folder

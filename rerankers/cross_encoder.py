@@ -22,10 +22,17 @@ _NO_LIMIT = 10**6
 
 
 def load_pretrained(load: Callable[..., Any], checkpoint: str, **kwargs: Any) -> Any:
-    """``load(checkpoint, **kwargs)`` (a ``from_pretrained``), with a failure to find or read the checkpoint turned
-    into a one-line UserError naming it."""
+    """``load(checkpoint, **kwargs)`` (a ``from_pretrained``), with a failure to find or read the checkpoint, or to
+    import its own code (written for another transformers), turned into a one-line UserError naming it."""
     try:
         return load(checkpoint, **kwargs)
+    except ImportError as exc:
+        if not kwargs.get("trust_remote_code"):
+            raise
+        from transformers import __version__
+
+        raise UserError(f"checkpoint {checkpoint!r}: its model code does not import with transformers {__version__}: "
+                        f"{exc}") from exc
     except (OSError, ValueError) as exc:
         reason = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
         mode = " offline" if hub_offline() else ""

@@ -74,6 +74,19 @@ for _name, _aliases, _size in (("qwen3-reranker", ("qwen3-reranker-0.6b",), "0.6
     RERANKERS.add(_name, "rerankers.qwen3:Qwen3Reranker", aliases=_aliases, checkpoint=f"Qwen/Qwen3-Reranker-{_size}",
                   kind="pointwise", description=f"Qwen3-Reranker {_size} (yes/no logits of a causal LM)")
 
+RERANKERS.add("bge-reranker-v2-gemma", "rerankers.bge_llm:BGELLMReranker", checkpoint="BAAI/bge-reranker-v2-gemma",
+              kind="pointwise", description="BGE reranker v2 gemma (Gemma-2B; FlagLLMReranker's A/B prompt, the 'Yes' "
+                                            "logit)")
+RERANKERS.add("bge-reranker-v2-minicpm-layerwise", "rerankers.bge_llm:BGELayerwiseReranker",
+              aliases=("bge-reranker-v2-minicpm",), checkpoint="BAAI/bge-reranker-v2-minicpm-layerwise",
+              kind="pointwise", description="BGE reranker v2 MiniCPM layerwise (the head of layer cutoff_layer, "
+                                            "default 28; needs --trust-remote-code: runs the checkpoint's code)")
+for _name, _aliases, _size in (("mxbai-rerank-base-v2", ("mxbai-rerank-v2",), "base"),
+                               ("mxbai-rerank-large-v2", (), "large")):
+    RERANKERS.add(_name, "rerankers.mxbai:MxbaiRerankV2", aliases=_aliases,
+                  checkpoint=f"mixedbread-ai/mxbai-rerank-{_size}-v2", kind="pointwise",
+                  description=f"mxbai-rerank {_size} v2 (Qwen2; the mxbai-rerank package's prompt, logit 1 - logit 0)")
+
 for _name, _aliases, _checkpoint, _extra, _description in (
         ("upr-smollm2", ("upr",), SMOLLM2_NAME, None,
          "UPR (question likelihood, Sachan et al. 2022) under SmolLM2-135M-Instruct, offline"),
