@@ -2,8 +2,9 @@
 package scores it (0.1.6, ``mxbai_rerank/mxbai_rerank_v2.py``, ``MxbaiRerankV2.predict``):
 
 - the query becomes ``query: {query}`` (with an instruction: ``instruction: {instruction}\\nquery: {query}``), cut to
-  3/4 of ``max_length`` tokens; the passage ``document: {passage}``, cut to what the model's position limit leaves
-  (at most ``max_length``); the two joined by ``\\n`` and cut at the passage's end to ``max_length`` tokens;
+  3/4 of ``max_length`` tokens; the passage ``document: {passage}``; the two joined by ``\\n`` and cut at the
+  passage's end to ``max_length`` tokens (the package also cuts the passage first to what the position limit leaves
+  after the query, at most ``max_length``: a cut the pair's cut always goes past, so it is not repeated here);
 - that pair, ``\\n`` and the relevance task (``TASK``) are wrapped in the package's ChatML turns (``PREFIX``: a
   system turn and the start of a user turn; ``SUFFIX``: the end of it and the start of the assistant's); every part
   tokenised without special tokens; rows left-padded;
@@ -67,12 +68,8 @@ class MxbaiRerankV2(CausalJudge):
         q_ids = [ids[:self.max_length * 3 // 4]
                  for ids in tok([self.query_text(q) for q in queries], add_special_tokens=False)["input_ids"]]
         d_ids = tok([f"document: {p}" for p in passages], add_special_tokens=False)["input_ids"]
-        rows = []
-        for q, d in zip(q_ids, d_ids):
-            d = d[:max(min(self.position_limit - len(q) - self.fixed_length, self.max_length), 0)]
-            pair = join_truncating_second(q, self.sep_ids + d, self.max_length)
-            rows.append(self.prefix_ids + pair + self.sep_ids + self.task_ids + self.suffix_ids)
-        return self.pad(rows)
+        return self.pad([self.prefix_ids + join_truncating_second(q, self.sep_ids + d, self.max_length) + self.sep_ids
+                         + self.task_ids + self.suffix_ids for q, d in zip(q_ids, d_ids)])
 
     def score_encoded(self, inputs: Any):
         logits = self.next_token_logits(inputs, [self.yes_id, self.no_id])

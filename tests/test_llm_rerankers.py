@@ -90,14 +90,16 @@ def assert_close_and_distinct(got, expected):
     assert len({round(v, 3) for v in got}) == len(got)       # every pair scores differently: the test can tell
 
 
-@pytest.mark.parametrize("limits", [{}, {"max_length": 24}, {"max_length": 24, "query_max_length": 6}])
+@pytest.mark.parametrize("limits", [{}, {"max_length": 24}, {"max_length": 24, "query_max_length": 6},
+                                    {"max_length": 24, "prompt": "Yes or No?"}])
 def test_bge_gemma_equals_flag_llm_reranker(checkpoints, flag_embedding, limits):
-    """Default limits (512, the query at most 384) and short ones that cut the long queries and passages."""
+    """Default limits (512, the query at most 384) and short ones that cut the long queries and passages; with a
+    short prompt, the row's own cut (512 + the prompt's and the separator's lengths) cuts long pairs too."""
     base, _ = flag_embedding
     path = checkpoints["gemma"]
     reference = base.BaseLLMReranker(path, devices="cpu", batch_size=2, **limits)
     expected = reference.compute_score([[q, p] for q, p in zip(QUERIES, PASSAGES)])
-    options = {"query_max_length": limits["query_max_length"]} if "query_max_length" in limits else None
+    options = {k: v for k, v in limits.items() if k != "max_length"}
     ours = make_reranker("bge-reranker-v2-gemma", path, max_length=limits.get("max_length"), options=options)
     assert_close_and_distinct(ours.score(QUERIES, PASSAGES).tolist(), expected)
 
