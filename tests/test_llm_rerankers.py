@@ -256,3 +256,22 @@ def test_preflight_refuses_weights_missing_offline(name, monkeypatch, tmp_path):
         RERANKERS.load(name).preflight(name, checkpoint, RerankerSettings(trust_remote_code=True))
     assert str(err.value).startswith(f"reranker {name!r}: checkpoint {checkpoint!r} is not on this machine and "
                                      f"HF_HUB_OFFLINE is set; download it where the hub is reachable")
+
+
+def test_a_run_ranks_with_each_backend_and_writes_its_leaderboard_row(checkpoints, tmp_path):
+    """End to end through ``bench run``: pre-flight accepts the local folders, the layerwise model runs with the
+    user's flag and its option, and the leaderboard has a row per reranker."""
+    import pandas as pd
+
+    from tests.test_preflight import bench_run
+
+    proc = bench_run(tmp_path, "--rerankers", "none", "bge-reranker-v2-gemma", "bge-reranker-v2-minicpm-layerwise",
+                     "mxbai-rerank-v2", "--reader", "none", "--device", "cpu", "--trust-remote-code",
+                     "--checkpoint", f"bge-reranker-v2-gemma={checkpoints['gemma']}",
+                     "--checkpoint", f"bge-reranker-v2-minicpm-layerwise={checkpoints['layerwise']}",
+                     "--checkpoint", f"mxbai-rerank-v2={checkpoints['mxbai']}",
+                     "--reranker-args", "bge-reranker-v2-minicpm-layerwise:cutoff_layer=2")
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    (run_dir,) = (tmp_path / "out").iterdir()
+    assert list(pd.read_csv(run_dir / "leaderboard.csv")["reranker"]) == [
+        "none", "bge-reranker-v2-gemma", "bge-reranker-v2-minicpm-layerwise", "mxbai-rerank-v2"]
