@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from bench.errors import UserError
+from rerankers.base import RerankerSettings
 from rerankers.causal_judge import CausalJudge, join_truncating_second
 
 PROMPT = ("Given a query A and a passage B, determine whether the passage contains an answer to the query by "
@@ -88,7 +89,7 @@ class BGELayerwiseReranker(BGELLMReranker):
 
     Options = BGELayerwiseOptions
 
-    def __init__(self, checkpoint: str | None = None, settings: Any = None):
+    def __init__(self, checkpoint: str | None = None, settings: RerankerSettings | None = None):
         super().__init__(checkpoint, settings, needs_remote_code=True)
         config = self._model.config
         first, last = getattr(config, "start_layer", 0), config.num_hidden_layers
