@@ -62,7 +62,6 @@ def flag_embedding():
         pytest.skip(FLAG_EMBEDDING)
     pytest.importorskip("peft", reason=FLAG_EMBEDDING)
     root = Path(spec.submodule_search_locations[0])
-    before = set(sys.modules)
     for package in ("", ".inference", ".inference.reranker", ".inference.reranker.decoder_only",
                     ".inference.reranker.decoder_only.models"):
         module = types.ModuleType("FlagEmbedding" + package)
@@ -80,8 +79,8 @@ def flag_embedding():
     try:
         yield (importlib.import_module("FlagEmbedding.inference.reranker.decoder_only.base"),
                importlib.import_module("FlagEmbedding.inference.reranker.decoder_only.layerwise"))
-    finally:
-        for name in set(sys.modules) - before:
+    finally:       # only FlagEmbedding's: a library it imported first stays, as any import would
+        for name in [n for n in sys.modules if n == "FlagEmbedding" or n.startswith("FlagEmbedding.")]:
             del sys.modules[name]
 
 
