@@ -9,7 +9,8 @@ exactly like the real checkpoint of its family:
   (the castorini checkpoints ship only ``spiece.model`` too, so the same conversion path runs);
 - ``qwen3_reranker``: a 2-layer Qwen3 causal LM with a byte-level BPE tokenizer trained here, holding the ChatML
   special tokens and ``yes``/``no``;
-- ``chat_lm``: the same kind of Qwen3 LM with a Zephyr-style chat template, for listwise generation.
+- ``chat_lm``: the same kind of Qwen3 LM with a Zephyr-style chat template, for listwise generation;
+- ``llama_chat_lm``: a 2-layer Llama causal LM with that tokenizer and template (FIRST's Zephyr/Mistral family).
 """
 from __future__ import annotations
 
@@ -221,3 +222,19 @@ def qwen3_reranker(folder: str | Path, seed: int = 0) -> Path:
 
 def chat_lm(folder: str | Path, seed: int = 0) -> Path:
     return _qwen3(Path(folder), seed, chat_template=ZEPHYR_CHAT_TEMPLATE)
+
+
+def llama_chat_lm(folder: str | Path, seed: int = 0) -> Path:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = chatml_tokenizer(ZEPHYR_CHAT_TEMPLATE)
+    tokenizer.save_pretrained(folder)
+    _seeded(seed)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
+                         tie_word_embeddings=False, initializer_range=0.5, pad_token_id=tokenizer.pad_token_id,
+                         eos_token_id=tokenizer.eos_token_id)
+    LlamaForCausalLM(config).save_pretrained(folder)
+    return folder

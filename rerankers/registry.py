@@ -106,6 +106,9 @@ RERANKERS.add("rankzephyr", "rerankers.rankzephyr:RankZephyr", aliases=("rank-ze
               checkpoint="castorini/rank_zephyr_7b_v1_full", kind="listwise", extra="vllm",
               description="RankZephyr 7B listwise reranker (rank_llm's sliding window)")
 
+RERANKERS.add("first", "rerankers.first:FIRST", aliases=("first-model", "First_Model"),
+              checkpoint="rryisthebest/First_Model", kind="listwise", extra="listwise",
+              description="FIRST listwise reranker: each window ordered by its first generated identifier's logits")
 
 @dataclass(frozen=True)
 class RerankerSpec:
