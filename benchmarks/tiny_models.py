@@ -7,6 +7,7 @@ exactly like the real checkpoint of its family:
   stanford-futuredata/ColBERT (colbertv2.0) and of PyLate;
 - ``monot5``: a 2-layer T5 with a SentencePiece model trained here on a few sentences, holding ``▁true``/``▁false``
   (the castorini checkpoints ship only ``spiece.model`` too, so the same conversion path runs);
+- ``lit5``: the same kind of T5 with a vocabulary for LiT5's prompt and permutations;
 - ``qwen3_reranker``: a 2-layer Qwen3 causal LM with a byte-level BPE tokenizer trained here, holding the ChatML
   special tokens and ``yes``/``no``;
 - ``chat_lm``: the same kind of Qwen3 LM with a Zephyr-style chat template, for listwise generation;
@@ -149,6 +150,34 @@ def monot5(folder: str | Path, seed: int = 0, with_labels: bool = True) -> Path:
     config = T5Config(vocab_size=vocab_size, d_model=32, d_ff=64, d_kv=16, num_layers=2, num_heads=2,
                       decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
     T5ForConditionalGeneration(config).save_pretrained(folder)
+    return folder
+
+
+def lit5(folder: str | Path, seed: int = 0) -> Path:
+    """A 2-layer T5 whose SentencePiece vocabulary holds LiT5's prompt words and the pieces of a permutation
+    (``[``, digits, ``]``, ``>``), so that a random model's replies have identifiers to parse."""
+    import sentencepiece as spm
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    folder = Path(folder)
+    permutations = [" > ".join(f"[{(i * k) % 20 + 1}]" for i in range(20)) for k in (1, 3, 7)] * 20
+    vocab_size = t5_tokenizer(folder, CORPUS + permutations + ["Search Query: Passage: Relevance Ranking:"] * 20,
+                              with_labels=False, vocab_size=160)
+    _seeded(seed)
+    config = T5Config(vocab_size=vocab_size, d_model=32, d_ff=64, d_kv=16, num_layers=2, num_heads=2,
+                      decoder_start_token_id=0, pad_token_id=0, eos_token_id=1, tie_word_embeddings=False)
+    model = T5ForConditionalGeneration(config)
+    # Only the pieces of a permutation with a digit get a non-zero output row, so greedy replies are made of them (in
+    # an order the random weights choose) and every reply has identifiers to parse.
+    sp = spm.SentencePieceProcessor(model_file=str(folder / "spiece.model"))
+    reply = [i for i in range(vocab_size) if set(sp.id_to_piece(i)) & set("0123456789")
+             and set(sp.id_to_piece(i)) <= set("▁[]>0123456789")]
+    keep = torch.zeros(vocab_size, 1)
+    keep[reply] = 10.0
+    with torch.no_grad():
+        model.lm_head.weight.mul_(keep)
+    model.save_pretrained(folder)
     return folder
 
 

@@ -189,6 +189,7 @@ class ListwiseReranker(Reranker):
     prompt_id = ""
     Options = ListwiseOptions
     engine_kinds = ENGINE_KINDS      # the engines this backend can run on
+    uses_run_engines = True          # the run's shared engines (settings.engine_factory) can serve it
 
     def __init__(self, checkpoint: str | None = None, settings: RerankerSettings | None = None):
         super().__init__(checkpoint, settings)
@@ -234,18 +235,22 @@ class ListwiseReranker(Reranker):
         return self._engine
 
     def _build_engine(self) -> Engine:
-        spec = f"{self.engine_kind}:{self.model_name}"
-        if self.settings.engine_factory is not None:
-            return self.settings.engine_factory(spec)
-        from bench.llm import make_engine
-
-        engine = make_engine(spec, device=self.settings.device, dtype=self.settings.dtype, seed=self.settings.seed,
-                             base_url=self.options.base_url, api_key_env=self.options.api_key_env)
+        if self.settings.engine_factory is not None and self.uses_run_engines:
+            return self.settings.engine_factory(f"{self.engine_kind}:{self.model_name}")
+        engine = self.own_engine()
         if not self.settings.cache_dir:
             return engine
         from bench.llm.cache import CachedEngine, open_cache
 
         return CachedEngine(engine, open_cache(self.settings.cache_dir))
+
+    def own_engine(self) -> Engine:
+        """The engine built here when the run's shared ones do not serve (``uses_run_engines``) or there are none."""
+        from bench.llm import make_engine
+
+        return make_engine(f"{self.engine_kind}:{self.model_name}", device=self.settings.device,
+                           dtype=self.settings.dtype, seed=self.settings.seed, base_url=self.options.base_url,
+                           api_key_env=self.options.api_key_env)
 
     @cached_property
     def counter(self) -> TokenCounter | None:

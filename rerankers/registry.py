@@ -106,6 +106,12 @@ RERANKERS.add("rankzephyr", "rerankers.rankzephyr:RankZephyr", aliases=("rank-ze
               checkpoint="castorini/rank_zephyr_7b_v1_full", kind="listwise", extra="vllm",
               description="RankZephyr 7B listwise reranker (rank_llm's sliding window)")
 
+for _name, _aliases, _size in (("lit5-distill", ("lit5", "lit5-distill-base"), "base"),
+                               ("lit5-distill-large", (), "large"), ("lit5-distill-xl", (), "xl")):
+    RERANKERS.add(_name, "rerankers.lit5:LiT5Distill", aliases=_aliases, checkpoint=f"castorini/LiT5-Distill-{_size}",
+                  kind="listwise", extra="t5",
+                  description=f"LiT5-Distill {_size}: FiD listwise (passages encoded apart, one decoder), rank_llm's "
+                              f"window")
 RERANKERS.add("first", "rerankers.first:FIRST", aliases=("first-model", "First_Model"),
               checkpoint="rryisthebest/First_Model", kind="listwise", extra="listwise",
               description="FIRST listwise reranker: each window ordered by its first generated identifier's logits")
