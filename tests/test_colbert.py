@@ -1,17 +1,26 @@
-"""ColBERT late interaction (rerankers/colbert.py) against the reference's scoring, re-typed here.
+"""ColBERT late interaction (rerankers/colbert.py) against two references.
 
-PyLate 1.6 pins sentence-transformers 5.3 and transformers <= 5.3 and, beside this project's sentence-transformers 6,
-fails to load any checkpoint (its Dense conversion reads a config key sentence-transformers 6 renamed), so it cannot
-be the differential reference here. ``colbert_reference`` re-types stanford-futuredata/ColBERT's own path instead
-(``colbert/modeling/tokenization/*_tokenization.py`` in its older form, ``colbert.py``), read through the code
-search: the text prefixed with ". " and the placeholder's id overwritten by the marker; the query padded to
-``query_maxlen`` with the pad ids then set to ``[MASK]``; BERT, ``linear``, L2 normalisation; passage tokens in the
-skiplist (each ``string.punctuation`` symbol's first token) or padding left out; max over passage tokens, summed over
-query tokens. Each pair runs alone, unbatched; the backend batches and pads passages of different lengths.
+1. ``colbert_reference`` re-types stanford-futuredata/ColBERT's own path (``colbert/modeling/tokenization/
+   *_tokenization.py`` in its older form, ``colbert.py``), read through the code search: the text prefixed with ". "
+   and the placeholder's id overwritten by the marker; the query padded to ``query_maxlen`` with the pad ids then set
+   to ``[MASK]``; BERT, ``linear``, L2 normalisation; passage tokens in the skiplist (each ``string.punctuation``
+   symbol's first token) or padding left out; max over passage tokens, summed over query tokens. Each pair runs alone,
+   unbatched; the backend batches and pads passages of different lengths. Always runs.
+2. PyLate itself (``test_scores_equal_pylates_own_reranking``). PyLate 1.6 pins sentence-transformers 5.3 and
+   transformers <= 5.3 and does not install beside this project (beside sentence-transformers 6 it fails to load any
+   checkpoint), so it runs in a subprocess whose path holds it with its pinned versions: set
+   ``RERANK_BENCH_PYLATE_PATH`` to a folder made by ``pip install --no-deps --target FOLDER pylate==1.6.0
+   sentence-transformers==5.3.0 transformers==5.3.0 tokenizers==0.22.2 "huggingface_hub>=1.3,<2" httpx httpcore``
+   (torch, numpy, scipy and the rest come from this interpreter); skipped without it.
 """
 from __future__ import annotations
 
+import json
+import os
 import string
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -131,3 +140,22 @@ def test_registered_names_and_a_checkpoint_without_projection_is_refused(checkpo
     with pytest.raises(UserError, match="query_length 2: expected at least 4"):
         colbert(checkpoints["stanford"], options={"query_length": 2})
 
+
+
+@pytest.mark.parametrize("layout", ["stanford", "pylate"])
+def test_scores_equal_pylates_own_reranking(layout, checkpoints, tmp_path):
+    site = os.environ.get("RERANK_BENCH_PYLATE_PATH")
+    if not site:
+        pytest.skip("RERANK_BENCH_PYLATE_PATH unset: PyLate 1.6 with its pinned versions is not at hand (see the "
+                    "module's docstring)")
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps({"checkpoint": checkpoints[layout], "queries": QUERIES,
+                                   "documents": [PASSAGES] * len(QUERIES)}))
+    script = Path(__file__).with_name("pylate_reference.py")
+    done = subprocess.run([sys.executable, str(script), str(request)], capture_output=True, text=True, timeout=300,
+                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": site, "HF_HUB_OFFLINE": "1"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    expected = json.loads(done.stdout.strip().splitlines()[-1])
+    reranker = colbert(checkpoints[layout], batch_size=5)
+    got = reranker.score_pairs([q for q in QUERIES for _ in PASSAGES], PASSAGES * len(QUERIES))
+    assert got == pytest.approx([s for row in expected for s in row], abs=1e-4)
