@@ -8,19 +8,12 @@
    unbatched; the backend batches and pads passages of different lengths. Always runs.
 2. PyLate itself (``test_scores_equal_pylates_own_reranking``). PyLate 1.6 pins sentence-transformers 5.3 and
    transformers <= 5.3 and does not install beside this project (beside sentence-transformers 6 it fails to load any
-   checkpoint), so it runs in a subprocess whose path holds it with its pinned versions: set
-   ``RERANK_BENCH_PYLATE_PATH`` to a folder made by ``pip install --no-deps --target FOLDER pylate==1.6.0
-   sentence-transformers==5.3.0 transformers==5.3.0 tokenizers==0.22.2 "huggingface_hub>=1.3,<2" httpx httpcore``
-   (torch, numpy, scipy and the rest come from this interpreter); skipped without it.
+   checkpoint), so it runs in a subprocess whose path holds it with its pinned versions
+   (``tests/reference_libraries.py``, ``RERANK_BENCH_REFERENCE_PATH``); skipped without it.
 """
 from __future__ import annotations
 
-import json
-import os
 import string
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -29,6 +22,7 @@ from safetensors import safe_open
 from bench.errors import UserError
 from benchmarks import tiny_models
 from rerankers.registry import RerankerSettings, get_reranker, resolve
+from tests.reference_libraries import reference_output
 
 QUERIES = ["what is the capital of france?", "which river, in the city?",
            "the city of paris and the river that is in it and the capital of a country that has a city on a river "
@@ -144,18 +138,8 @@ def test_registered_names_and_a_checkpoint_without_projection_is_refused(checkpo
 
 @pytest.mark.parametrize("layout", ["stanford", "pylate"])
 def test_scores_equal_pylates_own_reranking(layout, checkpoints, tmp_path):
-    site = os.environ.get("RERANK_BENCH_PYLATE_PATH")
-    if not site:
-        pytest.skip("RERANK_BENCH_PYLATE_PATH unset: PyLate 1.6 with its pinned versions is not at hand (see the "
-                    "module's docstring)")
-    request = tmp_path / "request.json"
-    request.write_text(json.dumps({"checkpoint": checkpoints[layout], "queries": QUERIES,
-                                   "documents": [PASSAGES] * len(QUERIES)}))
-    script = Path(__file__).with_name("pylate_reference.py")
-    done = subprocess.run([sys.executable, str(script), str(request)], capture_output=True, text=True, timeout=300,
-                          cwd=tmp_path, env={**os.environ, "PYTHONPATH": site, "HF_HUB_OFFLINE": "1"})
-    assert done.returncode == 0, done.stderr[-2000:]
-    expected = json.loads(done.stdout.strip().splitlines()[-1])
+    expected = reference_output({"library": "pylate", "checkpoint": checkpoints[layout], "queries": QUERIES,
+                                 "documents": [PASSAGES] * len(QUERIES)}, tmp_path)
     reranker = colbert(checkpoints[layout], batch_size=5)
     got = reranker.score_pairs([q for q in QUERIES for _ in PASSAGES], PASSAGES * len(QUERIES))
     assert got == pytest.approx([s for row in expected for s in row], abs=1e-4)

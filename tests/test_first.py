@@ -1,10 +1,13 @@
 """FIRST (rerankers/first.py) on a tiny random Llama chat LM: each window's order is the descending order of the
 identifier logits at the first decoding step, computed here independently from the model: the Zephyr-style chat
 prompt written out by hand with letter identifiers, ``[`` appended, one unbatched forward pass, the logits of the
-tokens ``A``, ``B``, ... read from the vocabulary. rank-llm's own first-token path needs vLLM and a GPU (and rank-llm
-Python >= 3.12), so it is re-typed here from ``RankListwiseOSLLM._get_logits_single_digit`` / ``_evaluate_logits``
-(castorini/rank_llm before #345) rather than run."""
+tokens ``A``, ``B``, ... read from the vocabulary. rank-llm's first-token path ran through vLLM (a GPU), and 0.26.0
+no longer calls it; its parts are compared with in ``test_prompt_and_order_equal_rank_llms_first_token_path``:
+rank-llm's own prompt builder and ``_evaluate_logits`` (tests/reference_libraries.py, skipped without
+``RERANK_BENCH_REFERENCE_PATH``)."""
 from __future__ import annotations
+
+import re
 
 import pytest
 import torch
@@ -13,6 +16,7 @@ from bench.errors import UserError
 from benchmarks import tiny_models
 from rerankers.listwise import window_plan
 from rerankers.registry import RerankerSettings, get_reranker, resolve
+from tests.reference_libraries import reference_output
 from tests.test_listwise import make_list
 
 SYSTEM = "You are RankLLM, an intelligent assistant that can rank passages based on their relevancy to the query"
@@ -93,3 +97,17 @@ def test_registered_and_refuses_other_engines_and_windows_beyond_the_alphabet(ll
                                         "1 to 26 passages"):
         first(llama, window=27)
 
+
+
+def test_prompt_and_order_equal_rank_llms_first_token_path(llama, tmp_path):
+    """rank_llm 0.26.0's own prompt builder and ``_evaluate_logits`` (tests/reference_libraries.py; skipped without
+    ``RERANK_BENCH_REFERENCE_PATH``), given every token's log-probability where vLLM gives the top 30."""
+    cl = make_list(6, text=lambda i: f"the river [{i}] of paris city")
+    expected = reference_output({"library": "first", "checkpoint": llama, "request": cl.to_request_json(),
+                                 "window": 20}, tmp_path)
+    reranker = first(llama)
+    assert reranker.window_messages(cl.query.text, cl.candidates) == expected["messages"]
+    letters = re.findall(r"\[([A-Z])\]", expected["ranking"])
+    assert sorted(letters) == list("ABCDEF")
+    [ranking] = reranker.rerank([cl])
+    assert ranking.docids == [cl.candidates[ord(letter) - ord("A")].docid for letter in letters]

@@ -1,8 +1,13 @@
-"""LiT5-Distill (rerankers/lit5.py) on a tiny random T5, against rank_llm's FiD re-typed here (rank-llm needs Python
->= 3.12 and does not install beside this project): ``RankFiDDistill._run_llm_by_length_unified`` tokenises every
-passage input with ``padding="max_length"`` to 150 tokens, and ``FiDStack`` runs the encoder on the (windows x
-passages) rows and views the outputs back as one row per window; here each passage is encoded alone, unbatched, the
-outputs concatenated by hand, and the decoder run greedily step by step for rank_llm's answer length."""
+"""LiT5-Distill (rerankers/lit5.py) on a tiny random T5, against rank_llm's FiD twice.
+
+1. Re-typed (always runs): ``RankFiDDistill._run_llm_by_length_unified`` tokenises every passage input with
+   ``padding="max_length"`` to 150 tokens, and ``FiDStack`` runs the encoder on the (windows x passages) rows and
+   views the outputs back as one row per window; here each passage is encoded alone, unbatched, the outputs
+   concatenated by hand, and the decoder run greedily step by step for rank_llm's answer length.
+2. rank_llm 0.26.0's own ``RankFiDDistill`` (its FiD decoder needs transformers <= 5.3, so it runs in a subprocess on
+   its pinned versions: tests/reference_libraries.py, ``RERANK_BENCH_REFERENCE_PATH``; skipped without it): the same
+   replies window by window and the same ranking.
+"""
 from __future__ import annotations
 
 import re
@@ -11,8 +16,10 @@ import pytest
 import torch
 
 from bench.errors import UserError
+from bench.llm.base import Engine
 from benchmarks import tiny_models
 from rerankers.registry import RerankerSettings, get_reranker, resolve
+from tests.reference_libraries import reference_output
 from tests.test_listwise import ScriptedEngine, make_list
 
 ANSWER_LENGTH = len(" > ".join(f"[{i}]" for i in range(1, 21)))     # rank_llm's _answer_maxlength, window 20
@@ -105,3 +112,29 @@ def test_registered_names_and_only_the_fid_engine(lit5):
     assert lit5.engine.identity()["passage_tokens"] == 150
     with pytest.raises(UserError, match="engine 'hf': expected one of fid"):
         get_reranker("lit5", RerankerSettings(checkpoint=lit5.checkpoint, options={"engine": "hf"}))
+
+
+class Recording(Engine):
+    """An engine passing requests through, keeping each reply's text."""
+
+    kind, model = "recording", "recording"
+
+    def __init__(self, inner):
+        self.inner, self.replies = inner, []
+
+    def generate(self, requests):
+        out = self.inner.generate(requests)
+        self.replies.extend(r.text for r in out)
+        return out
+
+
+def test_rankings_and_replies_equal_rank_llms_own_rank_fid_distill(lit5, tmp_path):
+    """rank_llm's ``RankFiDDistill`` itself on the same checkpoint (tests/reference_libraries.py)."""
+    cl = make_list(25, text=lambda i: f"the river {i} of paris city " + "and the capital " * (i % 4))
+    expected = reference_output({"library": "lit5", "checkpoint": lit5.checkpoint, "request": cl.to_request_json()},
+                                tmp_path)
+    reranker = get_reranker("lit5", RerankerSettings(checkpoint=lit5.checkpoint, device="cpu", dtype="float32"))
+    reranker._engine = Recording(lit5.engine)
+    [ranking] = reranker.rerank([cl])
+    assert len(expected["replies"]) == 2 and reranker._engine.replies == expected["replies"]
+    assert ranking.docids == expected["docids"]
