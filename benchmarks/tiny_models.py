@@ -103,7 +103,8 @@ def colbert_stanford(folder: str | Path, seed: int = 0, dim: int = 16, query_max
 
 
 def colbert_pylate(folder: str | Path, seed: int = 0, dim: int = 16, query_length: int = 24,
-                   document_length: int = 64, bias: bool = True) -> Path:
+                   document_length: int = 64, bias: bool = True,
+                   activation: str = "torch.nn.modules.linear.Identity") -> Path:
     """A ColBERT checkpoint as PyLate saves one (sentence-transformers layout): the BERT at the root with the
     prefixes ``[Q] ``/``[D] `` added to its tokenizer, the projection a ``Dense`` module in ``1_Dense``, and the
     prefixes and lengths in ``config_sentence_transformers.json``."""
@@ -123,7 +124,7 @@ def colbert_pylate(folder: str | Path, seed: int = 0, dim: int = 16, query_lengt
     dense.mkdir(exist_ok=True)
     (dense / "config.json").write_text(json.dumps(
         {"in_features": config.hidden_size, "out_features": dim, "bias": bias,
-         "activation_function": "torch.nn.modules.linear.Identity", "use_residual": False}))
+         "activation_function": activation, "use_residual": False}))
     linear = {"linear.weight": torch.randn(dim, config.hidden_size)}
     if bias:
         linear["linear.bias"] = torch.randn(dim)

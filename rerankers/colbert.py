@@ -109,12 +109,17 @@ def _pylate_layout(path: str, modules: list[dict[str, Any]]) -> LateInteractionL
         raise UserError(f"ColBERT checkpoint {path!r}: expected a transformer and one Dense module in modules.json, "
                         f"found {[m.get('type') for m in modules]}")
     folder = dense[0]["path"]
-    dense_config = json.loads(Path(checkpoint_file(path, f"{folder}/config.json") or "").read_text())
+    dense_file = checkpoint_file(path, f"{folder}/config.json")
+    if dense_file is None:
+        raise UserError(f"ColBERT checkpoint {path!r}: its Dense module has no {folder}/config.json")
+    dense_config = json.loads(Path(dense_file).read_text())
     activation = ACTIVATIONS.get(dense_config.get("activation_function", "torch.nn.modules.linear.Identity"))
     if activation is None or dense_config.get("use_residual"):
         raise UserError(f"ColBERT checkpoint {path!r}: its Dense module ({dense_config}) is not a plain projection "
                         f"with one of {', '.join(ACTIVATIONS)}")
     tensors = read_tensors(path, folder, ["linear.weight", "linear.bias"])
+    if "linear.weight" not in tensors:
+        raise UserError(f"ColBERT checkpoint {path!r}: no linear.weight in its Dense module's weights ({folder})")
     config_file = checkpoint_file(path, "config_sentence_transformers.json")
     c = json.loads(Path(config_file).read_text()) if config_file else {}
     if c.get("do_query_expansion") is False:

@@ -35,7 +35,9 @@ PASSAGES = ["paris is the capital, of france.", "a river in the city!", "the cap
 def checkpoints(tmp_path_factory):
     root = tmp_path_factory.mktemp("colbert")
     return {"stanford": str(tiny_models.colbert_stanford(root / "stanford")),
-            "pylate": str(tiny_models.colbert_pylate(root / "pylate"))}
+            "pylate": str(tiny_models.colbert_pylate(root / "pylate")),
+            "pylate-tanh": str(tiny_models.colbert_pylate(root / "pylate-tanh", seed=1,
+                                                          activation="torch.nn.modules.activation.Tanh"))}
 
 
 def colbert(path, **kw):
@@ -52,6 +54,7 @@ def projection(path, layout):
 def colbert_reference(reranker, path, layout, query, passage):
     tok, bert = reranker.tokenizer, reranker.model["encoder"]
     weight, bias = projection(path, layout)
+    activation = torch.tanh if layout == "pylate-tanh" else (lambda x: x)
     markers = ("[unused0]", "[unused1]") if layout == "stanford" else ("[Q] ", "[D] ")
     qlen, dlen = (32, 180) if layout == "stanford" else (24, 64)
     q = tok([". " + query], padding="max_length", truncation=True, max_length=qlen, return_tensors="pt")
@@ -63,15 +66,17 @@ def colbert_reference(reranker, path, layout, query, passage):
     d_ids[:, 1] = tok.convert_tokens_to_ids(markers[1])
     skiplist = {tok.encode(symbol, add_special_tokens=False)[0] for symbol in string.punctuation}
     with torch.no_grad():
-        Q = torch.nn.functional.linear(bert(input_ids=q_ids, attention_mask=q["attention_mask"])[0], weight, bias)
-        D = torch.nn.functional.linear(bert(input_ids=d_ids, attention_mask=d["attention_mask"])[0], weight, bias)
+        Q = activation(torch.nn.functional.linear(bert(input_ids=q_ids, attention_mask=q["attention_mask"])[0],
+                                                  weight, bias))
+        D = activation(torch.nn.functional.linear(bert(input_ids=d_ids, attention_mask=d["attention_mask"])[0],
+                                                  weight, bias))
     Q = torch.nn.functional.normalize(Q[0], p=2, dim=1)
     keep = torch.tensor([(x not in skiplist) and (x != tok.pad_token_id) for x in d_ids[0].tolist()])
     D = torch.nn.functional.normalize(D[0], p=2, dim=1)[keep]
     return (Q @ D.T).max(dim=1).values.sum().item()
 
 
-@pytest.mark.parametrize("layout", ["stanford", "pylate"])
+@pytest.mark.parametrize("layout", ["stanford", "pylate", "pylate-tanh"])
 def test_scores_equal_the_colbert_reference_in_both_checkpoint_layouts(layout, checkpoints):
     reranker = colbert(checkpoints[layout], batch_size=5)
     queries = [q for q in QUERIES for _ in PASSAGES]
@@ -124,6 +129,21 @@ def test_ranking_sorts_by_score_and_the_score_is_differentiable(checkpoints):
     assert reranker.model["projection"].weight.grad.abs().sum() > 0
 
 
+def test_a_pylate_dense_that_is_not_a_plain_projection_is_refused_in_one_line(tmp_path):
+    import json
+
+    path = tiny_models.colbert_pylate(tmp_path / "relu")
+    config = json.loads((path / "1_Dense" / "config.json").read_text())
+    (path / "1_Dense" / "config.json").write_text(json.dumps({**config, "activation_function":
+                                                              "torch.nn.modules.activation.ReLU"}))
+    with pytest.raises(UserError, match=r"its Dense module \(.*ReLU.*\) is not a plain projection with one of "
+                                        r"torch.nn.modules.linear.Identity, torch.nn.modules.activation.Tanh$"):
+        colbert(str(path))
+    (path / "1_Dense" / "config.json").unlink()
+    with pytest.raises(UserError, match="its Dense module has no 1_Dense/config.json"):
+        colbert(str(path))
+
+
 def test_registered_names_and_a_checkpoint_without_projection_is_refused(checkpoints, tmp_path):
     assert resolve("colbert").name == "colbertv2" and resolve("colbertv2.0").checkpoint == "colbert-ir/colbertv2.0"
     assert resolve("answerai-colbert-small-v1").checkpoint == "answerdotai/answerai-colbert-small-v1"
@@ -136,7 +156,7 @@ def test_registered_names_and_a_checkpoint_without_projection_is_refused(checkpo
 
 
 
-@pytest.mark.parametrize("layout", ["stanford", "pylate"])
+@pytest.mark.parametrize("layout", ["stanford", "pylate", "pylate-tanh"])
 def test_scores_equal_pylates_own_reranking(layout, checkpoints, tmp_path):
     expected = reference_output({"library": "pylate", "checkpoint": checkpoints[layout], "queries": QUERIES,
                                  "documents": [PASSAGES] * len(QUERIES)}, tmp_path)
