@@ -3,8 +3,11 @@ device checks (no weights can be downloaded here). Each builder returns the fold
 exactly like the real checkpoint of its family:
 
 - ``cross_encoder``: a 2-layer BERT with a one-logit head and a WordPiece tokenizer trained here;
+- ``colbert_stanford`` / ``colbert_pylate``: the same BERT with a ColBERT projection, saved in the layout of
+  stanford-futuredata/ColBERT (colbertv2.0) and of PyLate;
 - ``monot5``: a 2-layer T5 with a SentencePiece model trained here on a few sentences, holding ``▁true``/``▁false``
   (the castorini checkpoints ship only ``spiece.model`` too, so the same conversion path runs);
+- ``lit5``: the same kind of T5 with a vocabulary for LiT5's prompt and permutations;
 - ``qwen3_reranker``: a 2-layer Qwen3 causal LM with a byte-level BPE tokenizer trained here, holding the ChatML
   special tokens and ``yes``/``no``;
 - ``chat_lm``: the same kind of Qwen3 LM with a Zephyr-style chat template, for listwise generation;
@@ -13,6 +16,7 @@ exactly like the real checkpoint of its family:
   folder (``layerwise.py``, loaded with ``trust_remote_code``) with the interface of bge-reranker-v2-minicpm-layerwise's
   (``cutoff_layers``; ``logits``: one (batch, sequence) tensor per cutoff layer);
 - ``mxbai_v2``: a 2-layer Qwen2 causal LM with the ChatML tokenizer.
+- ``llama_chat_lm``: a 2-layer Llama causal LM with that tokenizer and template (FIRST's Zephyr/Mistral family).
 """
 from __future__ import annotations
 
@@ -34,28 +38,111 @@ def _seeded(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def cross_encoder(folder: str | Path, seed: int = 0, num_labels: int = 1) -> Path:
+def bert_tokenizer(extra_specials: tuple[str, ...] = (), corpus: list[str] = CORPUS):
+    """A BERT WordPiece tokenizer (lower-cased, ``[CLS] a [SEP] b [SEP]`` pairs) trained on ``corpus``, with BERT's
+    special tokens (``[PAD]`` id 0) and ``extra_specials`` after them."""
     from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
-    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+    from transformers import BertTokenizerFast
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *extra_specials]
     tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.decoder = decoders.WordPiece()
-    tok.train_from_iterator(CORPUS, trainer=trainers.WordPieceTrainer(vocab_size=300, special_tokens=specials))
+    tok.train_from_iterator(corpus, trainer=trainers.WordPieceTrainer(vocab_size=300, special_tokens=specials))
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1",
                                                        special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
-    tokenizer = BertTokenizerFast(tokenizer_object=tok, model_max_length=512)
+    return BertTokenizerFast(tokenizer_object=tok, model_max_length=512)
+
+
+def _bert_config(vocab_size: int, **kw):
+    from transformers import BertConfig
+
+    return BertConfig(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                      intermediate_size=64, max_position_embeddings=512,
+                      initializer_range=0.5, **kw)  # wide weights: scores far apart, rankings stable
+
+
+def cross_encoder(folder: str | Path, seed: int = 0, num_labels: int = 1) -> Path:
+    from transformers import BertForSequenceClassification
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = bert_tokenizer()
     tokenizer.save_pretrained(folder)
     _seeded(seed)
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=512, num_labels=num_labels,
-                        initializer_range=0.5)  # wide weights: scores far apart, rankings stable
-    BertForSequenceClassification(config).save_pretrained(folder)
+    BertForSequenceClassification(_bert_config(len(tokenizer), num_labels=num_labels)).save_pretrained(folder)
+    return folder
+
+
+# Punctuation in the ColBERT tokenizers' corpus, so that ColBERT's skiplist (string.punctuation) holds real tokens.
+PUNCTUATED = [f"{line[:30]}, {line[30:]}. is it? (yes)!" for line in CORPUS[:60]]
+
+
+def colbert_stanford(folder: str | Path, seed: int = 0, dim: int = 16, query_maxlen: int = 32,
+                     doc_maxlen: int = 180) -> Path:
+    """A ColBERT checkpoint as stanford-futuredata/ColBERT saves one (colbert-ir/colbertv2.0's layout): a BERT whose
+    ``config.json`` names the ``HF_ColBERT`` architecture, its weights under ``bert.`` beside the projection
+    ``linear.weight`` (no bias) in ``model.safetensors``, the markers ``[unused0]``/``[unused1]`` in the vocabulary and
+    the lengths in ``artifact.metadata``."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import BertModel
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = bert_tokenizer(("[unused0]", "[unused1]"), CORPUS + PUNCTUATED)
+    tokenizer.save_pretrained(folder)
+    _seeded(seed)
+    config = _bert_config(len(tokenizer), architectures=["HF_ColBERT"])
+    bert = BertModel(config, add_pooling_layer=False)
+    weights = {f"bert.{k}": v.contiguous() for k, v in bert.state_dict().items()}
+    weights["linear.weight"] = torch.randn(dim, config.hidden_size)
+    save_file(weights, str(folder / "model.safetensors"))
+    config.save_pretrained(folder)
+    (folder / "artifact.metadata").write_text(json.dumps(
+        {"query_token_id": "[unused0]", "doc_token_id": "[unused1]", "query_maxlen": query_maxlen,
+         "doc_maxlen": doc_maxlen, "attend_to_mask_tokens": False, "mask_punctuation": True, "dim": dim}))
+    return folder
+
+
+def colbert_pylate(folder: str | Path, seed: int = 0, dim: int = 16, query_length: int = 24,
+                   document_length: int = 64, bias: bool = True,
+                   activation: str = "torch.nn.modules.linear.Identity") -> Path:
+    """A ColBERT checkpoint as PyLate saves one (sentence-transformers layout): the BERT at the root with the
+    prefixes ``[Q] ``/``[D] `` added to its tokenizer, the projection a ``Dense`` module in ``1_Dense``, and the
+    prefixes and lengths in ``config_sentence_transformers.json``."""
+    import torch
+    from safetensors.torch import save_file
+    from transformers import BertModel
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = bert_tokenizer(corpus=CORPUS + PUNCTUATED)
+    tokenizer.add_tokens(["[Q] ", "[D] "])
+    tokenizer.save_pretrained(folder)
+    _seeded(seed)
+    config = _bert_config(len(tokenizer))
+    BertModel(config, add_pooling_layer=False).save_pretrained(folder)
+    dense = folder / "1_Dense"
+    dense.mkdir(exist_ok=True)
+    (dense / "config.json").write_text(json.dumps(
+        {"in_features": config.hidden_size, "out_features": dim, "bias": bias,
+         "activation_function": activation, "use_residual": False}))
+    linear = {"linear.weight": torch.randn(dim, config.hidden_size)}
+    if bias:
+        linear["linear.bias"] = torch.randn(dim)
+    save_file(linear, str(dense / "model.safetensors"))
+    (folder / "modules.json").write_text(json.dumps([
+        {"idx": 0, "name": "0", "path": "", "type": "sentence_transformers.models.Transformer"},
+        {"idx": 1, "name": "1", "path": "1_Dense", "type": "pylate.models.Dense.Dense"}]))
+    (folder / "sentence_bert_config.json").write_text(json.dumps({"max_seq_length": document_length - 1,
+                                                                  "do_lower_case": False}))
+    (folder / "config_sentence_transformers.json").write_text(json.dumps(
+        {"query_prefix": "[Q] ", "document_prefix": "[D] ", "query_length": query_length,
+         "document_length": document_length, "attend_to_expansion_tokens": False, "skiplist_words": None,
+         "do_query_expansion": True, "similarity_fn_name": "MaxSim", "prompts": {}, "default_prompt_name": None}))
     return folder
 
 
@@ -69,6 +156,34 @@ def monot5(folder: str | Path, seed: int = 0, with_labels: bool = True) -> Path:
     config = T5Config(vocab_size=vocab_size, d_model=32, d_ff=64, d_kv=16, num_layers=2, num_heads=2,
                       decoder_start_token_id=0, pad_token_id=0, eos_token_id=1)
     T5ForConditionalGeneration(config).save_pretrained(folder)
+    return folder
+
+
+def lit5(folder: str | Path, seed: int = 0) -> Path:
+    """A 2-layer T5 whose SentencePiece vocabulary holds LiT5's prompt words and the pieces of a permutation
+    (``[``, digits, ``]``, ``>``), so that a random model's replies have identifiers to parse."""
+    import sentencepiece as spm
+    import torch
+    from transformers import T5Config, T5ForConditionalGeneration
+
+    folder = Path(folder)
+    permutations = [" > ".join(f"[{(i * k) % 20 + 1}]" for i in range(20)) for k in (1, 3, 7)] * 20
+    vocab_size = t5_tokenizer(folder, CORPUS + permutations + ["Search Query: Passage: Relevance Ranking:"] * 20,
+                              with_labels=False, vocab_size=160)
+    _seeded(seed)
+    config = T5Config(vocab_size=vocab_size, d_model=32, d_ff=64, d_kv=16, num_layers=2, num_heads=2,
+                      decoder_start_token_id=0, pad_token_id=0, eos_token_id=1, tie_word_embeddings=False)
+    model = T5ForConditionalGeneration(config)
+    # Only the pieces of a permutation with a digit get a non-zero output row, so greedy replies are made of them (in
+    # an order the random weights choose) and every reply has identifiers to parse.
+    sp = spm.SentencePieceProcessor(model_file=str(folder / "spiece.model"))
+    reply = [i for i in range(vocab_size) if set(sp.id_to_piece(i)) & set("0123456789")
+             and set(sp.id_to_piece(i)) <= set("▁[]>0123456789")]
+    keep = torch.zeros(vocab_size, 1)
+    keep[reply] = 10.0
+    with torch.no_grad():
+        model.lm_head.weight.mul_(keep)
+    model.save_pretrained(folder)
     return folder
 
 
@@ -251,4 +366,20 @@ def bge_layerwise(folder: str | Path, seed: int = 0) -> Path:
     saved["auto_map"] = {"AutoConfig": "layerwise.TinyLayerwiseConfig",
                          "AutoModelForCausalLM": "layerwise.TinyLayerwiseForCausalLM"}
     (folder / "config.json").write_text(json.dumps(saved))
+    return folder
+
+
+def llama_chat_lm(folder: str | Path, seed: int = 0) -> Path:
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tokenizer = chatml_tokenizer(ZEPHYR_CHAT_TEMPLATE)
+    tokenizer.save_pretrained(folder)
+    _seeded(seed)
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                         num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
+                         tie_word_embeddings=False, initializer_range=0.5, pad_token_id=tokenizer.pad_token_id,
+                         eos_token_id=tokenizer.eos_token_id)
+    LlamaForCausalLM(config).save_pretrained(folder)
     return folder

@@ -106,15 +106,21 @@ def replace_number(text: str) -> str:
     return re.sub(r"\[(\d+)\]", r"(\1)", text)
 
 
+IDENTIFIERS = ("numbers", "letters")
+
+
 @dataclass(frozen=True)
 class ListwisePrompt:
     """A listwise prompt (``bench/prompts/rank-*.json``): chat ``messages`` with ``{query}`` and ``{num}``, and the
     passages either inline (``passage``: one template per passage, concatenated into ``{passages}``) or as turns
-    (``passage_turns``: messages per passage, inserted where the ``{"role": "passages"}`` marker stands)."""
+    (``passage_turns``: messages per passage, inserted where the ``{"role": "passages"}`` marker stands; they may use
+    ``{query}`` too). Passages are identified by ``{rank}``: 1, 2, ... or, with ``"identifiers": "letters"``, A, B,
+    ... (rank_llm's ``use_alpha``)."""
 
     template: PromptTemplate
     passage: str | None
     passage_turns: tuple[tuple[str, str], ...]
+    identifiers: str = "numbers"
 
     @classmethod
     def load(cls, name_or_path: str) -> "ListwisePrompt":
@@ -126,16 +132,23 @@ class ListwisePrompt:
         if (raw.get("passage") is None) == (not turns) or bool(turns) != has_marker:
             raise UserError(f"{path}: a listwise prompt needs either 'passage' (with {{passages}} in a message) or "
                             f"'passage_turns' (with a message of role 'passages')")
-        return cls(template, raw.get("passage"), turns)
+        identifiers = raw.get("identifiers", "numbers")
+        if identifiers not in IDENTIFIERS:
+            raise UserError(f"{path}: identifiers {identifiers!r}: expected one of {', '.join(IDENTIFIERS)}")
+        return cls(template, raw.get("passage"), turns, identifiers)
+
+    def identifier(self, i: int) -> str:
+        """The identifier of the i-th passage (0-based) of a window."""
+        return chr(ord("A") + i) if self.identifiers == "letters" else str(i + 1)
 
     def render(self, query: str, passages: Sequence[str]) -> list[dict[str, str]]:
         values = {"query": replace_number(query), "num": len(passages)}
-        inline = "".join(self.passage.format(rank=i + 1, candidate=p) for i, p in enumerate(passages)) \
+        inline = "".join(self.passage.format(rank=self.identifier(i), candidate=p) for i, p in enumerate(passages)) \
             if self.passage is not None else ""
         out: list[dict[str, str]] = []
         for role, content in self.template.messages:
             if role == "passages":
-                out.extend({"role": r, "content": c.format(rank=i + 1, candidate=p)}
+                out.extend({"role": r, "content": c.format(rank=self.identifier(i), candidate=p, query=values["query"])}
                            for i, p in enumerate(passages) for r, c in self.passage_turns)
             else:
                 out.append({"role": role, "content": content.format(passages=inline, **values)})
@@ -175,6 +188,8 @@ class ListwiseReranker(Reranker):
     kind = "listwise"
     prompt_id = ""
     Options = ListwiseOptions
+    engine_kinds = ENGINE_KINDS      # the engines this backend can run on
+    uses_run_engines = True          # the run's shared engines (settings.engine_factory) can serve it
 
     def __init__(self, checkpoint: str | None = None, settings: RerankerSettings | None = None):
         super().__init__(checkpoint, settings)
@@ -191,9 +206,9 @@ class ListwiseReranker(Reranker):
     # --- engine ---------------------------------------------------------------------------------------------
     def _engine_kind(self) -> str:
         kind = self.options.engine or self.default_engine_kind()
-        if kind not in ENGINE_KINDS:
+        if kind not in self.engine_kinds:
             raise UserError(f"{self.name or type(self).__name__}: engine {kind!r}: expected one of "
-                            f"{', '.join(ENGINE_KINDS)}")
+                            f"{', '.join(self.engine_kinds)}")
         return kind
 
     def default_engine_kind(self) -> str:
@@ -220,18 +235,22 @@ class ListwiseReranker(Reranker):
         return self._engine
 
     def _build_engine(self) -> Engine:
-        spec = f"{self.engine_kind}:{self.model_name}"
-        if self.settings.engine_factory is not None:
-            return self.settings.engine_factory(spec)
-        from bench.llm import make_engine
-
-        engine = make_engine(spec, device=self.settings.device, dtype=self.settings.dtype, seed=self.settings.seed,
-                             base_url=self.options.base_url, api_key_env=self.options.api_key_env)
+        if self.settings.engine_factory is not None and self.uses_run_engines:
+            return self.settings.engine_factory(f"{self.engine_kind}:{self.model_name}")
+        engine = self.own_engine()
         if not self.settings.cache_dir:
             return engine
         from bench.llm.cache import CachedEngine, open_cache
 
         return CachedEngine(engine, open_cache(self.settings.cache_dir))
+
+    def own_engine(self) -> Engine:
+        """The engine built here when the run's shared ones do not serve (``uses_run_engines``) or there are none."""
+        from bench.llm import make_engine
+
+        return make_engine(f"{self.engine_kind}:{self.model_name}", device=self.settings.device,
+                           dtype=self.settings.dtype, seed=self.settings.seed, base_url=self.options.base_url,
+                           api_key_env=self.options.api_key_env)
 
     @cached_property
     def counter(self) -> TokenCounter | None:
@@ -284,19 +303,25 @@ class ListwiseReranker(Reranker):
         for step in range(max((len(p) for p in plans), default=0)):
             active = [i for i, p in enumerate(plans) if step < len(p)]
             requests = [self.window_request(lists[i].query.text, orders[i][slice(*plans[i][step])]) for i in active]
-            for i, response in zip(active, self.engine.generate(requests)):
+            sizes = [plans[i][step][1] - plans[i][step][0] for i in active]
+            for i, perm in zip(active, self.order_windows(requests, sizes)):
                 start, end = plans[i][step]
                 window = orders[i][start:end]
-                if response.error is not None:
+                if perm is None:
                     counts[i]["engine_errors"] += 1
                     continue          # a failed call leaves the window as it was
-                perm = parse_permutation(response.text, len(window))
                 orders[i][start:end] = [window[j] for j in perm.order]
                 counts[i]["malformed_windows"] += bool(perm.problems)
                 counts[i].update(f"malformed_{k}" for k in perm.problems)
             bar.update(len(active))
         bar.close()
         return [ranking_from_order(cl.query.qid, order, counts[i]) for i, (cl, order) in enumerate(zip(lists, orders))]
+
+    def order_windows(self, requests: Sequence[ChatRequest], sizes: Sequence[int]) -> list[Permutation | None]:
+        """The new order of each window (``sizes[k]`` passages, prompted by ``requests[k]``), None where the engine
+        failed: the LLM's generated permutation, parsed and repaired."""
+        return [None if response.error is not None else parse_permutation(response.text, n)
+                for response, n in zip(self.engine.generate(requests), sizes)]
 
 
 def ranking_from_order(qid: str, order: Sequence[Candidate], counts: Counter | dict[str, int]) -> Ranking:

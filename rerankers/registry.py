@@ -69,6 +69,16 @@ for _name, _aliases, _checkpoint in (("duot5", ("duot5-base",), "castorini/duot5
                   extra="t5", description=f"duoT5 pairwise ({_checkpoint}): symmetric sum over the top N's ordered "
                                           f"pairs (pygaggle)")
 
+for _name, _aliases, _checkpoint, _description in (
+        ("colbertv2", ("colbert", "colbertv2.0"), "colbert-ir/colbertv2.0",
+         "ColBERTv2 late interaction (MaxSim over [MASK]-augmented query tokens), no index"),
+        ("answerai-colbert-small", ("answerai-colbert-small-v1",), "answerdotai/answerai-colbert-small-v1",
+         "answerai-colbert-small-v1 late interaction (33M, 96-dim), no index"),
+        ("gte-moderncolbert", ("gte-moderncolbert-v1",), "lightonai/GTE-ModernColBERT-v1",
+         "GTE-ModernColBERT-v1 late interaction (a PyLate model), no index")):
+    RERANKERS.add(_name, "rerankers.colbert:ColBERT", aliases=_aliases, checkpoint=_checkpoint, kind="late-interaction",
+                  description=_description)
+
 for _name, _aliases, _size in (("qwen3-reranker", ("qwen3-reranker-0.6b",), "0.6B"), ("qwen3-reranker-4b", (), "4B"),
                                ("qwen3-reranker-8b", (), "8B")):
     RERANKERS.add(_name, "rerankers.qwen3:Qwen3Reranker", aliases=_aliases, checkpoint=f"Qwen/Qwen3-Reranker-{_size}",
@@ -109,6 +119,15 @@ RERANKERS.add("rankzephyr", "rerankers.rankzephyr:RankZephyr", aliases=("rank-ze
               checkpoint="castorini/rank_zephyr_7b_v1_full", kind="listwise", extra="vllm",
               description="RankZephyr 7B listwise reranker (rank_llm's sliding window)")
 
+for _name, _aliases, _size in (("lit5-distill", ("lit5", "lit5-distill-base"), "base"),
+                               ("lit5-distill-large", (), "large"), ("lit5-distill-xl", (), "xl")):
+    RERANKERS.add(_name, "rerankers.lit5:LiT5Distill", aliases=_aliases, checkpoint=f"castorini/LiT5-Distill-{_size}",
+                  kind="listwise", extra="t5",
+                  description=f"LiT5-Distill {_size}: FiD listwise (passages encoded apart, one decoder), rank_llm's "
+                              f"window")
+RERANKERS.add("first", "rerankers.first:FIRST", aliases=("first-model", "First_Model"),
+              checkpoint="rryisthebest/First_Model", kind="listwise", extra="listwise",
+              description="FIRST listwise reranker: each window ordered by its first generated identifier's logits")
 
 @dataclass(frozen=True)
 class RerankerSpec:
@@ -116,7 +135,7 @@ class RerankerSpec:
 
     name: str                          # the registered name an alias stands for
     checkpoint: str | None = None
-    kind: str = "pointwise"            # pointwise | pairwise | listwise | baseline | api | cascade
+    kind: str = "pointwise"            # pointwise | pairwise | late-interaction | listwise | baseline | api | cascade
     extra: str | None = None           # the pip extra that installs its dependencies
     description: str = ""
 
