@@ -52,7 +52,7 @@ class Qwen3Reranker(TransformersPointwise):
             raise UserError(f"checkpoint {self.checkpoint!r}: its tokenizer has no padding token")
 
     def load_model(self) -> Any:
-        from transformers import AutoModelForCausalLM
+        from transformers import AutoModelForCausalLM  # lazy: torch/transformers load only when a model runs
 
         return load_pretrained(AutoModelForCausalLM.from_pretrained, self.checkpoint, dtype=self.dtype,
                                trust_remote_code=self.trust_remote_code)
@@ -75,7 +75,7 @@ class Qwen3Reranker(TransformersPointwise):
                                   padding=True, return_tensors="pt")
 
     def score_encoded(self, inputs: Any):
-        import torch
+        import torch  # lazy: torch/transformers load only when a model runs
 
         enc = inputs.to(self.device)
         # Positions count real tokens only, so a row's logits do not depend on how much padding its batch needs.
