@@ -44,7 +44,6 @@ from bench.errors import UserError
 from bench.files import atomic_write
 from bench.hashing import stable_hash
 from bench.html_report import write_study_html
-from bench.llm import check_engine_installed, parse_engine_spec
 from bench.report import paired_values, scored_values
 from bench.runner import Runner
 from bench.stats import bootstrap_ci, holm, is_binary, mcnemar_exact, paired_tests
@@ -157,19 +156,16 @@ class Study:
         if options.eval_limit is not None and options.eval_limit < 1:
             raise UserError(f"--eval-limit {options.eval_limit}: expected a positive number")
         self.cells = self.plan()
-        for cell in self.cells:
-            cell.config.validate()
-        self.check_readers()
         names = [c.name for c in self.cells]
         if len(set(names)) != len(names):
             raise UserError(f"{self.name} study: the same cell twice ({', '.join(names)}); give each value once")
-
-    def check_readers(self) -> None:
-        """Every reader of the study (training and evaluation) is a known engine whose packages are installed: a
-        missing extra fails in one line before the first training, not after it."""
-        for spec in dict.fromkeys([*(c.config.reader for c in self.cells), *self.options.eval_readers]):
-            parse_engine_spec(spec)
-            check_engine_installed(spec)
+        for cell in self.cells:
+            cell.config.validate()
+            # bench's one validation of what each cell trains and is evaluated with (readers and their packages,
+            # servers, templates, data), before the study claims its folder or trains anything
+            assemble.component_config(cell.config, self.servers, str(cache_dir(cell.config.cache_dir)),
+                                      options.trust_remote_code).validate()
+            self.evaluation_config(cell, TRAINED).validate()
 
     # --- what a study defines -------------------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
