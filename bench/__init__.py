@@ -15,7 +15,7 @@ __all__ = list(API)
 
 def __getattr__(name: str):
     if name in API:
-        import bench.api
+        import bench.api      # lazy: the API pulls in the runner and pandas; `import bench` stays light
 
         return getattr(bench.api, name)
     raise AttributeError(f"module 'bench' has no attribute {name!r}")

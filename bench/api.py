@@ -11,18 +11,25 @@ from __future__ import annotations
 
 import inspect
 import json
-from dataclasses import dataclass, fields, replace
+import types
+import typing
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Mapping, Sequence, Union
 
+import pandas as pd
+
+from bench.builder import Builder
+from bench.config import RunConfig
+from bench.data import load_dataset as load
 from bench.errors import UserError
-from bench.options import typed_options
-from bench.runner import RecordStore, RunConfig, Runner, read_run_folder
+from bench.options import convert
+from bench.registry import did_you_mean
+from bench.report import ReportOptions, build_report
+from bench.runner import RecordStore, Runner, read_run_folder
 from bench.types import QueryRecord
 
 if TYPE_CHECKING:
-    import pandas as pd
-
     from bench.data import Dataset
     from bench.readers import Reader
     from bench.report import Report
@@ -36,8 +43,9 @@ LIST_FIELDS = ("datasets", "rerankers", "readers")       # a single name given f
 
 
 def read_config_file(path: str | Path) -> dict[str, Any]:
-    """The RunConfig fields of a JSON or YAML file (a run's config.json works: its fingerprints are ignored)."""
-    import yaml
+    """The RunConfig fields of a JSON or YAML file, in sections or flat (a run's config.json works: its fingerprints
+    are ignored)."""
+    import yaml  # lazy: PyYAML only for a .yaml config file
 
     file = Path(path)
     try:
@@ -46,13 +54,10 @@ def read_config_file(path: str | Path) -> dict[str, Any]:
     except (OSError, ValueError, yaml.YAMLError) as exc:
         raise UserError(f"--config {path}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from None
     if not isinstance(values, dict):
-        raise UserError(f"--config {path}: expected a mapping of RunConfig fields")
+        raise UserError(f"--config {path}: expected a mapping of RunConfig sections or fields")
     values.pop("fingerprints", None)
     values.pop("world_size", None)       # also written into a run's config.json, not a setting
-    names = [f.name for f in fields(RunConfig)]
-    unknown = sorted(set(values) - set(names))
-    if unknown:
-        raise UserError(f"--config {path}: unknown key {unknown[0]!r}; valid: {', '.join(names)}")
+    values = RunConfig.fields_of(values, f"--config {path}")
     check_config_types(values, f"--config {path}")
     return values
 
@@ -61,12 +66,7 @@ def check_config_types(values: dict, where: str) -> None:
     """Each value of a config file has its RunConfig field's type (a string only where one is expected, or where
     the flag's own conversion reads it), and each component's options are a mapping: a value of the wrong type
     fails here in one line, not deep in the run."""
-    import types
-    import typing
-
-    from bench.options import convert
-
-    hints = typing.get_type_hints(RunConfig)
+    hints = RunConfig.field_types()
     for key, value in values.items():
         kinds = typing.get_args(hints[key]) if isinstance(hints[key], types.UnionType) else (hints[key],)
         containers = [typing.get_origin(a) for a in kinds]
@@ -82,12 +82,13 @@ def check_config_types(values: dict, where: str) -> None:
 
 
 def make_config(config: ConfigSource = None, /, **settings: Any) -> RunConfig:
-    """A checked ``RunConfig``: ``config`` (a RunConfig, a mapping of its fields, or a JSON/YAML file of them, as
-    ``bench run --config``) with ``settings`` replacing its fields. ``reader=`` is ``--reader``: one spec, a list, or
-    None for no reader (``readers=["none"]``); a single name for ``datasets``/``rerankers``/``readers`` is a list of
-    one. Values are checked against the fields' types, then as ``bench run`` checks them, before anything loads.
+    """A checked ``RunConfig``: ``config`` (a RunConfig, a mapping of its fields in sections or flat, or a JSON/YAML
+    file of them, as ``bench run --config``) with ``settings`` replacing its fields. ``reader=`` is ``--reader``: one
+    spec, a list, or None for no reader (``readers=["none"]``); a single name for ``datasets``/``rerankers``/``readers``
+    is a list of one. Values are checked against the fields' types, then as ``bench run`` checks them, before anything
+    loads.
 
-    >>> bench.make_config(rerankers=["none", "minilm"], reader=None, limit=5).readers
+    >>> bench.make_config(rerankers=["none", "minilm"], reader=None, limit=5).components.readers
     ['none']
     """
     if "reader" in settings:
@@ -99,18 +100,21 @@ def make_config(config: ConfigSource = None, /, **settings: Any) -> RunConfig:
         if isinstance(settings.get(name), str):
             settings[name] = [settings[name]]
     if isinstance(config, (str, Path)):
-        base = typed_options(RunConfig, read_config_file(config), f"--config {config}")
+        base = RunConfig.from_fields(read_config_file(config), f"--config {config}")
     elif isinstance(config, Mapping):
-        base = typed_options(RunConfig, dict(config), "config")
+        values = RunConfig.fields_of(config, "config")
+        check_config_types(values, "config")
+        base = RunConfig.from_fields(values, "config")
     elif isinstance(config, RunConfig) or config is None:
         base = config or RunConfig()
     else:
         raise UserError(f"config: expected a RunConfig, a mapping of its fields or a file, got {type(config).__name__}")
-    names = [f.name for f in fields(RunConfig)]
+    names = list(RunConfig.field_types())
     unknown = sorted(set(settings) - set(names))
     if unknown:
-        raise UserError(f"unknown setting {unknown[0]!r}; valid: reader, {', '.join(names)}")
-    resolved = typed_options(RunConfig, settings, "setting", base=base)
+        raise UserError(f"unknown setting {unknown[0]!r}; {did_you_mean(unknown[0], ['reader', *names])}valid: "
+                        f"reader, {', '.join(names)}")
+    resolved = RunConfig.from_fields(settings, "setting", base=base)
     resolved.validate()
     return resolved
 
@@ -129,8 +133,6 @@ class RunResult:
         """leaderboard.csv as a DataFrame: one row per (dataset, reader, reranker), its columns (``to_csv(index=
         False)`` gives the file back byte for byte). Only empty cells are missing values: a reranker named "none"
         stays a string."""
-        import pandas as pd
-
         return pd.read_csv(self.folder / "leaderboard.csv", keep_default_na=False, na_values=[""])
 
     @property
@@ -147,12 +149,12 @@ class RunResult:
 def _signature_of_settings(fn):
     """Show ``RunConfig``'s fields, typed and with their defaults, as ``fn``'s keyword arguments (``help``, a
     notebook's signature hints): they are passed through ``**settings`` to ``make_config``."""
-    defaults = RunConfig()
+    defaults = RunConfig().flat()
     params = [inspect.Parameter("config", inspect.Parameter.POSITIONAL_ONLY, default=None, annotation="ConfigSource"),
-              inspect.Parameter("reader", inspect.Parameter.KEYWORD_ONLY, default=defaults.readers,
+              inspect.Parameter("reader", inspect.Parameter.KEYWORD_ONLY, default=defaults["readers"],
                                 annotation="str | list[str] | None")]
-    params += [inspect.Parameter(f.name, inspect.Parameter.KEYWORD_ONLY, default=getattr(defaults, f.name),
-                                 annotation=f.type) for f in fields(RunConfig)]
+    params += [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=defaults[name], annotation=kind)
+               for name, kind in RunConfig.field_types().items()]
     fn.__signature__ = inspect.Signature(params, return_annotation=inspect.signature(fn).return_annotation)
     return fn
 
@@ -187,8 +189,6 @@ def compare(runs: Runs, baseline: str | None = None, metrics: Sequence[str] | No
 
     >>> bench.compare([run_a.folder, run_b.folder], baseline="none", metrics=["nDCG@10"]).to_markdown()
     """
-    from bench.report import ReportOptions, build_report
-
     config, records, judge, costs = _pooled(runs)
     opts = ReportOptions.from_config(config)
     opts = replace(opts, **{k: v for k, v in (("baseline", baseline), ("primary_metric", primary_metric),
@@ -235,7 +235,7 @@ def _component_config(role: str, name: str, options: Mapping[str, Any]) -> RunCo
     """A checked RunConfig of one component: the ``options`` that are RunConfig fields (seed, cache_dir, base_url,
     batch_size, ...) are run-wide, the others are the component's ``--<role>-args`` (an unknown one fails there,
     naming the valid ones)."""
-    run_wide = {f.name for f in fields(RunConfig)}
+    run_wide = set(RunConfig.field_types())
     settings = {k: v for k, v in options.items() if k in run_wide}
     own = {k: v for k, v in options.items() if k not in run_wide}
     if role == "reranker":
@@ -253,8 +253,6 @@ def load_reranker(name: str, **options: Any) -> "Reranker":
 
     >>> bench.load_reranker("minilm", batch_size=16).rank("q", ["d1", "d2"]).docids
     """
-    from bench.builder import Builder
-
     return Builder(_component_config("reranker", name, options)).reranker(name)
 
 
@@ -267,8 +265,6 @@ def load_reader(spec: str, **options: Any) -> "Reader":
     >>> reader = bench.load_reader("openai:my-model", base_url="http://localhost:8000/v1", max_tokens=16)
     >>> reader.ask("What is the capital of France?", ["Paris is the capital of France."]).text
     """
-    from bench.builder import Builder
-
     if spec == "none":
         raise UserError("reader 'none' is no reader: give an engine spec (python -m bench list)")
     return Builder(_component_config("reader", spec, options)).reader(spec)
@@ -281,8 +277,7 @@ def load_dataset(name: str, split: str = "test", limit: int | None = None, data_
 
     >>> ds = bench.load_dataset("fictional", limit=5); ds.queries[0].text
     """
-    from bench.data import load_dataset as load
-
     config = make_config(datasets=[name], split=split, limit=limit, data_dir=data_dir, rerankers=["none"],
                          readers=["none"], **({"cache_dir": cache_dir} if cache_dir else {}))
-    return load(name, split=config.split, cache_dir=config.cache_dir, data_dir=config.data_dir).limit(config.limit)
+    d = config.data
+    return load(name, split=d.split, cache_dir=config.runtime.cache_dir, data_dir=d.data_dir).limit(d.limit)

@@ -11,64 +11,55 @@ import dataclasses
 from typing import Any, Mapping, Protocol
 
 from bench.errors import UserError
+from bench.expansion import Query2Doc
+from bench.judges import Judge
 from bench.llm import EngineOptions, make_cached_engine
+from bench.llm.cache import open_cache
 from bench.options import typed_options
+from bench.prompts import load_template
+from bench.readers import Reader
+from bench.sections import Components, Data, Runtime, Servers
 from rerankers.base import PER_BACKEND_SETTINGS, Reranker, RerankerSettings
 from rerankers.cascade import Cascade, is_cascade
-from rerankers.registry import RERANKERS, get_reranker
+from rerankers.registry import RerankerSpec, get_reranker, resolve
 
 
 class BuildConfig(Protocol):
-    """The fields of ``bench.config.RunConfig`` the builder reads."""
+    """The sections of ``bench.config.RunConfig`` the builder reads (``bench.config`` sits above this module)."""
 
-    device: str
-    dtype: str
-    batch_size: int | None
-    base_url: str | None
-    api_key_env: str
-    judge_base_url: str | None
-    judge_api_key_env: str | None
-    concurrency: int
-    timeout: float
-    max_retries: int
-    cache_dir: str
-    llm_cache: str
-    seed: int
-    checkpoints: Mapping[str, str]
-    trust_remote_code: bool
-    reranker_args: Mapping[str, Mapping[str, Any]]
-    reader_args: Mapping[str, Mapping[str, Any]]
-    judge_args: Mapping[str, Mapping[str, Any]]
-    reader_template: str
-    judge_template: str
-    max_tokens: int
-    judge: str | None
-    readers: list[str]
-    query2doc: str | None
-    query2doc_template: str
-    query2doc_max_tokens: int
+    components: Components
+    data: Data
+    servers: Servers
+    runtime: Runtime
 
 
 class Builder:
-    def __init__(self, config: BuildConfig):
+    def __init__(self, config: BuildConfig, specs: Mapping[str, RerankerSpec] | None = None):
+        """``specs``: the rerankers' names already resolved (``RunConfig.validate``); others are resolved on first
+        use, once."""
         self.config = config
+        self.specs: dict[str, RerankerSpec] = dict(specs or {})
         self.engines: dict[str, Any] = {}       # label (the spec) -> cached engine, shared by every user of it
         self._options_of: dict[str, EngineOptions] = {}
         self._llm_cache = None
+
+    def spec(self, name: str) -> RerankerSpec:
+        """The registry's spec of a reranker name, looked up once per builder."""
+        if name not in self.specs:
+            self.specs[name] = resolve(name)
+        return self.specs[name]
 
     # --- LLM engines --------------------------------------------------------------------------------------------
     def engine_options(self, spec: str, role: str = "reader", **overrides: Any) -> EngineOptions:
         """The run-wide engine options, the judge's own server for the judge, ``overrides`` (a listwise reranker's
         server), then the role's ``--reader-args`` / ``--judge-args`` for this spec."""
-        c = self.config
-        base = EngineOptions(device=c.device, dtype=c.dtype, base_url=c.base_url, api_key_env=c.api_key_env,
-                             concurrency=c.concurrency, timeout=c.timeout, max_retries=c.max_retries,
-                             cache_dir=c.cache_dir, seed=c.seed, trust_remote_code=c.trust_remote_code,
-                             **({"batch_size": c.batch_size} if c.batch_size is not None else {}))
-        if role == "judge":
-            base = dataclasses.replace(base, base_url=c.judge_base_url or c.base_url,
-                                       api_key_env=c.judge_api_key_env or c.api_key_env)
+        r, s = self.config.runtime, self.config.servers
+        base = EngineOptions(device=r.device, dtype=r.dtype, **(s.judge() if role == "judge" else s.reader()),
+                             concurrency=s.concurrency, timeout=s.timeout, max_retries=s.max_retries,
+                             cache_dir=r.cache_dir, seed=r.seed, trust_remote_code=r.trust_remote_code,
+                             **({"batch_size": r.batch_size} if r.batch_size is not None else {}))
         base = dataclasses.replace(base, **{k: v for k, v in overrides.items() if v is not None})
+        c = self.config.components
         args = {"reader": c.reader_args, "judge": c.judge_args}.get(role, {}).get(spec, {})
         return typed_options(EngineOptions, args, f"--{role}-args {spec}", base=base)
 
@@ -81,36 +72,25 @@ class Builder:
                 return self.engines[label]
         label = spec if spec not in self.engines else f"{spec} ({role})"
         if self._llm_cache is None:
-            from bench.llm.cache import open_cache
-
-            self._llm_cache = open_cache(self.config.cache_dir)
-        self.engines[label] = make_cached_engine(spec, self._llm_cache, self.config.llm_cache,
+            self._llm_cache = open_cache(self.config.runtime.cache_dir)
+        self.engines[label] = make_cached_engine(spec, self._llm_cache, self.config.runtime.llm_cache,
                                                  **dataclasses.asdict(options))
         self._options_of[label] = options
         return self.engines[label]
 
     def reader(self, spec: str):
-        from bench.prompts import load_template
-        from bench.readers import Reader
-
-        c = self.config
+        c = self.config.components
         return Reader(self.engine(spec, "reader"), load_template(c.reader_template), max_tokens=c.max_tokens)
 
     def judge(self):
-        from bench.judges import Judge
-        from bench.prompts import load_template
-
-        c = self.config
+        c = self.config.components
         if c.judge is None:
             raise UserError("no --judge given")
         return Judge(self.engine(c.judge, "judge"), load_template(c.judge_template))
 
     def query2doc(self):
         """The Query2doc expander of ``--query2doc`` (None without it), on the run's cached engines."""
-        from bench.expansion import Query2Doc
-        from bench.prompts import load_template
-
-        c = self.config
+        c = self.config.data
         if not c.query2doc:
             return None
         return Query2Doc(self.engine(c.query2doc, "query2doc"), load_template(c.query2doc_template),
@@ -120,8 +100,8 @@ class Builder:
     def reranker_settings(self, name: str) -> RerankerSettings:
         """The run-wide settings, ``--checkpoint`` and ``--reranker-args NAME:...`` (the backend's ``Options`` and the
         per-backend settings), checked and typed; a listwise reranker's server defaults to the run's."""
-        c = self.config
-        cls: type[Reranker] = RERANKERS.load(name)
+        c, r, s = self.config.components, self.config.runtime, self.config.servers
+        cls: type[Reranker] = self.spec(name).backend()
         args = dict(c.reranker_args.get(name, {}))
         where = f"--reranker-args {name}"
         option_names = {f.name for f in dataclasses.fields(cls.Options)}
@@ -132,13 +112,13 @@ class Builder:
                             f"{', '.join([*PER_BACKEND_SETTINGS, *sorted(option_names)])}")
         # run-wide values a backend's options may take: the server, and the reader (oracle-utility reads with it)
         readers = [spec for spec in c.readers if spec != "none"]
-        run_wide = {"base_url": c.base_url, "api_key_env": c.api_key_env, "reader": readers[0] if readers else "none",
+        run_wide = {**s.reader(), "reader": readers[0] if readers else "none",
                     "reader_template": c.reader_template, "reader_max_tokens": c.max_tokens}
         defaults = {k: v for k, v in run_wide.items() if k in option_names}
         options = typed_options(cls.Options, {**defaults, **args}, where)
-        settings = RerankerSettings(checkpoint=c.checkpoints.get(name), device=c.device, dtype=c.dtype, seed=c.seed,
-                                    cache_dir=c.cache_dir, trust_remote_code=c.trust_remote_code, options=options,
-                                    **({"batch_size": c.batch_size} if c.batch_size is not None else {}))
+        settings = RerankerSettings(checkpoint=c.checkpoints.get(name), device=r.device, dtype=r.dtype, seed=r.seed,
+                                    cache_dir=r.cache_dir, trust_remote_code=r.trust_remote_code, options=options,
+                                    **({"batch_size": r.batch_size} if r.batch_size is not None else {}))
         settings = typed_options(RerankerSettings, settings_args, where, base=settings)
 
         def engine_factory(spec: str):
@@ -153,4 +133,4 @@ class Builder:
         ``--reranker-args`` by stage name)."""
         if is_cascade(name):
             return Cascade.build(name, self.reranker)
-        return get_reranker(name, self.reranker_settings(name))
+        return get_reranker(self.spec(name), self.reranker_settings(name), name)

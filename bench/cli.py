@@ -6,13 +6,26 @@ import json
 import sys
 from dataclasses import fields
 from pathlib import Path
+from types import SimpleNamespace
+
+import pandas as pd
 
 from bench import api
 from bench.api import read_config_file
+from bench.config import Components, Data, Reporting, RunConfig, Runtime, Servers
+from bench.data import DATASETS, catalog
 from bench.errors import UserError
+from bench.html_report import REPORT_FILE
+from bench.judge_eval import run_judge_eval
+from bench.llm import ENGINES, EngineOptions, engine_forms, parse_engine_spec
 from bench.metrics import answer_metric_names
-from bench.options import parse_component_args
-from bench.config import RunConfig
+from bench.options import option_rows, parse_component_args
+from bench.report import ReportOptions
+from bench.runner import report_run_folder
+from bench.store import RecordStore, run_folder_lock
+from bench.validity import validity_report
+from rerankers.base import PER_BACKEND_SETTINGS, RerankerSettings
+from rerankers.registry import describe, resolve
 
 
 def _checkpoint_pairs(values: list[str]) -> dict[str, str]:
@@ -43,7 +56,7 @@ def add_trust_remote_code_option(parser: argparse.ArgumentParser) -> None:
 
 def add_server_options(parser: argparse.ArgumentParser) -> None:
     """Where ``openai:*`` readers and judges are served: ``bench run``'s options, which ``rrpo train`` shares."""
-    d = RunConfig()
+    d = Servers()
     parser.add_argument("--base-url", nargs="+", action=_ServerURLs, default=d.base_url, metavar="URL",
                         help="OpenAI-compatible server (vLLM, Ollama, ...), or several serving the same model (one "
                              "vLLM server per GPU): requests are spread over them, --concurrency per server")
@@ -54,9 +67,15 @@ def add_server_options(parser: argparse.ArgumentParser) -> None:
                         "--api-key-env's")
 
 
+def servers_from_args(args: argparse.Namespace) -> Servers:
+    """The servers section from the flags ``add_server_options`` adds, and ``--concurrency``, ``--timeout`` and
+    ``--max-retries`` where the command has them (else their defaults)."""
+    return Servers(**{f.name: getattr(args, f.name) for f in fields(Servers) if hasattr(args, f.name)})
+
+
 def add_utility_options(parser: argparse.ArgumentParser, flag: bool = True) -> None:
     """``bench run``'s utility options (``flag``: with ``--utility`` itself), which ``bench utility`` shares."""
-    d = RunConfig()
+    d = Reporting()
     if flag:
         parser.add_argument("--utility", action="store_true",
                             help="utility labels (eRAG): each passage in the union of every reranker's top "
@@ -69,12 +88,13 @@ def add_utility_options(parser: argparse.ArgumentParser, flag: bool = True) -> N
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d = RunConfig()
+    d = SimpleNamespace(**RunConfig().flat())          # each flag's default: its field's
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
 
     run = sub.add_parser("run", help="retrieve, rerank, read, score; write results/<run-id>/ and print the leaderboard")
-    run.add_argument("--config", metavar="FILE", help="a JSON or YAML file of RunConfig fields (e.g. a run's "
+    run.add_argument("--config", metavar="FILE", help="a JSON or YAML file of RunConfig's sections (components, data, "
+                     "servers, runtime, reporting; docs/configuration.md) or of its fields flat (a run's "
                      "config.json); flags given as well override it")
     run.add_argument("--datasets", nargs="+", default=d.datasets, help="registered names or paths (default: fictional)")
     run.add_argument("--split", default=d.split)
@@ -171,7 +191,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def add_judge_eval_parser(sub) -> None:
-    d = RunConfig()
+    d = SimpleNamespace(**RunConfig().flat())
     ev = sub.add_parser("judge-eval", help="agreement of every answer metric and an LLM judge with human verdicts "
                         "(agreement, Cohen's κ, precision/recall of 'correct', bootstrap CIs)")
     ev.add_argument("--judge", help="engine spec of the judge (as `run --judge`); without it only the answer "
@@ -207,7 +227,7 @@ def parse_run_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict]:
     args = parser.parse_args(argv)
     if args.command != "run" or not args.config:
         return args, {}
-    values = read_config_file(args.config)
+    values = read_config_file(args.config)             # the fields, flat
     mappings = {k: values.pop(k) for k in ("checkpoints", *RunConfig.COMPONENT_ARGS) if k in values}
     parser.run_parser.set_defaults(**values)
     return parser.parse_args(argv), mappings
@@ -215,7 +235,7 @@ def parse_run_args(argv: list[str] | None) -> tuple[argparse.Namespace, dict]:
 
 def config_from_args(args: argparse.Namespace, from_file: dict | None = None) -> RunConfig:
     from_file = from_file or {}
-    names = {f.name for f in fields(RunConfig)}
+    names = RunConfig.field_types()
     values = {k: v for k, v in vars(args).items() if k in names}
     values["checkpoints"] = {**from_file.get("checkpoints", {}), **_checkpoint_pairs(args.checkpoint)}
     if args.rrpo_checkpoint:
@@ -225,23 +245,17 @@ def config_from_args(args: argparse.Namespace, from_file: dict | None = None) ->
         values[key] = {name: dict(opts) for name, opts in from_file.get(key, {}).items()}
         for name, opts in parse_component_args(f"--{role}-args", getattr(args, key)).items():
             values[key].setdefault(name, {}).update(opts)
-    return RunConfig(**values)
+    return RunConfig.from_fields(values, "flags")
 
 
 def cmd_list_options(args: argparse.Namespace) -> str:
     """The options ``--reranker-args`` / ``--reader-args`` / ``--judge-args`` accept for one component."""
-    import pandas as pd
-
-    from bench.llm import EngineOptions, parse_engine_spec
-    from bench.options import option_rows
-    from rerankers.base import PER_BACKEND_SETTINGS, RerankerSettings
-    from rerankers.registry import RERANKERS, resolve
-
     if args.reranker:
-        cls = RERANKERS.load(args.reranker)
+        spec = resolve(args.reranker)
+        cls = spec.backend()
         settings = [r for r in option_rows(RerankerSettings) if r["option"] in PER_BACKEND_SETTINGS]
         for row in settings:
-            row["default"] = (f"{resolve(args.reranker).checkpoint!r} (registered)" if row["option"] == "checkpoint"
+            row["default"] = (f"{spec.checkpoint!r} (registered)" if row["option"] == "checkpoint"
                               else row["default"])
         rows, flag, name = settings + option_rows(cls.Options), "--reranker-args", args.reranker
     else:
@@ -252,14 +266,6 @@ def cmd_list_options(args: argparse.Namespace) -> str:
 
 
 def cmd_list() -> None:
-    import pandas as pd
-
-    from bench.data.base import DATASETS
-    from bench.llm import ENGINES, engine_forms
-    from rerankers.registry import describe
-
-    import bench.data  # noqa: F401  (registers the dataset names)
-
     print("Rerankers\n")
     print(pd.DataFrame(describe()).to_markdown(index=False))
     print("\nCascades: NAME@N>NAME@N... chains registered rerankers, each reranking the previous stage's top N "
@@ -274,8 +280,6 @@ def cmd_list() -> None:
 
 
 def cmd_data(args: argparse.Namespace) -> None:
-    from bench.data import catalog
-
     if args.data_command == "list":
         print(catalog.list_text(args.data_dir, args.cache_dir))
     else:
@@ -290,17 +294,14 @@ def utility_config(args: argparse.Namespace) -> RunConfig:
     path = run_dir / "config.json"
     if not path.is_file():
         raise UserError(f"{run_dir}: no config.json (expected a results/<run-id>/ folder that `bench run` wrote)")
-    values = {k: v for k, v in json.loads(path.read_text()).items() if k in {f.name for f in fields(RunConfig)}}
-    return RunConfig(**{**values, "output": str(run_dir.parent), "run_id": run_dir.name, "utility": True,
-                        "utility_depth": args.utility_depth, "utility_only": args.utility_only})
+    names = RunConfig.field_types()
+    values = {k: v for k, v in json.loads(path.read_text()).items() if k in names}
+    return RunConfig.from_fields({**values, "output": str(run_dir.parent), "run_id": run_dir.name, "utility": True,
+                                  "utility_depth": args.utility_depth, "utility_only": args.utility_only}, str(path))
 
 
 def cmd_validity(args: argparse.Namespace) -> None:
     """Records of every run folder given; the report options (k, seed) of the first one's config.json."""
-    from bench.report import ReportOptions
-    from bench.runner import RecordStore
-    from bench.validity import validity_report
-
     records = []
     for run_dir in map(Path, args.run_dirs):
         if not (run_dir / "records.jsonl").is_file():
@@ -317,9 +318,6 @@ def cmd_validity(args: argparse.Namespace) -> None:
 
 
 def cmd_report(args: argparse.Namespace) -> None:
-    from bench.html_report import REPORT_FILE
-    from bench.runner import report_run_folder, run_folder_lock
-
     run_dir, out = Path(args.run_dir), Path(args.out) if args.out else None
     if out is not None and not out.parent.is_dir():
         raise UserError(f"--out {out}: its folder {out.parent} does not exist")
@@ -332,16 +330,14 @@ def cmd_report(args: argparse.Namespace) -> None:
 
 
 def cmd_judge_eval(args: argparse.Namespace) -> None:
-    from bench.judge_eval import run_judge_eval
-
     if args.resamples < 1:
         raise UserError(f"--resamples {args.resamples}: expected a positive number")
-    config = RunConfig(judge=args.judge, judge_template=args.judge_template,
-                       judge_args=parse_component_args("--judge-args", args.judge_args), base_url=args.base_url,
-                       api_key_env=args.api_key_env, judge_base_url=args.judge_base_url,
-                       judge_api_key_env=args.judge_api_key_env, concurrency=args.concurrency, timeout=args.timeout,
-                       max_retries=args.max_retries, device=args.device, seed=args.seed, cache_dir=args.cache_dir, data_dir=args.data_dir,
-                       llm_cache=args.llm_cache)
+    config = RunConfig(
+        components=Components(judge=args.judge, judge_template=args.judge_template,
+                              judge_args=parse_component_args("--judge-args", args.judge_args)),
+        data=Data(data_dir=args.data_dir),
+        servers=servers_from_args(args),
+        runtime=Runtime(device=args.device, seed=args.seed, cache_dir=args.cache_dir, llm_cache=args.llm_cache))
     md, out_dir = run_judge_eval(args.data, config, args.judge_limit, args.threshold, args.output, args.resamples)
     print(md)
     print(f"\nresults: {out_dir}")

@@ -1,89 +1,53 @@
 """The configuration of a run (``RunConfig``) and its one validation, which every path that makes one calls: ``bench
 run``'s flags and ``--config`` files, ``rrpo train`` (``rrpo.assemble``) and the studies (through ``Runner.run``).
 
-The fields are flat (``--pool`` is ``pool``, as in every saved ``config.json``), in sections: the components, the
-data and first stage, the LLM servers, the runtime, and the output. A field's section says whether it is part of
-the run's identity (``NON_IDENTITY``).
+``RunConfig`` groups five sections (``bench.sections``): the components, the data and first stage, the LLM servers,
+the runtime, and the reporting (where the run goes, what its reports add). Each field keeps its flag's name
+(``--pool`` is ``data.pool``), unique across the sections, so a run's ``config.json`` keeps them flat and the run id
+(a hash of the identity's fields) does not depend on the grouping.
 """
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from bench.builder import Builder
 from bench.data import DATASETS
 from bench.data.base import unknown_dataset
-from bench.environment import cache_dir
 from bench.errors import UserError
 from bench.expansion import check_query2doc
 from bench.hashing import stable_hash
 from bench.llm import check_engine_installed
-from bench.options import check_server_options
+from bench.options import check_server_options, field_types, typed_options
 from bench.prompts import load_template
+from bench.registry import did_you_mean
 from bench.retrieval import check_first_stage, first_stage_options
-from rerankers.registry import components, resolve
+from bench.sections import SECTIONS, Components, Data, Reporting, Runtime, Servers
+from rerankers.registry import RerankerSpec, components, resolve
+
+__all__ = ["Components", "Data", "Reporting", "RunConfig", "Runtime", "Servers"]
 
 log = logging.getLogger(__name__)
 
+# the section of each field
+FIELD_SECTION = {f.name: section for section, cls in SECTIONS.items() for f in fields(cls)}
 
-def default_cache_dir() -> str:
-    return str(cache_dir())
 
-
-@dataclass
+@dataclass(frozen=True)
 class RunConfig:
-    datasets: list[str] = field(default_factory=lambda: ["fictional"])
-    split: str = "test"
-    rerankers: list[str] = field(default_factory=lambda: ["none", "random", "minilm", "rrpo", "oracle"])
-    readers: list[str] = field(default_factory=lambda: ["smollm2"])
-    judge: str | None = None
-    first_stage: str = "bm25"
-    # Query2doc expansion of the first stage's query (bench.expansion): the LLM that writes the pseudo-documents
-    query2doc: str | None = None
-    query2doc_template: str = "query2doc"
-    # a passage's length (~95 words); the generation cap of reimplementations of the paper
-    query2doc_max_tokens: int = 128
-    pool: int = 20
-    top_k: int = 3
-    limit: int | None = None
-    seed: int = 0
-    baseline: str = "none"
-    primary_metric: str = "F1"             # the answer metric a claim is made on, declared before the run
-    reader_template: str = "reader-qa"
-    judge_template: str = "judge-reference"
-    max_tokens: int = 32
-    checkpoints: dict[str, str] = field(default_factory=dict)    # reranker name -> checkpoint override
-    device: str = "auto"
-    dtype: str = "auto"
-    batch_size: int | None = None          # every reranker's and reader's batch; None: each one's own default
-    base_url: str | list[str] | None = None   # OpenAI-compatible server(s) for openai:* readers/judges/rerankers
-    api_key_env: str = "OPENAI_API_KEY"    # the NAME of the variable holding the key, never the key
-    judge_base_url: str | list[str] | None = None   # the judge's server(s) when not --base-url's (e.g. OpenAI)
-    judge_api_key_env: str | None = None   # likewise for its key variable
-    concurrency: int = 8
-    timeout: float = 60.0
-    max_retries: int = 5
-    chunk_size: int = 32                   # queries per reader call; records are flushed after each chunk
-    trust_remote_code: bool = False        # let checkpoints that ship model code run it (only by the user's flag)
-    # Each component's own typed options, by its name or spec: {"rankzephyr": {"window": 20}} (--reranker-args ...)
-    reranker_args: dict[str, dict[str, Any]] = field(default_factory=dict)
-    reader_args: dict[str, dict[str, Any]] = field(default_factory=dict)
-    judge_args: dict[str, dict[str, Any]] = field(default_factory=dict)
-    first_stage_args: dict[str, dict[str, Any]] = field(default_factory=dict)   # {"bm25": {"k1": 0.9, "b": 0.4}}
-    # Utility labels (bench.utility): they add eRAG metrics to the records and change no end-to-end number, so they
-    # are not part of the run's identity; rerankers in utility_only are judged by eRAG alone (never read end to end).
-    utility: bool = False
-    utility_depth: int = 10
-    utility_only: list[str] = field(default_factory=list)
-    # Not part of the run's identity: where things go and how the cache is used.
-    output: str = "results"
-    run_id: str | None = None
-    cache_dir: str = field(default_factory=default_cache_dir)
-    data_dir: str | None = None            # local copies of named datasets (default $RERANK_BENCH_DATA)
-    llm_cache: str = "use"                 # use | bypass | refresh
+    """A run's configuration, in sections (``bench.sections``). Field names are unique across the sections, so a
+    flat mapping of them (flags, ``bench.run(pool=5)``, a run's ``config.json``) has one reading: ``from_fields``."""
 
+    components: Components = field(default_factory=Components)
+    data: Data = field(default_factory=Data)
+    servers: Servers = field(default_factory=Servers)
+    runtime: Runtime = field(default_factory=Runtime)
+    reporting: Reporting = field(default_factory=Reporting)
+
+    # Not part of the run's identity: where things go, how the cache is used, how fast and where it runs, what the
+    # report adds (utility labels change no end-to-end number).
     NON_IDENTITY = ("output", "run_id", "cache_dir", "data_dir", "llm_cache", "concurrency", "timeout", "max_retries",
                     "chunk_size", "batch_size", "device", "primary_metric", "trust_remote_code", "utility",
                     "utility_depth", "utility_only")
@@ -94,103 +58,162 @@ class RunConfig:
     COMPONENT_ARGS = ("reranker_args", "reader_args", "judge_args", "first_stage_args")
     QUERY2DOC = ("query2doc", "query2doc_template", "query2doc_max_tokens")
 
+    # --- the flat view: every field by its own name -----------------------------------------------------------
+    @staticmethod
+    def field_types() -> dict[str, Any]:
+        """Every field of every section and its type, in section order."""
+        return {name: kind for cls in SECTIONS.values() for name, kind in field_types(cls).items()}
+
+    @classmethod
+    def from_fields(cls, values: Mapping[str, Any], where: str = "setting", base: RunConfig | None = None) -> RunConfig:
+        """``base`` (default: the defaults) with the fields of ``values`` replaced, each in its section; a string is
+        converted to its field's type (``bench.options``), another value must already have it."""
+        base = base if base is not None else cls()
+        by_section: dict[str, dict[str, Any]] = {}
+        for name, value in RunConfig.fields_of(values, where).items():
+            by_section.setdefault(FIELD_SECTION[name], {})[name] = value
+        return replace(base, **{section: typed_options(SECTIONS[section], changes, where, base=getattr(base, section))
+                                for section, changes in by_section.items()})
+
+    @staticmethod
+    def fields_of(values: Mapping[str, Any], where: str) -> dict[str, Any]:
+        """The fields of a mapping that holds them in sections (``{"data": {"pool": 5}}``: the ``--config`` format
+        of docs/configuration.md) or flat (``{"pool": 5}``: a run's ``config.json``, ``bench.run``'s keywords). An
+        unknown key, a field under another section, a section that is not a mapping or a field given twice fails in
+        one line."""
+        flat: dict[str, Any] = {}
+        for key, value in values.items():
+            if key in SECTIONS:
+                if not isinstance(value, Mapping):
+                    raise UserError(f"{where}: {key}={value!r}: expected a mapping of the section's fields "
+                                    f"({', '.join(f.name for f in fields(SECTIONS[key]))})")
+                for name in value:
+                    if FIELD_SECTION.get(name) != key:
+                        home = f"a field of {FIELD_SECTION[name]}" if name in FIELD_SECTION else "no field"
+                        raise UserError(f"{where}: {key}.{name}: {home}; {key} has "
+                                        f"{', '.join(f.name for f in fields(SECTIONS[key]))}")
+                items = dict(value)
+            elif key in FIELD_SECTION:
+                items = {key: value}
+            else:
+                raise UserError(f"{where}: unknown key {key!r}; {did_you_mean(key, [*SECTIONS, *FIELD_SECTION])}"
+                                f"valid: the sections {', '.join(SECTIONS)} or their fields {', '.join(FIELD_SECTION)}")
+            twice = sorted(set(items) & set(flat))
+            if twice:
+                raise UserError(f"{where}: {twice[0]} given twice")
+            flat.update(items)
+        return flat
+
+    def flat(self) -> dict[str, Any]:
+        """Every field by its name (what a run's ``config.json`` holds, and what ``from_fields`` reads back)."""
+        return {name: value for section in SECTIONS for name, value in asdict(getattr(self, section)).items()}
+
     def identity(self) -> dict[str, Any]:
         # Component options and the Query2doc settings join the identity only when given, so that the ids of runs
         # without them hold.
-        return {k: None if k in self.SERVERS else v for k, v in asdict(self).items()
+        return {k: None if k in self.SERVERS else v for k, v in self.flat().items()
                 if k not in self.NON_IDENTITY and not (k in self.COMPONENT_ARGS and not v)
-                and not (k in self.QUERY2DOC and not self.query2doc)}
+                and not (k in self.QUERY2DOC and not self.data.query2doc)}
 
     def with_baseline_listed(self) -> RunConfig:
         """The significance tests compare every reranker with ``baseline``, so it must be run: when it is not among
         ``rerankers`` it is put first, with one line saying so (by default ``none``, the first-stage order: free)."""
-        if self.baseline in self.rerankers:
+        c = self.components
+        if c.baseline in c.rerankers:
             return self
         log.warning("--baseline %s is not among --rerankers: added as the first row (the reranker every other is "
-                    "compared with%s)", self.baseline, "; the first-stage order, free" if self.baseline == "none" else "")
-        return replace(self, rerankers=[self.baseline, *self.rerankers])
+                    "compared with%s)", c.baseline, "; the first-stage order, free" if c.baseline == "none" else "")
+        return replace(self, components=replace(c, rerankers=[c.baseline, *c.rerankers]))
 
     def resolved_run_id(self, content: dict[str, Any]) -> str:
         """``--run-id``, or a name derived from the identity and ``content`` (fingerprints of the data and weights,
         so that changed data or a retrained checkpoint start a new run instead of resuming with stale records)."""
-        if self.run_id:
-            return self.run_id
-        names = "+".join(Path(d).name for d in self.datasets)
-        return f"{names}-{self.split}-{stable_hash({**self.identity(), 'content': content}, 10)}"
+        if self.reporting.run_id:
+            return self.reporting.run_id
+        names = "+".join(Path(d).name for d in self.data.datasets)
+        return f"{names}-{self.data.split}-{stable_hash({**self.identity(), 'content': content}, 10)}"
 
     # --- one validation for every path: flags, --config files, rrpo, studies -----------------------------------
     def stages(self) -> list[str]:
         """Every reranker the run builds, a cascade's stages each (``minilm@20>upr@5``: minilm, upr), once."""
-        return list(dict.fromkeys(n for rr in self.rerankers for n in components(rr)))
+        return list(dict.fromkeys(n for rr in self.components.rerankers for n in components(rr)))
 
-    def validate(self) -> None:
+    def validate(self) -> dict[str, RerankerSpec]:
         """Fail on a bad name, number or missing package before any model loads, any query runs or a run folder is
-        made. ``bench run`` (flags and ``--config``), ``rrpo train`` and the studies all come through here."""
+        made. ``bench run`` (flags and ``--config``), ``rrpo train`` and the studies all come through here. Returns
+        the spec of every reranker the run builds (``stages`` and ``--utility-only``), each name resolved here once:
+        the runner's fingerprints, pre-flight and builder take them from here."""
         self._validate_numbers()
-        self._validate_key_variables()
+        check_server_options(self.servers.base_url, self.servers.api_key_env, self.servers.judge_base_url,
+                             self.servers.judge_api_key_env)
+        specs = {name: resolve(name) for name in self.reporting.utility_only}
         self._validate_utility()
-        self._validate_names()
-        self._validate_component_args()
+        specs.update(self._validate_names())
+        self._validate_component_args(specs)
+        return specs
 
     def _validate_numbers(self) -> None:
+        sections = (self.data, self.components, self.runtime, self.servers)
         for name, least in (("pool", 1), ("top_k", 0), ("chunk_size", 1), ("batch_size", 1), ("concurrency", 1),
                             ("limit", 1), ("max_tokens", 1)):
-            value = getattr(self, name)
+            value = getattr(next(s for s in sections if hasattr(s, name)), name)
             if value is not None and value < least:
                 expected = "0 or a positive number" if least == 0 else "a positive number"
                 raise UserError(f"--{name.replace('_', '-')} {value}: expected {expected}")
-        if self.timeout <= 0:
-            raise UserError(f"--timeout {self.timeout}: expected a positive number of seconds")
-        if self.max_retries < 0:
-            raise UserError(f"--max-retries {self.max_retries}: expected 0 or a positive number")
-        if self.top_k > self.pool and any(spec != "none" for spec in self.readers):
-            raise UserError(f"--top-k {self.top_k} is larger than --pool {self.pool}: the reader would see only "
-                            f"{self.pool} documents; raise --pool or lower --top-k")
+        if self.servers.timeout <= 0:
+            raise UserError(f"--timeout {self.servers.timeout}: expected a positive number of seconds")
+        if self.servers.max_retries < 0:
+            raise UserError(f"--max-retries {self.servers.max_retries}: expected 0 or a positive number")
+        top_k, pool = self.components.top_k, self.data.pool
+        if top_k > pool and any(spec != "none" for spec in self.components.readers):
+            raise UserError(f"--top-k {top_k} is larger than --pool {pool}: the reader would see only "
+                            f"{pool} documents; raise --pool or lower --top-k")
 
-    def _validate_key_variables(self) -> None:
-        check_server_options(self.base_url, self.api_key_env, self.judge_base_url, self.judge_api_key_env)
-
-    def _validate_names(self) -> None:
-        check_first_stage(self.first_stage)
-        if self.query2doc:
-            check_query2doc(self.query2doc, self.first_stage, self.query2doc_template, self.query2doc_max_tokens)
-        for name in self.stages():    # their extras: with their weights, in Runner.preflight
-            resolve(name)
-        for spec in [*self.readers, *([self.judge] if self.judge else [])]:
+    def _validate_names(self) -> dict[str, RerankerSpec]:
+        """The other names, and the spec of every reranker stage (their extras: with their weights, in
+        ``Runner.preflight``)."""
+        c, d = self.components, self.data
+        check_first_stage(d.first_stage)
+        if d.query2doc:
+            check_query2doc(d.query2doc, d.first_stage, d.query2doc_template, d.query2doc_max_tokens)
+        specs = {name: resolve(name) for name in self.stages()}
+        for spec in [*c.readers, *([c.judge] if c.judge else [])]:
             if spec != "none":
                 check_engine_installed(spec)
-        if any(spec != "none" for spec in self.readers):
-            load_template(self.reader_template)
-        if self.judge:
-            load_template(self.judge_template)
-        for ds in self.datasets:
+        if any(spec != "none" for spec in c.readers):
+            load_template(c.reader_template)
+        if c.judge:
+            load_template(c.judge_template)
+        for ds in d.datasets:
             if ds not in DATASETS and not Path(ds).expanduser().exists():
                 raise unknown_dataset(ds)
+        return specs
 
     def _validate_utility(self) -> None:
-        if self.utility_depth < 1:
-            raise UserError(f"--utility-depth {self.utility_depth}: expected a positive number")
-        for name in self.utility_only:
-            resolve(name)
-            if name in self.rerankers:
+        o = self.reporting
+        if o.utility_depth < 1:
+            raise UserError(f"--utility-depth {o.utility_depth}: expected a positive number")
+        for name in o.utility_only:
+            if name in self.components.rerankers:
                 raise UserError(f"--utility-only {name}: also in --rerankers, which reads it end to end; name it in "
                                 f"one of them")
 
-    def _validate_component_args(self) -> None:
+    def _validate_component_args(self, specs: dict[str, RerankerSpec]) -> None:
         """Each ``--*-args NAME:...`` names a component of the run, and its keys and values fit that component's
         options (checked by building the options, not the component)."""
-        for flag, args, names in (("--first-stage-args", self.first_stage_args, [self.first_stage]),
-                                  ("--reranker-args", self.reranker_args, self.stages()),
-                                  ("--reader-args", self.reader_args, [s for s in self.readers if s != "none"]),
-                                  ("--judge-args", self.judge_args, [self.judge] if self.judge else [])):
+        c, d = self.components, self.data
+        for flag, args, names in (("--first-stage-args", d.first_stage_args, [d.first_stage]),
+                                  ("--reranker-args", c.reranker_args, self.stages()),
+                                  ("--reader-args", c.reader_args, [s for s in c.readers if s != "none"]),
+                                  ("--judge-args", c.judge_args, [c.judge] if c.judge else [])):
             for name in args:
                 if name not in names:
                     raise UserError(f"{flag} {name}: not a component of this run ({', '.join(names) or 'none'})")
-        for method, values in self.first_stage_args.items():
+        for method, values in d.first_stage_args.items():
             first_stage_options(method, values)
-        builder = Builder(self)
-        for name in self.reranker_args:
+        builder = Builder(self, specs)
+        for name in c.reranker_args:
             builder.reranker_settings(name)
-        for role, args in (("reader", self.reader_args), ("judge", self.judge_args)):
+        for role, args in (("reader", c.reader_args), ("judge", c.judge_args)):
             for spec in args:
                 builder.engine_options(spec, role)

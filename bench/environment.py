@@ -7,8 +7,11 @@ import importlib.util
 import math
 import os
 import sys
+import urllib.error
+import urllib.request
 import warnings
 from pathlib import Path
+from bench.errors import UserError
 
 CACHE_ENV = "RERANK_BENCH_CACHE"
 # rerank-bench's backends package; PyPI's ``rerankers`` (AnswerDotAI) has the same import name
@@ -58,7 +61,7 @@ def cache_dir(override: str | os.PathLike | None = None) -> Path:
 
 
 def resolve_device(device: str) -> str:
-    import torch
+    import torch  # lazy: torch/transformers load only when a model runs
 
     if device != "auto":
         return device
@@ -66,7 +69,7 @@ def resolve_device(device: str) -> str:
 
 
 def resolve_dtype(dtype: str, device: str):
-    import torch
+    import torch  # lazy: torch/transformers load only when a model runs
 
     if dtype == "auto":
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
@@ -74,15 +77,13 @@ def resolve_dtype(dtype: str, device: str):
         return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16, "bf16": torch.bfloat16,
                 "float16": torch.float16, "fp16": torch.float16}[dtype]
     except KeyError:
-        from bench.errors import UserError
-
         raise UserError(f"--dtype {dtype!r}: expected auto, float32, bfloat16 or float16") from None
 
 
 def hub_offline() -> bool:
     """Whether Hugging Face downloads are off (HF_HUB_OFFLINE, as huggingface_hub reads it): a missing model then
     means "not in the local cache", which error messages say."""
-    import huggingface_hub
+    import huggingface_hub  # lazy: only when weights are looked up
 
     return huggingface_hub.is_offline_mode() or os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0")
 
@@ -95,9 +96,6 @@ PROBE_TIMEOUT = 5.0
 def http_reachable(url: str, headers: dict[str, str] | None = None, timeout: float = PROBE_TIMEOUT) -> str | None:
     """None when ``url``'s server answers an HTTP request (any status: it is there), else why it could not be
     reached, in a few words. Honours the usual proxy variables (urllib reads them)."""
-    import urllib.error
-    import urllib.request
-
     try:
         with urllib.request.urlopen(urllib.request.Request(url, headers=headers or {}), timeout=timeout):
             return None
@@ -120,7 +118,7 @@ _HUB_PROBE: dict[str, str | None] = {}
 
 
 def _probe_hub() -> str | None:
-    from huggingface_hub import constants
+    from huggingface_hub import constants  # lazy: only when weights are looked up
 
     endpoint = constants.ENDPOINT
     if endpoint not in _HUB_PROBE:
@@ -132,13 +130,11 @@ def _probe_hub() -> str | None:
 def check_weights_available(checkpoint: str, what: str, override_flag: str = "--checkpoint NAME=FOLDER") -> None:
     """Fail in one line, before anything loads, when the weights of ``checkpoint`` cannot be had: a local folder that
     does not exist, or a hub id that is neither in the hub cache nor downloadable now. Says how to get them."""
-    from bench.errors import UserError
-
     if Path(checkpoint).expanduser().exists():
         return
     if checkpoint.startswith(("/", "./", "../", "~")) or checkpoint.count("/") > 1:
         raise UserError(f"{what}: checkpoint folder {checkpoint} does not exist")
-    import huggingface_hub
+    import huggingface_hub  # lazy: only when weights are looked up
     from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
 
     try:
@@ -159,8 +155,6 @@ def check_server_reachable(base_url: str, what: str, api_key_env: str | None = N
                            fix: str = "start it or fix --base-url") -> None:
     """One cheap request (``GET <base_url>/models``, what every OpenAI-compatible server answers) before a run asks
     its first question: an unreachable server fails the run in one line instead of failing every query."""
-    from bench.errors import UserError
-
     key = os.environ.get(api_key_env or "", "")
     failure = http_reachable(base_url.rstrip("/") + "/models", {"Authorization": f"Bearer {key}"} if key else None)
     if failure is not None:

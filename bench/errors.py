@@ -1,6 +1,11 @@
 """User errors: bad input that the CLI reports as one line, without a traceback."""
 from __future__ import annotations
 
+import importlib
+import importlib.util
+import json
+from pathlib import Path
+
 
 class UserError(Exception):
     """Bad input or environment the user can fix; the message is one line naming the file/field/name and what was
@@ -26,8 +31,6 @@ EXTRA_MODULES = {"t5": ("sentencepiece", "google.protobuf"), "listwise": ("ftfy"
 def check_extra(extra: str, purpose: str) -> None:
     """Fail with the exact ``pip install`` line when a module of ``extra`` is missing, without importing it (so
     before any model loads)."""
-    import importlib.util
-
     for module in EXTRA_MODULES[extra]:
         try:
             found = importlib.util.find_spec(module) is not None
@@ -39,8 +42,6 @@ def check_extra(extra: str, purpose: str) -> None:
 
 def require(module: str, extra: str, purpose: str):
     """Import an optional module lazily, failing with the exact ``pip install`` line."""
-    import importlib
-
     try:
         return importlib.import_module(module)
     except ImportError as exc:  # the original error is chained for debugging
@@ -58,9 +59,6 @@ class RemoteCodeRefused(UserError):
 def ships_model_code(folder) -> bool:
     """Whether a local checkpoint folder maps a class to its own Python code (``auto_map`` in its config or its
     tokenizer's config): loading it would run that code."""
-    import json
-    from pathlib import Path
-
     for name in ("config.json", "tokenizer_config.json"):
         path = Path(folder) / name
         try:

@@ -27,8 +27,10 @@ from tqdm.auto import tqdm
 
 from bench.data.base import Dataset
 from bench.errors import UserError
+from bench.llm import check_engine_installed, parse_engine_spec
 from bench.llm.base import Engine
 from bench.prompts import PromptTemplate, load_template
+from bench.retrieval import first_stage
 from bench.types import CandidateList, Query
 
 QUERY_REPEATS = 5               # n of the paper's sparse form
@@ -108,8 +110,6 @@ class Query2Doc:
 def check_query2doc(spec: str, first_stage: str, template: str, max_tokens: int) -> None:
     """Fail in one line, before any model loads, on an unknown engine spec, a first stage that does not read the
     query text, a template without ``{query}`` or a non-positive token budget."""
-    from bench.llm import check_engine_installed, parse_engine_spec
-
     try:
         parse_engine_spec(spec)
     except UserError as exc:
@@ -130,8 +130,6 @@ def expanded_first_stage(dataset: Dataset, method: str, pool: int, cache_dir: st
     """``bench.retrieval.first_stage`` searched with each query expanded by ``expander`` (none: the query as is);
     the lists carry the original queries. Also the pseudo-documents by qid (empty without ``expander``). The
     expanded texts are in the first stage's query fingerprint, so its cache never serves unexpanded results."""
-    from bench.retrieval import first_stage
-
     if expander is None:
         return first_stage(dataset, method, pool, cache_dir=cache_dir, **params), {}
     expand = expansion_for(method)

@@ -23,9 +23,14 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import numpy as np
+import pandas as pd
+from tqdm.auto import tqdm
 
+from bench.builder import Builder
+from bench.config import RunConfig
 from bench.data.judgments import LabelledSet, load_labelled
 from bench.errors import UserError
+from bench.judges import save_measurement
 from bench.metrics import METRICS, metric
 from bench.stats import binary_agreement_ci
 
@@ -71,8 +76,6 @@ def lexical_readings(data: LabelledSet, threshold: float) -> tuple[list[Reading]
 def judge_readings(data: LabelledSet, judge, limit: int | None) -> tuple[list[Reading], list[dict[str, Any]]]:
     """The judge's verdicts on the first ``limit`` rows (all when None): its valid verdicts, and all of them with an
     invalid one read as incorrect. Rows whose call failed (the engine's error) get no verdict and are counted."""
-    from tqdm.auto import tqdm
-
     judged = data.rows[:limit] if limit else data.rows
     verdicts = []
     for start in tqdm(range(0, len(judged), JUDGE_CHUNK), desc="judge", unit="batch"):
@@ -95,8 +98,6 @@ def judge_readings(data: LabelledSet, judge, limit: int | None) -> tuple[list[Re
 def agreement_table(data: LabelledSet, readings: Sequence[Reading], n_resamples: int = 2000, seed: int = 0):
     """One line per reading: rows, n, the shares it and the humans call correct, agreement / κ / precision /
     recall with their bootstrap CIs, the confusion counts (tp: both say correct), invalid verdicts."""
-    import pandas as pd
-
     human = np.asarray([r.human_correct for r in data.rows], dtype=bool)
     lines = []
     for reading in readings:
@@ -164,7 +165,6 @@ def markdown(result: JudgeEvalResult, judge: str | None, prompt: str | None, thr
               "human correct": f"{line['human_correct']:.3f}" if line["n"] else "–",
               **{"κ" if s == "kappa" else s: _cell(line, s) for s in STATISTICS}}
              for line in table.to_dict("records")]
-    import pandas as pd
 
     parts += ["", pd.DataFrame(shown).to_markdown(index=False), "", "## Confusion tables", ""]
     for line in table.to_dict("records"):
@@ -178,8 +178,6 @@ def markdown(result: JudgeEvalResult, judge: str | None, prompt: str | None, thr
 
 
 def rows_frame(result: JudgeEvalResult):
-    import pandas as pd
-
     frame = pd.DataFrame([{"id": r.qid, "question": r.question, "gold_answers": " | ".join(r.gold_answers),
                            "answer": r.answer, "human_correct": r.human_correct} for r in result.data.rows])
     for name, values in result.scores.items():
@@ -203,27 +201,23 @@ def summary(result: JudgeEvalResult, prompt: str, out_dir: Path) -> dict[str, An
             **{s: [line.get(s), line.get(f"{s}_lo"), line.get(f"{s}_hi")] for s in STATISTICS}}
 
 
-def run_judge_eval(data_name: str, config, judge_limit: int | None = None, threshold: float = 0.5,
+def run_judge_eval(data_name: str, config: RunConfig, judge_limit: int | None = None, threshold: float = 0.5,
                    output: str | None = None, n_resamples: int = 2000) -> tuple[str, Path]:
-    """Load the labelled set, score it (with ``config.judge`` when set: a ``bench.runner.RunConfig`` carrying the
-    judge and its server, cache and options), write the output folder; return (Markdown, folder)."""
-    data = load_labelled(data_name, config.data_dir, config.cache_dir)
+    """Load the labelled set, score it (with ``config``'s judge when it names one, built with its server, cache and
+    options), write the output folder; return (Markdown, folder)."""
+    judge_spec, runtime = config.components.judge, config.runtime
+    data = load_labelled(data_name, config.data.data_dir, runtime.cache_dir)
     judge, prompt = None, None
-    if config.judge:
-        from bench.builder import Builder
-
+    if judge_spec:
         judge = Builder(config).judge()
         prompt = judge.template.tag
-    result = evaluate(data, judge, judge_limit, threshold, n_resamples, config.seed)
-    out_dir = Path(output) if output else default_output(data.name, config.judge)
+    result = evaluate(data, judge, judge_limit, threshold, n_resamples, runtime.seed)
+    out_dir = Path(output) if output else default_output(data.name, judge_spec)
     out_dir.mkdir(parents=True, exist_ok=True)
     result.table.to_csv(out_dir / "agreement.csv", index=False)
     rows_frame(result).to_csv(out_dir / "rows.csv", index=False)
-    md = markdown(result, config.judge, prompt, threshold, n_resamples, config.seed)
+    md = markdown(result, judge_spec, prompt, threshold, n_resamples, runtime.seed)
     (out_dir / "agreement.md").write_text(md + "\n", encoding="utf-8")
     if judge is not None:
-        from bench.judges import save_measurement
-
-        save_measurement(config.cache_dir, config.judge, judge.template, data.name,
-                         summary(result, prompt, out_dir))
+        save_measurement(runtime.cache_dir, judge_spec, judge.template, data.name, summary(result, prompt, out_dir))
     return md, out_dir

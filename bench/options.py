@@ -11,6 +11,7 @@ import re
 import types
 import typing
 from typing import Any, Callable, Mapping, Sequence
+from urllib.parse import urlsplit
 
 from bench.errors import UserError
 
@@ -153,8 +154,6 @@ def check_server_options(base_url: str | Sequence[str] | None, api_key_env: str 
 
 def check_server_urls(flag: str, urls: str | Sequence[str] | None) -> None:
     """Each server of ``--base-url`` / ``--judge-base-url`` is an http(s) URL with a host."""
-    from urllib.parse import urlsplit
-
     for url in [urls] if isinstance(urls, str) else urls or []:
         try:
             parts = urlsplit(url) if isinstance(url, str) else None

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, fields
+from itertools import combinations
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping, Sequence
 
@@ -193,8 +194,6 @@ def pairwise(records: Sequence[QueryRecord], opts: ReportOptions) -> pd.DataFram
     queries on which ``reranker`` scores higher than ``other`` (``wins``), the same (``ties``) or lower
     (``losses``), the mean difference, and the p-value of the test a † rests on (exact McNemar for 0/1 metrics,
     paired randomization for graded ones), raw and Holm-corrected over the pairs of that metric."""
-    from itertools import combinations
-
     metrics = metric_names(records)
     rows = []
     for (dataset, reader), by_reranker in _groups(records).items():
@@ -385,7 +384,7 @@ def row_labels(matrix: pd.DataFrame) -> list[str]:
 
 
 def plot_matrix(matrix: pd.DataFrame, metric: str, path: Path) -> None:
-    import matplotlib
+    import matplotlib  # lazy: matplotlib only when a plot is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

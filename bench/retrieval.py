@@ -28,11 +28,15 @@ import math
 import os
 import re
 from dataclasses import asdict, dataclass
+from importlib.metadata import version
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
+import numpy as np
+
 from bench.data.base import Dataset
-from bench.data.loaders import decode_utf8, read_jsonl, read_requests_jsonl, text_lines
+from bench.data.loaders import column_lines, decode_utf8, read_jsonl, read_requests_jsonl, text_lines
+from bench.environment import resolve_device, resolve_dtype
 from bench.errors import UserError
 from bench.files import atomic_write
 from bench.hashing import stable_hash
@@ -154,8 +158,6 @@ def queries_fingerprint(dataset: Dataset) -> str:
 
 
 def _bm25s_version() -> str:
-    from importlib.metadata import version
-
     return version("bm25s")
 
 
@@ -212,7 +214,7 @@ def _assemble(dataset: Dataset, candidates: dict[str, list[Candidate]], pool: in
 def bm25_rankings(dataset: Dataset, pool: int, k1: float, b: float, variant: str, stopwords: str | None,
                   stemmer: str | None) -> dict[str, Ranking]:
     """bm25s over ``Document.as_passage()`` (title and text), as xhluca/bm25-benchmarks' ``on_bm25s.py``."""
-    import bm25s
+    import bm25s  # lazy: bm25s (and scipy) only when BM25 runs
     import Stemmer
 
     if not dataset.corpus:
@@ -247,8 +249,6 @@ def bm25_rankings(dataset: Dataset, pool: int, k1: float, b: float, variant: str
 
 def top_indices(scores, k: int):
     """Indices of the ``k`` highest scores, best first, ties by index."""
-    import numpy as np
-
     part = np.argpartition(-scores, k - 1)[:k] if k < len(scores) else np.arange(len(scores))
     return part[np.lexsort((part, -scores[part]))]
 
@@ -256,8 +256,7 @@ def top_indices(scores, k: int):
 def dense_rankings(dataset: Dataset, pool: int, cache_dir: str | os.PathLike | None, model: str,
                    max_length: int | None, device: str, dtype: str, batch_size: int) -> dict[str, Ranking]:
     """Exhaustive cosine search with a bi-encoder; corpus embeddings cached on disk."""
-    from bench.encoders import BiEncoder, cached_embeddings
-    from bench.environment import resolve_device, resolve_dtype
+    from bench.encoders import BiEncoder, cached_embeddings  # lazy: bench.encoders imports torch
 
     if not dataset.corpus:
         raise UserError(f"dataset {dataset.name!r}: empty corpus, nothing to retrieve")
@@ -346,14 +345,7 @@ def read_trec_run(path: str | os.PathLike) -> dict[str, Ranking]:
     ties by the rank column, then by line order."""
     rows: dict[str, list[tuple[float, int, int, str]]] = {}
     seen: dict[tuple[str, str], int] = {}
-    for lineno, line in text_lines(Path(path)):
-        fields = line.split()
-        if not fields:
-            continue
-        if len(fields) != 6:
-            raise UserError(f"{path} line {lineno}: expected 6 fields 'qid Q0 docid rank score tag', "
-                            f"got {len(fields)}")
-        qid, _, docid, rank, score, _ = fields
+    for lineno, (qid, _, docid, rank, score, _) in column_lines(Path(path), "qid Q0 docid rank score tag"):
         try:
             rank_value, score_value = int(rank), float(score)
         except ValueError:

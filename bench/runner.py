@@ -11,26 +11,33 @@ import json
 import logging
 import time
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterator
 
 from tqdm.auto import tqdm
 
+from bench.answer_position import answer_bearing
 from bench.builder import Builder
-from bench.config import RunConfig
+from bench.config import Components, RunConfig
 from bench.data import load_dataset
 from bench.data.base import Dataset
+from bench.data.download import file_digest
 from bench.distributed import EVALUATION_TIMEOUT, Dist, merge_costs, parts_of
-from bench.answer_position import answer_bearing
-from bench.errors import UserError
+from bench.errors import UserError, check_extra
 from bench.expansion import expanded_first_stage
-from bench.html_report import write_first_stage
-from bench.metrics import answer_metrics, retrieval_metrics
+from bench.html_report import write_first_stage, write_html_report
+from bench.judges import measurements
+from bench.llm import check_engine_reachable
+from bench.metrics import UTILITY_LABELS, answer_metrics, erag_metrics, retrieval_metrics
+from bench.prompts import load_template
+from bench.report import ReportOptions, write_reports
 from bench.retrieval import write_trec_run
 from bench.store import (LOCK_FILE, RecordStore, append_jsonl, merge_rankings, read_jsonl, rewrite_jsonl,
                          run_folder_lock, saved_rankings)
 from bench.types import Answer, CandidateList, QueryRecord, Ranking
+from bench.utility import (UtilityLabel, label_values, labels_path, qrels_path, qrels_text, read_alone,
+                           summarize_costs, utility_pairs)
 from rerankers.registry import weights_fingerprint
 
 log = logging.getLogger(__name__)
@@ -57,7 +64,7 @@ def plan(datasets: list[str], rerankers: list[str], readers: list[str]) -> list[
 
 
 @dataclass(frozen=True)
-class Components:
+class Built:
     """What the cells are computed with, built once per run: each reader (None for ``none``), the judge, the
     first stage's query expander."""
 
@@ -70,8 +77,6 @@ def input_file_digests(config: RunConfig) -> dict[str, str]:
     """sha256 of every file the configuration names by path (a first-stage run file, a template, a file in a
     component's options), so that editing one starts a new run instead of resuming with records made from the old
     content. Datasets and checkpoints have fingerprints of their own."""
-    from bench.data.download import file_digest
-
     def paths(value: Any) -> Iterator[str]:
         if isinstance(value, str):
             if Path(value).expanduser().is_file():
@@ -162,44 +167,51 @@ class Runner:
     # --- the run ------------------------------------------------------------------------------------------
     def run(self) -> str:
         self.config = self.config.with_baseline_listed()
-        self.config.validate()
+        self.builder = Builder(self.config, self.config.validate())     # the rerankers' names resolved once
         self.preflight()
         self.dist = Dist.from_env(backend="gloo", timeout=EVALUATION_TIMEOUT)   # only small objects are exchanged
-        if self.dist.world > 1 and (self.config.utility or self.config.utility_only):
+        o = self.config.reporting
+        if self.dist.world > 1 and (o.utility or o.utility_only):
             raise UserError("--utility and --utility-only run in one process: run them without torchrun (then "
                             "`python -m bench utility RUN_DIR` on the folder a torchrun run wrote)")
-        self.config = c = replace(self.config, device=self.dist.device(self.config.device))
-        self.builder = Builder(c)                  # built from the config with this rank's device
-        with self.timed("load dataset"):
-            datasets = [load_dataset(ds_arg, split=c.split, cache_dir=c.cache_dir, data_dir=c.data_dir).limit(c.limit)
-                        for ds_arg in c.datasets]
-        if c.judge:
-            for dataset in datasets:
-                if not dataset.has_answers:
-                    raise UserError(f"--judge {c.judge}: dataset {dataset.name!r} has no gold answers to judge "
-                                    f"against; drop --judge for it")
+        runtime = self.config.runtime
+        self.config = c = replace(self.config, runtime=replace(runtime, device=self.dist.device(runtime.device)))
+        self.builder = Builder(c, self.builder.specs)     # built from the config with this rank's device
+        datasets = self._datasets()
         content = {"data": [d.fingerprint() for d in datasets],
-                   "weights": {name: weights_fingerprint(name, c.checkpoints.get(name))
+                   "weights": {name: weights_fingerprint(self.builder.spec(name), c.components.checkpoints.get(name))
                                for name in c.stages()}}
         files = input_file_digests(c)
         if files:            # only when the run reads such files, so that the ids of runs without them hold
             content["files"] = files
-        self.out_dir = Path(c.output) / c.resolved_run_id(content)
+        self.out_dir = Path(o.output) / c.resolved_run_id(content)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         with run_folder_lock(self.out_dir, self.dist.lock_name(LOCK_FILE)):
             return self._run(datasets, content)
+
+    def _datasets(self) -> list[Dataset]:
+        """The datasets, their first --limit queries; each must have gold answers when a judge is to judge them."""
+        d, judge = self.config.data, self.config.components.judge
+        with self.timed("load dataset"):
+            datasets = [load_dataset(ds_arg, split=d.split, cache_dir=self.config.runtime.cache_dir,
+                                     data_dir=d.data_dir).limit(d.limit) for ds_arg in d.datasets]
+        for dataset in datasets:
+            if judge and not dataset.has_answers:
+                raise UserError(f"--judge {judge}: dataset {dataset.name!r} has no gold answers to judge against; "
+                                f"drop --judge for it")
+        return datasets
 
     def _run(self, datasets: list[Dataset], content: dict[str, Any]) -> str:
         """Every cell of the plan, dataset by dataset: the first stage once per dataset, the rankings once per
         (dataset, reranker), then each reader's records."""
         c = self.config
         if self.dist.main:
-            config = {**asdict(c), "fingerprints": content, "world_size": self.dist.world}
+            config = {**c.flat(), "fingerprints": content, "world_size": self.dist.world}
             (self.out_dir / "config.json").write_text(json.dumps(config, indent=2) + "\n")
         records_path = self.out_dir / "records.jsonl"
         store = RecordStore(self.dist.part(records_path), records_path)
         parts = self._components()
-        cells = plan([d.name for d in datasets], c.rerankers, c.readers)
+        cells = plan([d.name for d in datasets], c.components.rerankers, c.components.readers)
         first_stages = {}                         # dataset -> its candidate lists (the HTML report's texts)
         for dataset in datasets:
             stage = self._first_stage(dataset, parts.expander)
@@ -212,21 +224,21 @@ class Runner:
                     ranked[cell.reranker] = self._rank(stage, cell.reranker, store)
                 pending, rankings = ranked[cell.reranker]
                 self._run_cell(cell, stage, pending, rankings, parts, store)
-            if c.utility or c.utility_only:
+            if c.reporting.utility or c.reporting.utility_only:
                 self._utility(stage, store, parts.readers)
         return self._finish(store, records_path)
 
-    def _components(self) -> Components:
+    def _components(self) -> Built:
         """The readers, the judge and the query expander, built once for every cell."""
-        c = self.config
-        return Components(readers={spec: None if spec == "none" else self.builder.reader(spec) for spec in c.readers},
-                          judge=self.builder.judge() if c.judge else None, expander=self.builder.query2doc())
+        c = self.config.components
+        return Built(readers={spec: None if spec == "none" else self.builder.reader(spec) for spec in c.readers},
+                     judge=self.builder.judge() if c.judge else None, expander=self.builder.query2doc())
 
     def _first_stage(self, dataset: Dataset, expander) -> FirstStage:
-        c = self.config
+        c = self.config.data
         with self.timed("first stage"):       # with the query expansion, when there is one
             lists, pseudo_docs = self.dist.main_first(lambda: expanded_first_stage(
-                dataset, c.first_stage, c.pool, cache_dir=c.cache_dir, expander=expander,
+                dataset, c.first_stage, c.pool, cache_dir=self.config.runtime.cache_dir, expander=expander,
                 **c.first_stage_args.get(c.first_stage, {})))
         empty = [cl.query.qid for cl in lists if not cl.candidates]
         if empty:
@@ -240,7 +252,8 @@ class Runner:
         """This rank's queries some reader still lacks, and the reranker's rankings of them (saved ones reused)."""
         ds_name, lists = stage.dataset.name, stage.lists
         pending = [cl for cl in self.dist.shard(lists)
-                   if not all(store.done(ds_name, rr_name, rd, cl.query.qid) for rd in self.config.readers)]
+                   if not all(store.done(ds_name, rr_name, rd, cl.query.qid)
+                              for rd in self.config.components.readers)]
         rankings = self._rankings(ds_name, rr_name, pending)
         # written whole each time (also when nothing was pending), so a resumed run's file has every query;
         # under torchrun by rank 0 once every rank has ranked its queries
@@ -251,13 +264,13 @@ class Runner:
         return pending, rankings
 
     def _run_cell(self, cell: Cell, stage: FirstStage, pending: list[CandidateList], rankings: dict[str, Ranking],
-                  parts: Components, store: RecordStore) -> None:
+                  parts: Built, store: RecordStore) -> None:
         """The cell's records of the pending queries it lacks, appended chunk by chunk."""
         if not pending:
             return
         todo = [cl for cl in pending if not store.done(cell.dataset, cell.reranker, cell.reader, cl.query.qid)]
         bar = tqdm(total=len(todo), desc=f"{cell.dataset} · {cell.reranker} · {cell.reader}", unit="q")
-        for chunk in chunks(todo, self.config.chunk_size):
+        for chunk in chunks(todo, self.config.runtime.chunk_size):
             recs = self._records(cell, chunk, rankings, stage, parts)
             if self.dist.world > 1:
                 for rec in recs:
@@ -289,7 +302,7 @@ class Runner:
             store = RecordStore(records_path)
             # in a one-process run's order (the bootstrap resamples records by position)
             order = {key: i for i, key in enumerate((ds, rr, rd, q) for ds, rr, qids in self.trec_runs
-                                                    for rd in self.config.readers for q in qids)}
+                                                    for rd in self.config.components.readers for q in qids)}
             store.records = dict(sorted(store.records.items(), key=lambda item: order.get(item[0], len(order))))
             store.compact()
             self.status_counts = store.status_counts()
@@ -304,19 +317,15 @@ class Runner:
         weights are local, in the hub cache or downloadable now, servers answer, extras are installed (names,
         numbers and templates: ``RunConfig.validate``). Nothing loads; a missing piece fails in one line saying how to
         get it."""
-        from bench.errors import check_extra
-        from bench.llm import check_engine_reachable
-        from rerankers.registry import RERANKERS, resolve
-
-        c = self.config
+        c, query2doc = self.config.components, self.config.data.query2doc
         for role, specs in (("reader", c.readers), ("judge", [c.judge] if c.judge else []),
-                            ("query2doc", [c.query2doc] if c.query2doc else [])):
+                            ("query2doc", [query2doc] if query2doc else [])):
             for spec in specs:
                 if spec != "none":
                     check_engine_reachable(spec, self.builder.engine_options(spec, role), f"{role} {spec}")
-        for name in c.stages():       # the weights first: of what is missing, the hardest to get
-            spec, settings = resolve(name), self.builder.reranker_settings(name)
-            RERANKERS.load(name).preflight(name, settings.checkpoint or spec.checkpoint, settings)
+        for name in self.config.stages():       # the weights first: of what is missing, the hardest to get
+            spec, settings = self.builder.spec(name), self.builder.reranker_settings(name)
+            spec.backend().preflight(name, settings.checkpoint or spec.checkpoint, settings)
             if spec.extra:
                 check_extra(spec.extra, f"reranker {name!r}")
 
@@ -349,7 +358,7 @@ class Runner:
         write_trec_run(self.out_dir / "runs" / f"{Path(ds_name).name}__{rr_name}.trec", rankings, tag=rr_name)
 
     def _records(self, cell: Cell, chunk: list[CandidateList], rankings: dict[str, Ranking], stage: FirstStage,
-                 parts: Components) -> list[QueryRecord]:
+                 parts: Built) -> list[QueryRecord]:
         """The chunk's records: its metrics, answers and verdicts computed together, each record then made from its
         own (``query_record``)."""
         answerable = [cl for cl in chunk if cl.candidates]
@@ -357,7 +366,7 @@ class Runner:
         # every judged query of the chunk, those without candidates too: they score 0 (trec_eval -c)
         qrels = {cl.query.qid: cl.query.qrels for cl in chunk if cl.query.qrels}
         with self.timed("retrieval metrics"):
-            retrieval = (retrieval_metrics(chunk_rankings, qrels, top_k=self.config.top_k,
+            retrieval = (retrieval_metrics(chunk_rankings, qrels, top_k=self.config.components.top_k,
                                            relevance_level=stage.dataset.relevance_level) if qrels else {})
         answers = self._answers(cell, parts.readers[cell.reader], answerable, chunk_rankings, stage.dataset.corpus)
         verdicts = self._verdicts(parts.judge, answerable, answers)
@@ -371,7 +380,8 @@ class Runner:
         if reader is None or not answerable:
             return {}
         docs_by_id = {c.docid: c.doc for cl in answerable for c in cl.candidates}
-        prefixes = [[docs_by_id.get(d) or corpus[d] for d in rankings[cl.query.qid].docids[:self.config.top_k]]
+        top_k = self.config.components.top_k
+        prefixes = [[docs_by_id.get(d) or corpus[d] for d in rankings[cl.query.qid].docids[:top_k]]
                     for cl in answerable]
         with self.timed(f"reader {cell.reader}"):
             return {a.qid: a for a in reader.answer([cl.query for cl in answerable], prefixes)}
@@ -397,8 +407,8 @@ class Runner:
     def _rank_utility_only(self, stage: FirstStage, store: RecordStore, readers: dict[str, Any]) -> None:
         """The --utility-only rerankers' rankings and records (status ``utility_only``: ranked, never read)."""
         ds_name, lists = stage.dataset.name, stage.lists
-        unread = Components(readers=dict.fromkeys(readers), judge=None, expander=None)
-        for rr_name in self.config.utility_only:
+        unread = Built(readers=dict.fromkeys(readers), judge=None, expander=None)
+        for rr_name in self.config.reporting.utility_only:
             todo = [cl for cl in lists if any((ds_name, rr_name, rd, cl.query.qid) not in store.records
                                               for rd in readers)]
             rankings = self._rankings(ds_name, rr_name, todo)
@@ -412,10 +422,7 @@ class Runner:
     def _utility_metrics(self, stage: FirstStage, store: RecordStore, rd: str, reader) -> None:
         """One reader's utility labels of the dataset's top-depth pairs (the qrels files written), the eRAG metrics
         they give every ranked record, and the cost summary."""
-        from bench.metrics import UTILITY_LABELS, erag_metrics
-        from bench.utility import label_values, qrels_path, qrels_text, summarize_costs, utility_pairs
-
-        c, ds_name = self.config, stage.dataset.name
+        c, top_k, ds_name = self.config.reporting, self.config.components.top_k, stage.dataset.name
         by_qid = {cl.query.qid: cl for cl in stage.lists}
         ranked = [r for r in store.records.values() if r.dataset == ds_name and r.reader == rd and r.ranking
                   and r.qid in by_qid and by_qid[r.qid].query.answers]
@@ -425,7 +432,7 @@ class Runner:
         pairs = utility_pairs(((r.qid, r.ranking) for r in ranked), c.utility_depth)
         calls = reader.engine.stats["calls"]
         labels, before = self._utility_labels(stage, rd, reader, pairs)
-        cutoffs = sorted({k for k in (c.top_k, c.utility_depth) if 0 < k <= c.utility_depth})
+        cutoffs = sorted({k for k in (top_k, c.utility_depth) if 0 < k <= c.utility_depth})
         for label in UTILITY_LABELS:
             qrels_path(self.out_dir, ds_name, rd, label).write_text(qrels_text(labels.values(), label))
             values = label_values(labels.values(), label)
@@ -433,7 +440,7 @@ class Runner:
                 for qid, metrics in erag_metrics(ranking, values, label, cutoffs).items():
                     store.records[(ds_name, name, rd, qid)].metrics.update(metrics)
         self.utility_costs.setdefault(ds_name, {})[rd] = {
-            **summarize_costs(pairs, before, top, c.utility_only, c.top_k),
+            **summarize_costs(pairs, before, top, c.utility_only, top_k),
             "llm_calls": reader.engine.stats["calls"] - calls,
             "failed": sum(lab.status != "ok" for lab in labels.values())}
 
@@ -441,8 +448,6 @@ class Runner:
         """The labels of ``pairs`` (qid -> docids): those an earlier invocation read, the others read alone now,
         appended as they come (kill-safe) and the file rewritten with one label per pair. Returns the labels by
         (qid, docid) and the pairs already labelled before."""
-        from bench.utility import UtilityLabel, labels_path, read_alone
-
         ds_name, by_qid = stage.dataset.name, {cl.query.qid: cl for cl in stage.lists}
         path = labels_path(self.out_dir, ds_name, rd)
         path.parent.mkdir(exist_ok=True)
@@ -451,7 +456,7 @@ class Runner:
         todo = [(q, d) for q, ds in pairs.items() for d in ds if (q, d) not in before]
         docs = {cand.docid: cand.doc for cl in stage.lists for cand in cl.candidates}
         bar = tqdm(total=len(todo), desc=f"{ds_name} · utility labels · {rd}", unit="pair")
-        for chunk in chunks(todo, self.config.chunk_size):
+        for chunk in chunks(todo, self.config.runtime.chunk_size):
             with self.timed(f"utility labels {rd}"):
                 new = read_alone(reader, [(by_qid[q].query, docs.get(d) or stage.dataset.corpus[d])
                                           for q, d in chunk])
@@ -492,18 +497,12 @@ def report_run_folder(out_dir: Path, html_out: Path | None = None) -> str:
     HTML page passages.jsonl and questions.jsonl) and return the Markdown: what ``bench run`` writes at its end and
     ``bench report`` rewrites, byte for byte. ``html_out``: where the page goes instead of ``report.html``. The
     judge's measured agreement with human verdicts (``bench judge-eval``) is named when one was stored."""
-    from bench.html_report import write_html_report
-    from bench.report import ReportOptions, write_reports
-
     config, records, costs = read_run_folder(out_dir)
     judge = config.get("judge")
     measured = None
     if judge:
-        from bench.judges import measurements
-        from bench.prompts import load_template
-
         measured = measurements(config.get("cache_dir"), judge,
-                                load_template(config.get("judge_template", RunConfig.judge_template)))
+                                load_template(config.get("judge_template", Components.judge_template)))
     md = write_reports(records, out_dir, ReportOptions.from_config(config), judge=judge, costs=costs,
                        judge_measured=measured)
     write_html_report(out_dir, records, config, costs, html_out)

@@ -28,7 +28,7 @@ def _mean_diff(x: np.ndarray, y: np.ndarray, axis: int = -1) -> np.ndarray:
 def paired_tests(system: Sequence[float], baseline: Sequence[float], n_resamples: int = 10_000,
                  seed: int = 0) -> PairedTest:
     """Two-sided paired t-test and paired randomization test of mean(system) vs mean(baseline)."""
-    from scipy import stats
+    from scipy import stats  # lazy: scipy only when a test is computed
 
     x, y = np.asarray(system, dtype=float), np.asarray(baseline, dtype=float)
     if x.shape != y.shape:
@@ -45,7 +45,7 @@ def paired_tests(system: Sequence[float], baseline: Sequence[float], n_resamples
 
 
 def _randomization(x: np.ndarray, y: np.ndarray, n_resamples: int, seed: int) -> float:
-    from scipy import stats
+    from scipy import stats  # lazy: scipy only when a test is computed
 
     res = stats.permutation_test((x, y), _mean_diff, permutation_type="samples", vectorized=True,
                                  n_resamples=n_resamples, alternative="two-sided", rng=np.random.default_rng(seed))
@@ -63,7 +63,7 @@ def mcnemar_exact(system: Sequence[float], baseline: Sequence[float]) -> float:
     is equally likely to favour either side, so the b pairs the system wins of the b + c discordant ones are
     Binomial(b + c, 1/2) (``scipy.stats.binomtest``). This is also the exact sign-flip test of 0/1 differences.
     No discordant pair: p = 1."""
-    from scipy import stats
+    from scipy import stats  # lazy: scipy only when a test is computed
 
     x, y = np.asarray(system, dtype=float), np.asarray(baseline, dtype=float)
     if x.shape != y.shape:

@@ -29,8 +29,20 @@ def check_grade(value: object, where: str) -> int:
     return int(text)
 
 
+class JsonRecord:
+    """A dataclass record that round-trips through JSON as its fields (``asdict``); one whose JSON needs converting
+    on the way in (ids to strings, optional keys) overrides ``from_json``."""
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]  (every subclass is a dataclass)
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Any:
+        return cls(**obj)
+
+
 @dataclass(frozen=True)
-class Document:
+class Document(JsonRecord):
     docid: str
     text: str
     title: str = ""
@@ -38,9 +50,6 @@ class Document:
     def as_passage(self) -> str:
         """Title and text as one passage, the way readers and rerankers see a document."""
         return f"{self.title}\n{self.text}" if self.title else self.text
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> "Document":
@@ -66,7 +75,7 @@ def documents(docs: Sequence[str | tuple[str, str]], where: str = "docs") -> lis
 
 
 @dataclass
-class Query:
+class Query(JsonRecord):
     """A question with its labels. ``answers`` (gold answers, aliases included) and ``qrels`` (docid -> grade) are
     labels: only metrics, the oracle and RRPO rewards may read them."""
 
@@ -74,9 +83,6 @@ class Query:
     text: str
     answers: list[str] = field(default_factory=list)
     qrels: dict[str, int] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> "Query":
@@ -124,7 +130,7 @@ class CandidateList:
 
 
 @dataclass
-class Ranking:
+class Ranking(JsonRecord):
     """A reranker's output for one query: docids best first, with the backend's scores (same length).
 
     ``info`` carries per-query diagnostics of the backend, e.g. ``{"malformed_windows": 1}`` for listwise models.
@@ -146,9 +152,6 @@ class Ranking:
         keep exactly this order."""
         return dict(zip(self.docids, rank_scores(len(self.docids))))
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> "Ranking":
         return cls(qid=str(obj["qid"]), docids=list(obj["docids"]), scores=[float(s) for s in obj["scores"]],
@@ -156,7 +159,7 @@ class Ranking:
 
 
 @dataclass
-class Answer:
+class Answer(JsonRecord):
     """A reader's answer to one query from a ranked prefix of documents."""
 
     qid: str
@@ -168,9 +171,6 @@ class Answer:
     error: str | None = None   # set when the reader's LLM call failed; the runner records the query as failed
     cache_key: str | None = None   # the LLM cache's key of the reader call (when its response is stored there)
 
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> "Answer":
         return cls(qid=str(obj["qid"]), text=obj["text"], docids=list(obj.get("docids", [])),
@@ -179,7 +179,7 @@ class Answer:
 
 
 @dataclass
-class QueryRecord:
+class QueryRecord(JsonRecord):
     """Everything measured for one (dataset, reranker, reader, query): the unit a run appends to disk and the only
     source of every number in a report."""
 
@@ -195,13 +195,6 @@ class QueryRecord:
     status: str = "ok"                     # "ok", "failed" (retried by a re-run) or "no_candidates"
     error: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> "QueryRecord":
-        return cls(**obj)
 
 
 def rank_scores(n: int) -> list[float]:

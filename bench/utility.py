@@ -13,21 +13,22 @@ from first (the relevance ``oracle`` sorts by assessors' labels instead).
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 from bench.errors import UserError
 from bench.metrics import UTILITY_LABELS, answer_metrics, is_binary_metric
+from bench.prompts import load_template
 from bench.readers import Reader
-from bench.types import CandidateList, Document, Query, Ranking
+from bench.types import CandidateList, Document, JsonRecord, Query, Ranking
 from rerankers.base import Reranker, ranking_from_scores
 
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 @dataclass
-class UtilityLabel:
+class UtilityLabel(JsonRecord):
     """The reader's answer to one question from one passage alone, and its metrics against the gold answers."""
 
     qid: str
@@ -39,13 +40,6 @@ class UtilityLabel:
     status: str = "ok"                 # ok | failed (retried by the next run)
     error: str | None = None
     info: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any]) -> "UtilityLabel":
-        return cls(**obj)
 
 
 def file_stem(dataset: str, reader: str) -> str:
@@ -138,8 +132,6 @@ class OracleUtilityOrder(Reranker):
                 "max_tokens": self.options.reader_max_tokens, "label": self.options.label}
 
     def rerank(self, lists: Sequence[CandidateList]) -> list[Ranking]:
-        from bench.prompts import load_template
-
         o = self.options
         reader = Reader(self.settings.engine_factory(o.reader), load_template(o.reader_template),
                         max_tokens=o.reader_max_tokens)

@@ -46,7 +46,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float:
-    from scipy import stats
+    from scipy import stats  # lazy: scipy only when a test is computed
 
     if len(x) < 2 or len(set(x)) < 2 or len(set(y)) < 2:
         return math.nan
@@ -54,7 +54,7 @@ def kendall_tau_b(x: Sequence[float], y: Sequence[float]) -> float:
 
 
 def spearman_rho(x: Sequence[float], y: Sequence[float]) -> float:
-    from scipy import stats
+    from scipy import stats  # lazy: scipy only when a test is computed
 
     if len(x) < 2 or len(set(x)) < 2 or len(set(y)) < 2:
         return math.nan
@@ -215,7 +215,7 @@ def to_markdown(table: pd.DataFrame, top_k: int) -> str:
 def plot(records: Sequence[QueryRecord], table: pd.DataFrame, top_k: int, out_dir: Path, seed: int = 0) -> list[Path]:
     """Per (dataset, reader, headline answer metric): per-reranker means with bootstrap CIs, one panel per headline
     retrieval metric, system τ_b in its title."""
-    import matplotlib
+    import matplotlib  # lazy: matplotlib only when a plot is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

@@ -17,23 +17,24 @@ import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.builder import Builder  # noqa: E402
-from bench.cli import add_server_options  # noqa: E402
+from bench.cli import add_server_options, servers_from_args  # noqa: E402
+from bench.config import Components, Data, Reporting, RunConfig, Runtime  # noqa: E402
 from bench.data import load_dataset  # noqa: E402
 from bench.data.base import Dataset  # noqa: E402
 from bench.errors import UserError  # noqa: E402
 from bench.expansion import check_query2doc, expanded_first_stage  # noqa: E402
 from bench.metrics import is_binary_metric, retrieval_metrics  # noqa: E402
 from bench.report import paired_values, scored_values  # noqa: E402
-from bench.config import RunConfig  # noqa: E402
 from bench.runner import Runner  # noqa: E402
-from bench.store import RecordStore  # noqa: E402
 from bench.stats import mcnemar_exact, paired_tests  # noqa: E402
+from bench.store import RecordStore  # noqa: E402
 from bench.types import Ranking  # noqa: E402
 
 FIRST_STAGE_METRICS = ("Recall@20", "nDCG@10")
@@ -57,18 +58,18 @@ def compare(section: str, dataset: str, system: str, metric: str, without: dict[
 def first_stage_rows(config: RunConfig, dataset: Dataset) -> tuple[list[dict], dict]:
     """Recall@20 and nDCG@10 of the first stage's candidate lists without and with expansion, and facts about the
     pseudo-documents (count, mean words)."""
-    expander = Builder(config).query2doc()
+    expander, d = Builder(config).query2doc(), config.data
     per_condition = {}
     pseudo_docs = {}
     for name, exp in (("without", None), ("with", expander)):
-        lists, docs = expanded_first_stage(dataset, config.first_stage, config.pool, cache_dir=config.cache_dir,
+        lists, docs = expanded_first_stage(dataset, d.first_stage, d.pool, cache_dir=config.runtime.cache_dir,
                                            expander=exp)
         pseudo_docs.update(docs)
         rankings = {cl.query.qid: Ranking(cl.query.qid, [c.docid for c in cl.candidates],
                                           [c.score for c in cl.candidates]) for cl in lists}
         qrels = {cl.query.qid: cl.query.qrels for cl in lists if cl.query.qrels}
         per_condition[name] = retrieval_metrics(rankings, qrels, top_k=20, relevance_level=dataset.relevance_level)
-    rows = [compare("first stage", dataset.name, config.first_stage, m,
+    rows = [compare("first stage", dataset.name, d.first_stage, m,
                     {q: v[m] for q, v in per_condition["without"].items()},
                     {q: v[m] for q, v in per_condition["with"].items()}) for m in FIRST_STAGE_METRICS]
     words = [len(d.text.split()) for d in pseudo_docs.values()]
@@ -81,17 +82,17 @@ def first_stage_rows(config: RunConfig, dataset: Dataset) -> tuple[list[dict], d
 def answer_rows(config: RunConfig, dataset_name: str) -> list[dict]:
     """Two real runs of ``dataset_name`` (without, with --query2doc); F1 and accuracy per reranker."""
     records = {}
-    for name, spec in (("without", None), ("with", config.query2doc)):
-        runner = Runner(replace(config, datasets=[dataset_name], query2doc=spec))
+    for name, spec in (("without", None), ("with", config.data.query2doc)):
+        runner = Runner(replace(config, data=replace(config.data, datasets=[dataset_name], query2doc=spec)))
         runner.run()
         records[name] = list(RecordStore(runner.out_dir / "records.jsonl").records.values())
     rows = []
-    for reranker in config.rerankers:
+    for reranker in config.components.rerankers:
         for metric in ANSWER_METRICS:
             without, with_ = (scored_values([r for r in records[k] if r.reranker == reranker], metric)
                               for k in ("without", "with"))
-            rows.append(compare("answers", records["with"][0].dataset, f"{reranker} → {config.readers[0]}", metric,
-                                without, with_))
+            rows.append(compare("answers", records["with"][0].dataset,
+                                f"{reranker} → {config.components.readers[0]}", metric, without, with_))
     return rows
 
 
@@ -100,16 +101,17 @@ def to_markdown(rows: pd.DataFrame, facts: pd.DataFrame, config: RunConfig) -> s
     for column in ("without", "with query2doc", "difference"):
         shown[column] = shown[column].map(lambda v: f"{v:+.3f}" if column == "difference" else f"{v:.3f}")
     shown["p"] = shown["p"].map(lambda v: f"{v:.3g}")
-    return (f"# Query2doc: {config.query2doc} writes the pseudo-documents ({config.query2doc_template}, at most "
-            f"{config.query2doc_max_tokens} tokens)\n\n"
-            f"First stage {config.first_stage}, pool {config.pool}, split {config.split}; the same queries with and "
+    d = config.data
+    return (f"# Query2doc: {d.query2doc} writes the pseudo-documents ({d.query2doc_template}, at most "
+            f"{d.query2doc_max_tokens} tokens)\n\n"
+            f"First stage {d.first_stage}, pool {d.pool}, split {d.split}; the same queries with and "
             f"without expansion; p: two-sided, per row (no correction across rows).\n\n"
             f"{shown.to_markdown(index=False, disable_numparse=True)}\n\n"
             f"Pseudo-documents\n\n{facts.to_markdown(index=False)}\n")
 
 
 def main(argv: list[str] | None = None) -> int:
-    d = RunConfig()
+    d = SimpleNamespace(**RunConfig().flat())
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--datasets", nargs="+", default=["fictional"])
     p.add_argument("--split", default=d.split)
@@ -128,18 +130,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("results/query2doc"))
     add_server_options(p)
     args = p.parse_args(argv)
-    config = RunConfig(split=args.split, rerankers=args.rerankers, readers=[args.reader], first_stage=args.first_stage,
-                       pool=args.pool, top_k=args.top_k, limit=args.limit, baseline=args.rerankers[0],
-                       query2doc=args.query2doc, query2doc_template=args.query2doc_template,
-                       query2doc_max_tokens=args.query2doc_max_tokens,
-                       base_url=args.base_url, api_key_env=args.api_key_env, data_dir=args.data_dir,
-                       cache_dir=args.cache_dir, output=str(args.out / "runs"))
+    config = RunConfig(
+        components=Components(rerankers=args.rerankers, readers=[args.reader], top_k=args.top_k,
+                              baseline=args.rerankers[0]),
+        data=Data(split=args.split, first_stage=args.first_stage, pool=args.pool, limit=args.limit,
+                  query2doc=args.query2doc, query2doc_template=args.query2doc_template,
+                  query2doc_max_tokens=args.query2doc_max_tokens, data_dir=args.data_dir),
+        servers=servers_from_args(args), runtime=Runtime(cache_dir=args.cache_dir),
+        reporting=Reporting(output=str(args.out / "runs")))
+    d = config.data
     try:
-        check_query2doc(config.query2doc, config.first_stage, config.query2doc_template, config.query2doc_max_tokens)
+        check_query2doc(d.query2doc, d.first_stage, d.query2doc_template, d.query2doc_max_tokens)
         rows, facts = [], []
         for name in args.datasets:
-            dataset = load_dataset(name, split=config.split, cache_dir=config.cache_dir,
-                                   data_dir=config.data_dir).limit(config.limit)
+            dataset = load_dataset(name, split=d.split, cache_dir=config.runtime.cache_dir,
+                                   data_dir=d.data_dir).limit(d.limit)
             ds_rows, ds_facts = first_stage_rows(config, dataset)
             rows += ds_rows
             facts.append(ds_facts)

@@ -8,9 +8,13 @@ length-sorted batches, then each query's candidates are sorted by score (first-s
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
+from tqdm.auto import tqdm
+
+from bench.environment import check_weights_available
 from bench.errors import UserError
 from bench.options import typed_options
 from bench.types import Candidate, CandidateList, Query, Ranking, documents
@@ -96,8 +100,6 @@ class Reranker(ABC):
         downloadable now; its server unreachable), without loading it: the run checks every component so before it
         answers its first question. The default: a checkpoint's weights."""
         if checkpoint is not None:
-            from bench.environment import check_weights_available
-
             check_weights_available(checkpoint, f"reranker {name!r}", f"--checkpoint {name}=FOLDER")
 
     @classmethod
@@ -106,7 +108,7 @@ class Reranker(ABC):
         retrained in place starts a new run instead of resuming with stale rankings), a hub id itself."""
         if checkpoint is None:
             return None
-        from bench.encoders import checkpoint_digest
+        from bench.encoders import checkpoint_digest  # lazy: bench.encoders imports torch
 
         return checkpoint_digest(checkpoint)
 
@@ -141,10 +143,7 @@ class PointwiseReranker(Reranker):
     def score_pairs(self, queries: Sequence[str], passages: Sequence[str], batch_size: int | None = None,
                     progress: bool = False) -> list[float]:
         """Score many pairs without gradients, in length-sorted batches; results are in input order."""
-        from concurrent.futures import ThreadPoolExecutor
-
-        import torch
-        from tqdm.auto import tqdm
+        import torch  # lazy: torch/transformers load only when a model runs
 
         bs = batch_size or self.settings.batch_size
         order = sorted(range(len(queries)), key=lambda i: self.pair_length(queries[i], passages[i]))

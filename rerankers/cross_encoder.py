@@ -56,7 +56,7 @@ class TransformersPointwise(PointwiseReranker):
         self.trust_remote_code = self.settings.trust_remote_code is True
         if needs_remote_code and not self.trust_remote_code:
             raise RemoteCodeRefused(self.checkpoint)
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer  # lazy: torch/transformers load only when a model runs
 
         self.device = resolve_device(self.settings.device)
         self.dtype = resolve_dtype(self.settings.dtype, self.device)
@@ -106,6 +106,7 @@ class CrossEncoder(TransformersPointwise):
     """Cross-encoder (sequence classification head) scoring each (query, passage) pair."""
 
     def load_model(self) -> Any:
+        # lazy: torch/transformers load only when a model runs
         from transformers import AutoModelForSequenceClassification
 
         return load_pretrained(AutoModelForSequenceClassification.from_pretrained, self.checkpoint,
@@ -116,7 +117,7 @@ class CrossEncoder(TransformersPointwise):
                               max_length=self.max_length, return_tensors="pt")
 
     def score_encoded(self, inputs: Any):
-        import torch
+        import torch  # lazy: torch/transformers load only when a model runs
 
         logits = self._model(**inputs.to(self.device)).logits
         if logits.shape[-1] == 1:

@@ -11,6 +11,7 @@ are >= 0), so a ranking's scores still fall.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from itertools import permutations
 from typing import Any, Sequence
@@ -49,8 +50,6 @@ class DuoT5(MonoT5):
 
     def preferences(self, queries: Sequence[str], pairs: Sequence[tuple[str, str]]) -> list[float]:
         """p(d0 more relevant than d1) of each (query, (d0, d1))."""
-        import math
-
         return [math.exp(s) for s in self.score_pairs(queries, pairs, progress=True)]
 
     def rerank(self, lists: Sequence[CandidateList]) -> list[Ranking]:

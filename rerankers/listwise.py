@@ -30,11 +30,18 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
+from tqdm.auto import tqdm
+
+from bench.environment import check_server_reachable, check_weights_available
 from bench.errors import UserError, require
+from bench.llm import make_engine
 from bench.llm.base import ChatRequest, Engine
+from bench.llm.cache import CachedEngine, open_cache
+from bench.llm.openai_engine import server_urls
 from bench.prompts import PROMPT_DIR, PromptTemplate, load_template
 from bench.types import Candidate, CandidateList, Ranking, rank_scores
 from rerankers.base import Reranker, RerankerSettings
+from rerankers.rankllm_engine import rerank_with_rankllm
 
 WINDOW_SIZE = 20
 STRIDE = 10
@@ -218,9 +225,6 @@ class ListwiseReranker(Reranker):
     def preflight(cls, name, checkpoint, settings) -> None:
         """Served engines: the server answers; local ones: the weights are at hand. Building the reranker is cheap
         (its prompt and options; the model loads with the engine)."""
-        from bench.environment import check_server_reachable, check_weights_available
-        from bench.llm.openai_engine import server_urls
-
         reranker = cls(checkpoint, settings)
         if reranker.engine_kind in ("openai", "rankllm"):
             for url in server_urls(reranker.options.base_url):
@@ -240,14 +244,11 @@ class ListwiseReranker(Reranker):
         engine = self.own_engine()
         if not self.settings.cache_dir:
             return engine
-        from bench.llm.cache import CachedEngine, open_cache
 
         return CachedEngine(engine, open_cache(self.settings.cache_dir))
 
     def own_engine(self) -> Engine:
         """The engine built here when the run's shared ones do not serve (``uses_run_engines``) or there are none."""
-        from bench.llm import make_engine
-
         return make_engine(f"{self.engine_kind}:{self.model_name}", device=self.settings.device,
                            dtype=self.settings.dtype, seed=self.settings.seed, base_url=self.options.base_url,
                            api_key_env=self.options.api_key_env)
@@ -291,10 +292,7 @@ class ListwiseReranker(Reranker):
 
     def rerank(self, lists: Sequence[CandidateList]) -> list[Ranking]:
         if self.engine_kind == "rankllm":
-            from rerankers.rankllm_engine import rerank_with_rankllm
-
             return rerank_with_rankllm(self, lists)
-        from tqdm.auto import tqdm
 
         orders = [list(cl.candidates) for cl in lists]
         plans = [window_plan(len(o), self.window, self.stride) for o in orders]

@@ -20,7 +20,7 @@ class MiniLMBiEncoder(PointwiseReranker):
 
     def __init__(self, checkpoint: str | None = None, settings=None):
         super().__init__(checkpoint or CHECKPOINT, settings)
-        from bench.encoders import BiEncoder
+        from bench.encoders import BiEncoder  # lazy: bench.encoders imports torch
 
         device = resolve_device(self.settings.device)
         self.encoder = BiEncoder.load(self.checkpoint, device=device, dtype=resolve_dtype(self.settings.dtype, device),
@@ -29,7 +29,7 @@ class MiniLMBiEncoder(PointwiseReranker):
 
     @classmethod
     def preflight(cls, name, checkpoint, settings) -> None:
-        from bench.encoders import resolve_checkpoint
+        from bench.encoders import resolve_checkpoint  # lazy: bench.encoders imports torch
 
         # the registered id resolves to the offline package's folder when it is installed
         super().preflight(name, resolve_checkpoint(checkpoint or CHECKPOINT), settings)

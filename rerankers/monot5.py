@@ -31,7 +31,7 @@ class MonoT5(TransformersPointwise):
         self.label_ids = [vocab[FALSE_TOKEN], vocab[TRUE_TOKEN]]
 
     def load_model(self) -> Any:
-        from transformers import T5ForConditionalGeneration
+        from transformers import T5ForConditionalGeneration  # lazy: torch/transformers load only when a model runs
 
         return load_pretrained(T5ForConditionalGeneration.from_pretrained, self.checkpoint, dtype=self.dtype,
                                trust_remote_code=self.trust_remote_code)
@@ -46,7 +46,7 @@ class MonoT5(TransformersPointwise):
         return self.tokenizer(texts, padding=True, truncation=True, max_length=self.max_length, return_tensors="pt")
 
     def score_encoded(self, inputs: Any):
-        import torch
+        import torch  # lazy: torch/transformers load only when a model runs
 
         enc = inputs.to(self.device)
         start = self._model.config.decoder_start_token_id

@@ -65,6 +65,6 @@ class Qwen3Reranker(CausalJudge):
         return self.pad([self.prefix_ids + ids + self.suffix_ids for ids in body])
 
     def score_encoded(self, inputs: Any):
-        import torch
+        import torch  # lazy: torch/transformers load only when a model runs
 
         return torch.log_softmax(self.next_token_logits(inputs, self.label_ids), dim=-1)[:, 1]

@@ -20,7 +20,7 @@ class RankGPT(ListwiseReranker):
     def token_counter(self) -> TokenCounter | None:
         if importlib.util.find_spec("tiktoken") is None:
             return None
-        import tiktoken
+        import tiktoken  # lazy: only when a token budget is counted with it
 
         try:
             encoding = tiktoken.get_encoding("cl100k_base")

@@ -17,10 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import zipfile
+from importlib.resources import files
 from pathlib import Path
 from typing import Any, Sequence
 
@@ -32,6 +34,8 @@ CL100K_CACHE_NAME = "9b5ad71b2ce5302211f9c61530b329a4922fc6a4"
 PYTHON_ENV = "RERANK_BENCH_RANKLLM_PYTHON"
 TEMPLATES = {"rank-zephyr": "rank_zephyr_template.yaml", "rank-gpt": "rank_gpt_template.yaml"}
 DEFAULT_TIMEOUT_S = 600.0
+# bench's modules are imported inside the parent's functions: the child runs this file in rank-llm's interpreter,
+# where bench is not installed.
 
 
 def default_venv() -> Path:
@@ -47,8 +51,6 @@ def tiktoken_cache_dir(python: Path) -> Path:
 def find_python312() -> str:
     """A working Python >= 3.12 interpreter: one of pyenv's, else ``python3.12``/``python3.13`` on PATH (a pyenv
     shim on PATH may exist without its version being selected, so each candidate is tried)."""
-    import shutil
-
     pyenv = Path(os.environ.get("PYENV_ROOT", Path.home() / ".pyenv")) / "versions"
     candidates = [str(v / "bin" / "python") for v in sorted(pyenv.glob("3.1[23].*"), reverse=True)]
     candidates += [found for found in map(shutil.which, ("python3.12", "python3.13")) if found]
@@ -146,8 +148,7 @@ def rerank_with_rankllm(reranker: Any, lists: Sequence[Any]) -> list[Any]:
 
 def _worker(config_path: str) -> None:
     """Runs inside rank-llm's interpreter: rerank the requests file, write ``{"qid", "docids"}`` lines."""
-    from importlib.resources import files
-
+    # rank_llm exists only in rank-llm's own interpreter (the child process)
     from rank_llm.data import read_requests_from_file
     from rank_llm.rerank import Reranker
     from rank_llm.rerank.listwise import SafeOpenai

@@ -12,6 +12,7 @@ import warnings
 
 from dataclasses import dataclass
 
+from rerankers.cross_encoder import load_pretrained
 from rerankers.listwise import ListwiseOptions, ListwiseReranker, TokenCounter, hf_token_counter, vllm_available
 
 
@@ -32,9 +33,8 @@ class RankZephyr(ListwiseReranker):
         return "vllm" if vllm_available() else "hf"
 
     def token_counter(self) -> TokenCounter | None:
-        from transformers import AutoTokenizer
+        from transformers import AutoTokenizer  # lazy: torch/transformers load only when a model runs
 
-        from rerankers.cross_encoder import load_pretrained
 
         source = self.options.tokenizer or self.checkpoint
         if self.engine_kind == "hf":   # the model is loaded from here anyway: its tokenizer must load too

@@ -7,7 +7,8 @@ same class may serve several checkpoints under several names. Outside this repos
 entry point (group ``rerank_bench.rerankers``), describing itself with a ``registry_meta`` class attribute; this is
 how ``rrpo/`` registers its ``rrpo`` reranker (pyproject.toml), so that ``rerankers/`` never imports the trainer.
 
-``get_reranker(name, settings)`` builds ``cls(checkpoint=..., settings=...)``.
+``resolve(name)`` gives a name's ``RerankerSpec`` (a run resolves each name once, in ``RunConfig.validate``, and
+passes the spec on); ``get_reranker(name or spec, settings)`` builds ``cls(checkpoint=..., settings=...)``.
 """
 from __future__ import annotations
 
@@ -139,6 +140,10 @@ class RerankerSpec:
     extra: str | None = None           # the pip extra that installs its dependencies
     description: str = ""
 
+    def backend(self) -> type[Reranker]:
+        """Its ``Reranker`` class, imported on first use (by its registered name: no alias to resolve again)."""
+        return RERANKERS.load(self.name)
+
 
 def components(name: str) -> list[str]:
     """The registered rerankers a name runs: a cascade's stages (``rerankers.cascade``), else the name itself."""
@@ -154,21 +159,24 @@ def resolve(name: str) -> RerankerSpec:
     return RerankerSpec(RERANKERS.entry(name).name, **RERANKERS.meta(name))
 
 
-def get_reranker(name: str, settings: RerankerSettings | None = None) -> Reranker:
-    """The reranker of a name; a cascade's stages are each built with these settings."""
-    if is_cascade(name):
-        return Cascade.build(name, lambda stage: get_reranker(stage, settings))
-    cls = RERANKERS.load(name)
+def get_reranker(name: str | RerankerSpec, settings: RerankerSettings | None = None,
+                 given_name: str | None = None) -> Reranker:
+    """The reranker of a name, or of a spec already resolved (``resolve``); a cascade's stages are each built with
+    these settings. It is named ``given_name`` (default: the name as given, an alias staying an alias)."""
+    spec = name if isinstance(name, RerankerSpec) else resolve(name)
+    given_name = given_name or (name if isinstance(name, str) else spec.name)
+    if spec.kind == "cascade":
+        return Cascade.build(spec.name, lambda stage: get_reranker(stage, settings))
     settings = settings or RerankerSettings()
-    reranker = cls(checkpoint=settings.checkpoint or resolve(name).checkpoint, settings=settings)
-    reranker.name = name
+    reranker = spec.backend()(checkpoint=settings.checkpoint or spec.checkpoint, settings=settings)
+    reranker.name = given_name
     return reranker
 
 
-def weights_fingerprint(name: str, checkpoint: str | None = None) -> str | None:
-    """What identifies the weights ``get_reranker(name)`` would load (``checkpoint`` overrides the registered one),
+def weights_fingerprint(spec: RerankerSpec, checkpoint: str | None = None) -> str | None:
+    """What identifies the weights ``get_reranker(spec)`` would load (``checkpoint`` overrides the registered one),
     without loading them."""
-    return RERANKERS.load(name).weights_fingerprint(checkpoint or resolve(name).checkpoint)
+    return spec.backend().weights_fingerprint(checkpoint or spec.checkpoint)
 
 
 def describe() -> list[dict[str, str]]:

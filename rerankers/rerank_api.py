@@ -28,11 +28,13 @@ import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor, as_completed
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Sequence
 
+from bench.environment import check_server_reachable
 from bench.errors import UserError
 from bench.llm.base import ChatRequest, ChatResponse, Engine, ResponseCallback
+from bench.llm.cache import CachedEngine, open_cache
 from bench.llm.openai_engine import RETRYABLE_STATUS, is_local, retry_after_seconds
 from bench.types import CandidateList, Ranking
 from rerankers.base import Reranker, ranking_from_scores
@@ -40,22 +42,22 @@ from rerankers.base import Reranker, ranking_from_scores
 
 @dataclass(frozen=True)
 class Dialect:
-    """What differs between the APIs: the path, the extra request fields, where the results are and the usage."""
+    """What differs between the APIs: the path, the extra request fields, where the results are, and the API's own
+    server and key variable. Its default model is the checkpoint it is registered with (rerankers.registry)."""
 
     name: str
     path: str
-    extra: tuple[tuple[str, Any], ...]
-    results_key: str
-    base_url: str
-    key_env: str
-    model: str
+    extra: tuple[tuple[str, Any], ...] = ()      # request fields beside model, query and documents
+    results_key: str = "results"
+    base_url: str = field(kw_only=True)          # the API's own server
+    key_env: str = field(kw_only=True)           # the variable its key is read from
 
 
-COHERE = Dialect("cohere", "/v2/rerank", (), "results", "https://api.cohere.com", "COHERE_API_KEY", "rerank-v3.5")
-JINA = Dialect("jina", "/v1/rerank", (("return_documents", False),), "results", "https://api.jina.ai", "JINA_API_KEY",
-               "jina-reranker-v2-base-multilingual")
-VOYAGE = Dialect("voyage", "/v1/rerank", (("truncation", True),), "data", "https://api.voyageai.com",
-                 "VOYAGE_API_KEY", "rerank-2.5")
+COHERE = Dialect("cohere", "/v2/rerank", base_url="https://api.cohere.com", key_env="COHERE_API_KEY")
+JINA = Dialect("jina", "/v1/rerank", (("return_documents", False),), base_url="https://api.jina.ai",
+               key_env="JINA_API_KEY")
+VOYAGE = Dialect("voyage", "/v1/rerank", (("truncation", True),), "data", base_url="https://api.voyageai.com",
+                 key_env="VOYAGE_API_KEY")
 
 
 class RerankAPIError(Exception):
@@ -183,12 +185,13 @@ class RerankAPI(Reranker):
 
     def __init__(self, checkpoint: str | None = None, settings=None):
         super().__init__(checkpoint, settings)
-        from bench.llm.cache import CachedEngine, open_cache
 
         o, d = self.options, self.dialect
         if o.max_documents < 1:
             raise UserError(f"{d.name} rerank API: max_documents {o.max_documents}: expected a positive number")
-        self.checkpoint = o.model or self.checkpoint or d.model
+        self.checkpoint = o.model or self.checkpoint
+        if not self.checkpoint:
+            raise UserError(f"{d.name} rerank API: no model; give one with --reranker-args NAME:model=MODEL")
         self.engine = CachedEngine(RerankAPIEngine(d, self.checkpoint, o.url or d.base_url, o.key_env or d.key_env,
                                                    o.concurrency, o.timeout, o.max_retries),
                                    open_cache(self.settings.cache_dir))
@@ -200,8 +203,6 @@ class RerankAPI(Reranker):
     @classmethod
     def preflight(cls, name, checkpoint, settings) -> None:
         """No weights here: the API's server must answer."""
-        from bench.environment import check_server_reachable
-
         o = settings.options if isinstance(settings.options, cls.Options) else cls.Options()
         check_server_reachable(o.url or cls.dialect.base_url, f"reranker {name!r}", o.key_env or cls.dialect.key_env,
                                f"check the network, or point --reranker-args {name}:url=URL at a server of its API")

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 from typing import Any, Sequence
 
 from bench.errors import UserError
+from bench.llm import check_engine_installed
+from bench.llm.hf import GEMMA3_NAME, OFFLINE_MODELS, SMOLLM2_NAME
 from rerankers.cross_encoder import TransformersPointwise, load_pretrained
 
 INSTRUCTION = "Please write a question based on this passage."
@@ -47,9 +49,6 @@ class UPR(TransformersPointwise):
     def preflight(cls, name, checkpoint, settings) -> None:
         """The offline readers' weights come from their packages (installed, or one line naming the pip command);
         any other checkpoint as every reranker's."""
-        from bench.llm import check_engine_installed
-        from bench.llm.hf import GEMMA3_NAME, SMOLLM2_NAME
-
         offline = {SMOLLM2_NAME: "smollm2", GEMMA3_NAME: "gemma3-270m"}
         if checkpoint in offline:
             check_engine_installed(offline[checkpoint])
@@ -57,12 +56,11 @@ class UPR(TransformersPointwise):
             super().preflight(name, checkpoint, settings)
 
     def model_path(self) -> str:
-        from bench.llm.hf import OFFLINE_MODELS
-
         folder = OFFLINE_MODELS.get(self.checkpoint)
         return str(folder(self.settings.cache_dir)) if folder else self.checkpoint
 
     def load_model(self) -> Any:
+        # lazy: torch/transformers load only when a model runs
         from transformers import AutoConfig, AutoModelForCausalLM, AutoModelForSeq2SeqLM
 
         path = self.model_path()
@@ -120,14 +118,14 @@ class UPR(TransformersPointwise):
             labels = self.tokenizer.pad({"input_ids": targets}, return_tensors="pt")
             enc["labels"] = labels["input_ids"].masked_fill(labels["attention_mask"] == 0, -100)
             return enc
-        import torch
+        import torch  # lazy: torch/transformers load only when a model runs
 
         enc = self.tokenizer.pad({"input_ids": [p + t for p, t in zip(prompts, targets)]}, return_tensors="pt")
         enc["target_lengths"] = torch.tensor([len(t) for t in targets])
         return enc
 
     def score_encoded(self, inputs: Any):
-        import torch
+        import torch  # lazy: torch/transformers load only when a model runs
 
         enc = inputs.to(self.device)
         if self.seq2seq:

@@ -19,11 +19,11 @@ from dataclasses import asdict, fields
 from pathlib import Path
 from typing import Sequence
 
-from bench.cli import add_server_options, add_trust_remote_code_option
+from bench.cli import add_server_options, add_trust_remote_code_option, servers_from_args
 from bench.errors import UserError
-from bench.store import read_jsonl
 from bench.options import argparse_type, field_types
-from rrpo.assemble import Servers, build_trainer
+from bench.store import read_jsonl
+from rrpo.assemble import build_trainer
 from rrpo.studies import add_study_parsers, study_from_args
 from rrpo.trainer import RRPOConfig
 
@@ -59,8 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"study folder: {study.folder}")
             return 0
         cfg = RRPOConfig(**{f.name: getattr(args, f.name) for f in fields(RRPOConfig)})
-        servers = Servers(**{f.name: getattr(args, f.name) for f in fields(Servers)})
-        trainer = build_trainer(cfg, Path(args.out), servers, args.trust_remote_code, args.data_dir)
+        trainer = build_trainer(cfg, Path(args.out), servers_from_args(args), args.trust_remote_code, args.data_dir)
         trainer.train()
         if trainer.dist.main:
             last = read_jsonl(Path(args.out) / "train_log.jsonl")[-1]

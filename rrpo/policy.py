@@ -17,12 +17,16 @@ import json
 import math
 import re
 from pathlib import Path
+
 import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file
 from torch import Tensor, nn
 
 from bench.errors import UserError
 from bench.types import CandidateList
 from rerankers.base import PointwiseReranker, RerankerSettings
+from rerankers.registry import get_reranker
 
 # Backbones whose score is a cosine in [-1, 1]: as Plackett–Luce logits such scores are almost uniform, so they are
 # divided by a small temperature. 0.05 (a scale of 20) is the sentence-transformers default for contrastive training
@@ -147,11 +151,6 @@ def is_trainable(name: str, trainable: str, num_layers: int) -> bool:
 
 def load_policy(folder: Path, settings: RerankerSettings | None = None) -> RerankPolicy:
     """Rebuild a trained policy from a checkpoint folder: the registered backbone plus the saved delta."""
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
-
-    from rerankers.registry import get_reranker
-
     config_path = folder / "config.json"
     if not config_path.is_file():
         raise UserError(f"{folder}: not an RRPO checkpoint (no config.json); train one with python -m rrpo train")

@@ -11,11 +11,14 @@ HotpotQA's ``rrpo-train`` part, k = 3).
 """
 from __future__ import annotations
 
+import dataclasses
+import json
 from pathlib import Path
 from typing import Sequence
 
-from bench.errors import UserError
+from bench.errors import UserError, require
 from rerankers.base import PointwiseReranker
+from rerankers.registry import RERANKERS, resolve
 
 TRAIN_HINT = ("python -m rrpo train --dataset fictional --split train --backbone minilm --reader smollm2 --k 3 "
               "--pool 20 --out runs/rrpo-minilm")
@@ -37,7 +40,6 @@ def checkpoint_folder(checkpoint: str) -> Path:
     folder = local_checkpoint_folder(checkpoint)
     if folder is not None:
         return folder
-    from bench.errors import require
 
     hub = require("huggingface_hub", "dev", "loading an RRPO checkpoint from the hub")
     try:
@@ -70,9 +72,8 @@ class RRPOReranker(PointwiseReranker):
         if not checkpoint:
             raise UserError(f"reranker 'rrpo' needs a trained checkpoint: pass --rrpo-checkpoint FOLDER, "
                             f"or train one with: {TRAIN_HINT}")
-        import json
 
-        from rrpo.policy import load_policy
+        from rrpo.policy import load_policy  # lazy: torch; `bench list` describes this plugin without it
 
         folder = checkpoint_folder(checkpoint)
         self.policy = load_policy(folder, self.settings)
@@ -97,11 +98,6 @@ class RRPOReranker(PointwiseReranker):
     def preflight(cls, name, checkpoint, settings) -> None:
         """The checkpoint (local, shipped, or a hub id that can be had) and, for a local one, its backbone's
         weights."""
-        import dataclasses
-        import json
-
-        from rerankers.registry import RERANKERS, resolve
-
         if not checkpoint:
             raise UserError(f"reranker {name!r} needs a trained checkpoint: pass --rrpo-checkpoint FOLDER, or train "
                             f"one with: {TRAIN_HINT}")

@@ -17,6 +17,7 @@ from typing import Callable, Protocol, Sequence
 
 from bench.errors import UserError
 from bench.hashing import stable_hash
+from bench.metrics import METRICS, metric
 from bench.registry import did_you_mean
 from bench.store import append_jsonl, read_jsonl
 from bench.types import Answer, Document, Query
@@ -33,8 +34,6 @@ class ReaderLike(Protocol):
 def answer_metric(name: str) -> RewardMetric:
     """A registered answer metric of ``bench.metrics`` computed from the answer alone (F1 or ``f1``, EM or ``em``,
     accuracy, a plugin's) against the gold answers."""
-    from bench.metrics import METRICS, metric
-
     rewards = [e.name for e in METRICS.entries() if metric(e.name).kind == "answer" and metric(e.name).compute]
     if name not in METRICS or METRICS.entry(name).name not in rewards:
         raise UserError(f"--metric {name!r}: {did_you_mean(name, rewards)}expected one of {', '.join(rewards)} (or "

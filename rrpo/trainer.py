@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import torch
+from safetensors.torch import save_file
 from torch import Tensor
 from tqdm.auto import tqdm
 
@@ -32,7 +33,7 @@ from bench.hashing import stable_hash
 from bench.store import append_jsonl, read_jsonl, rewrite_jsonl
 from bench.types import CandidateList
 from rerankers.base import PointwiseReranker
-from rrpo.policy import CHECKPOINT_FORMAT, WEIGHTS_FILE, RerankPolicy, step_log_probs
+from rrpo.policy import CHECKPOINT_FORMAT, WEIGHTS_FILE, RerankPolicy, default_temperature, step_log_probs
 from rrpo.rewards import PrefixRewarder, ReaderLike, ReferenceBaseline, RewardMetric, RewardNoise
 from rrpo.rollouts import QueryRollouts, RolloutCollector
 
@@ -106,8 +107,6 @@ class RRPOConfig:
                 raise UserError(message)
 
     def resolved_temperature(self) -> float:
-        from rrpo.policy import default_temperature
-
         return self.temperature if self.temperature is not None else default_temperature(self.backbone)
 
     @classmethod
@@ -328,8 +327,6 @@ class RRPOTrainer:
     # --- checkpoints -----------------------------------------------------------------------------------------
     def save(self) -> None:
         """Write the reloadable checkpoint (config.json + weights delta) and the resume state, each atomically."""
-        from safetensors.torch import save_file
-
         generator_states = self.dist.gather(self.collector.generator.get_state())
         if not self.dist.main:
             return
@@ -404,7 +401,7 @@ def _mean(values: Sequence[float]) -> float:
 
 
 def plot_training_curves(log_path: Path, png_path: Path) -> None:
-    import matplotlib
+    import matplotlib  # lazy: matplotlib only when a plot is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

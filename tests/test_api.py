@@ -123,7 +123,7 @@ def test_compare_pools_runs_and_selects_metrics(runs, tmp_path):
 
 def test_leaderboard_reads_only_empty_cells_as_missing(tmp_path):
     from bench.api import RunResult
-    from bench.runner import RunConfig
+    from bench.config import RunConfig
 
     csv = "dataset,reader,reranker,n,F1\nNA,None,null,3,\nNA,None,nan,3,0.5\n"
     (tmp_path / "leaderboard.csv").write_text(csv)
@@ -137,7 +137,8 @@ def test_run_errors_are_exceptions_with_the_clis_messages(tmp_path):
     for settings, message in ((dict(pool=0), "--pool 0: expected a positive number"),
                               (dict(limit="five"), "setting: limit='five': expected int | None"),
                               (dict(top_k=5, pool=3), "--top-k 5 is larger than --pool 3"),
-                              (dict(poool=3), "unknown setting 'poool'; valid: reader, datasets, "),
+                              (dict(poool=3), "unknown setting 'poool'; did you mean 'pool'? valid: reader, "
+                                              "rerankers, "),
                               (dict(reader=None, readers=["none"]), "give reader= or readers=, not both")):
         with pytest.raises(UserError) as err:
             bench.run(output=str(tmp_path), **settings)
@@ -146,21 +147,25 @@ def test_run_errors_are_exceptions_with_the_clis_messages(tmp_path):
 
 
 def test_settings_come_from_keywords_over_a_config_object_mapping_or_file(tmp_path):
-    from dataclasses import fields
+    from dataclasses import replace
 
-    from bench.runner import RunConfig
+    from bench.config import RunConfig
 
-    names = [f.name for f in fields(RunConfig)]
+    names = list(RunConfig.field_types())
+    assert names[:3] == ["rerankers", "readers", "judge"] and len(names) == len(set(names)) == 43
     assert list(inspect.signature(bench.run).parameters) == ["config", "reader", *names]
     assert inspect.signature(bench.run).parameters["pool"].default == 20
-    config = bench.make_config({"rerankers": ["none", "random"], "pool": "7", "readers": ["none"]}, top_k=2)
-    assert (config.rerankers, config.pool, config.top_k, config.readers) == (["none", "random"], 7, 2, ["none"])
-    assert bench.make_config(config, pool=9) == RunConfig(**{**config.__dict__, "pool": 9})
-    assert bench.make_config(rerankers="minilm", baseline="minilm", reader="smollm2").readers == ["smollm2"]
+    config = bench.make_config({"rerankers": ["none", "random"], "data": {"pool": "7"}, "readers": ["none"]}, top_k=2)
+    c = config.components
+    assert (c.rerankers, config.data.pool, c.top_k, c.readers) == (["none", "random"], 7, 2, ["none"])
+    assert bench.make_config(config, pool=9) == replace(config, data=replace(config.data, pool=9))
+    assert bench.make_config(rerankers="minilm", baseline="minilm", reader="smollm2").components.readers == \
+        ["smollm2"]
     (tmp_path / "run.yaml").write_text("rerankers: [none, oracle]\nreaders: [none]\npool: 5\n")
-    assert bench.make_config(tmp_path / "run.yaml", pool=6).pool == 6
+    assert bench.make_config(tmp_path / "run.yaml", pool=6).data.pool == 6
     (tmp_path / "bad.yaml").write_text("pool: many\n")
-    for source, message in (({"pols": 3}, "config: unknown option 'pols'; valid: datasets, "),
+    for source, message in (({"pols": 3}, "config: unknown key 'pols'; did you mean 'pool'? valid: the sections "),
+                            ({"data": {"datasets": "fictional"}}, "config: datasets='fictional': expected a list"),
                             (tmp_path / "bad.yaml", f"--config {tmp_path / 'bad.yaml'}: pool='many': expected int"),
                             (3, "config: expected a RunConfig, a mapping of its fields or a file, got int")):
         with pytest.raises(UserError) as err:

@@ -77,23 +77,28 @@ def test_config_file_yaml_under_flags_and_a_runs_config_json_round_trip(tmp_path
 
     from bench.cli import parse_run_args
 
-    (tmp_path / "run.yaml").write_text("rerankers: [none, rankgpt]\npool: 7\ntop_k: 2\n"
-                                       "reranker_args:\n  rankgpt: {window: 4, stride: 2}\n")
+    (tmp_path / "run.yaml").write_text("components:\n  rerankers: [none, rankgpt]\n  top_k: 2\n"
+                                       "  reranker_args:\n    rankgpt: {window: 4, stride: 2}\ndata:\n  pool: 7\n")
     args, from_file = parse_run_args(["run", "--config", str(tmp_path / "run.yaml"), "--pool", "9",
                                       "--reranker-args", "rankgpt:stride=1"])
     runner = Runner(config_from_args(args, from_file))
-    assert (runner.config.rerankers, runner.config.pool, runner.config.top_k) == (["none", "rankgpt"], 9, 2)
+    c = runner.config
+    assert (c.components.rerankers, c.data.pool, c.components.top_k) == (["none", "rankgpt"], 9, 2)
     rankgpt = runner.builder.reranker("rankgpt")
     assert (rankgpt.window, rankgpt.stride) == (4, 1)               # the file's window, the flag's stride
-    # the config.json a run writes is a config file that reproduces the run's config
-    (tmp_path / "config.json").write_text(json.dumps({**asdict(runner.config), "fingerprints": {"data": []}}))
-    again = config_from_args(*parse_run_args(["run", "--config", str(tmp_path / "config.json")]))
-    assert again == runner.config
+    # the config.json a run writes (flat) is a config file that reproduces the run's config; so is the sectioned form
+    for name, values in (("config.json", c.flat()), ("sections.json", asdict(c))):
+        (tmp_path / name).write_text(json.dumps({**values, "fingerprints": {"data": []}}))
+        assert config_from_args(*parse_run_args(["run", "--config", str(tmp_path / name)])) == c
 
 
 @pytest.mark.parametrize("text, message", [
-    ('{"pools": 3}', "--config {}: unknown key 'pools'; valid: datasets, split, rerankers, "),
-    ('[1, 2]', "--config {}: expected a mapping of RunConfig fields"),
+    ('{"pools": 3}', "--config {}: unknown key 'pools'; did you mean 'pool'? valid: the sections components, data, "
+                     "servers, runtime, reporting or their fields rerankers, readers, "),
+    ('{"data": {"top_k": 3}}', "--config {}: data.top_k: a field of components; data has datasets, split, limit, "),
+    ('{"data": 3}', "--config {}: data=3: expected a mapping of the section's fields (datasets, split, "),
+    ('{"pool": 3, "data": {"pool": 4}}', "--config {}: pool given twice"),
+    ('[1, 2]', "--config {}: expected a mapping of RunConfig sections or fields"),
     ('{"reranker_args": {"rankgpt": {"window": [1]}}, "rerankers": ["none", "rankgpt"]}',
      "--reranker-args rankgpt: window=[1]: expected int"),
 ])

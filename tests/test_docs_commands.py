@@ -55,3 +55,26 @@ def test_each_shown_benchmark_script_exists():
                                                        page.read_text(encoding="utf-8"))}
     assert scripts and all((ROOT / s).is_file() for s in scripts), sorted(s for s in scripts
                                                                           if not (ROOT / s).is_file())
+
+
+def test_the_config_file_format_of_docs_configuration_md_is_the_code_s(tmp_path):
+    """docs/configuration.md's table names every section and its fields as ``bench.sections`` has them, and its
+    YAML example is a ``--config`` file ``bench run`` reads and validates into those sections."""
+    from dataclasses import fields
+
+    from bench.cli import config_from_args, parse_run_args
+    from bench.sections import SECTIONS
+
+    page = (ROOT / "docs" / "configuration.md").read_text(encoding="utf-8")
+    table = dict(re.findall(r"^\| `(\w+)` \| ([\w, ]+) \|$", page, re.M))
+    assert {section: value.split(", ") for section, value in table.items()} == \
+        {section: [f.name for f in fields(cls)] for section, cls in SECTIONS.items()}
+    blocks = re.findall(r"```yaml\n(.*?)```", page, re.S)
+    assert len(blocks) == 1
+    path = tmp_path / "run.yaml"
+    path.write_text(blocks[0], encoding="utf-8")
+    config = config_from_args(*parse_run_args(["run", "--config", str(path), "--pool", "30"]))
+    config.validate()
+    assert config.components.rerankers == ["none", "minilm", "rankgpt"]
+    assert config.components.reranker_args == {"rankgpt": {"window": 10, "stride": 5}}
+    assert (config.data.pool, config.data.first_stage_args) == (30, {"bm25": {"k1": 0.9, "b": 0.4}})

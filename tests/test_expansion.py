@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from bench.cli import main
+from bench.config import Data, RunConfig
 from bench.expansion import (EXPANSIONS, clean_pseudo_document, dense_expansion, expansion_for, sparse_expansion)
 from bench.errors import UserError
 from bench.prompts import load_template
-from bench.config import RunConfig
 from tests.llm_server import ScriptedLLMServer, prompt_text
 
 ITEMS = ["amber", "basil", "cedar", "delta"]
@@ -162,7 +162,7 @@ def test_run_ids_without_query2doc_are_unchanged():
     assert not {"query2doc", "query2doc_template", "query2doc_max_tokens"} & set(default.identity())
     # the default Quickstart run's id as before Query2doc existed (same content fingerprints)
     assert default.resolved_run_id({"data": ["x"]}) == "fictional-test-ad56113345"
-    expanded = RunConfig(query2doc="smollm2")
+    expanded = RunConfig(data=Data(query2doc="smollm2"))
     assert expanded.identity()["query2doc_max_tokens"] == 128
     assert expanded.resolved_run_id({"data": ["x"]}) != default.resolved_run_id({"data": ["x"]})
 
@@ -191,7 +191,7 @@ def test_query2doc_from_a_config_file(tmp_path):
     path = tmp_path / "run.yaml"
     path.write_text("query2doc: gemma3-270m\nquery2doc_max_tokens: 64\n")
     config = config_from_args(*parse_run_args(["run", "--config", str(path)]))
-    assert (config.query2doc, config.query2doc_max_tokens, config.query2doc_template) == \
+    assert (config.data.query2doc, config.data.query2doc_max_tokens, config.data.query2doc_template) == \
         ("gemma3-270m", 64, "query2doc")
 
 

@@ -136,34 +136,27 @@ def test_a_non_utf8_byte_at_the_top_of_a_trec_run_names_file_and_line(tmp_path, 
     assert status == 2 and err == f"error: {run} line 2: not UTF-8 text (byte 0xe9); expected a UTF-8 file\n"
 
 
-@pytest.mark.parametrize("text, message", [
-    ('{"id": "t", "version": 1, "messages": [', "not a JSON prompt template (Expecting value: line 1 column 40"),
-    ('{"id": "t", "version": "one", "messages": []}', "malformed prompt template; expected a JSON object with id"),
-    ('[1, 2]', "prompt template lacks the field 'id'; expected a JSON object"),
+@pytest.mark.parametrize("flag, text, message", [
+    ("--reader-template", '{"id": "t", "version": 1, "messages": [',
+     "{path}: not a JSON prompt template (Expecting value: line 1 column 40"),
+    ("--reader-template", '{"id": "t", "version": "one", "messages": []}',
+     "{path}: malformed prompt template; expected a JSON object with id"),
+    ("--reader-template", '[1, 2]', "{path}: prompt template lacks the field 'id'; expected a JSON object"),
+    ("--config", "reranker_args: 5\n", "--config {path}: reranker_args=5: expected dict\n"),
+    ("--config", "reranker_args: {minilm: 5}\n", "--config {path}: reranker_args.minilm=5: expected a mapping of "
+                                                 "options\n"),
+    ("--config", "datasets: fictional\n", "--config {path}: datasets='fictional': expected a list\n"),
+    ("--config", "pool: [3]\n", "--config {path}: pool=[3]: expected int\n"),
 ])
-def test_a_broken_template_file_is_one_line(text, message, tmp_path, capsys):
+def test_a_broken_template_or_config_file_is_one_line(flag, text, message, tmp_path, capsys):
     from bench.prompts import load_template
 
-    template = tmp_path / "mine.json"
-    template.write_text(text)
+    path = tmp_path / ("mine.json" if flag == "--reader-template" else "run.yaml")
+    path.write_text(text)
     load_template.cache_clear()
     status, err = run_cli(capsys, "run", "--datasets", str(beir_folder(tmp_path)), "--rerankers", "none",
-                          "--reader", "smollm2", "--reader-template", str(template), "--top-k", "1",
-                          "--output", str(tmp_path / "out"))
-    assert status == 2 and err.startswith(f"error: {template}: {message}")
-
-
-@pytest.mark.parametrize("text, message", [
-    ("reranker_args: 5\n", "reranker_args=5: expected dict"),
-    ("reranker_args: {minilm: 5}\n", "reranker_args.minilm=5: expected a mapping of options"),
-    ("datasets: fictional\n", "datasets='fictional': expected a list"),
-    ("pool: [3]\n", "pool=[3]: expected int"),
-])
-def test_a_config_value_of_the_wrong_type_is_one_line(text, message, tmp_path, capsys):
-    config = tmp_path / "run.yaml"
-    config.write_text(text)
-    status, err = run_cli(capsys, "run", "--config", str(config), "--output", str(tmp_path / "out"))
-    assert status == 2 and err == f"error: --config {config}: {message}\n"
+                          "--reader", "smollm2", "--top-k", "1", "--output", str(tmp_path / "out"), flag, str(path))
+    assert status == 2 and err.startswith(f"error: {message.format(path=path)}") and err.count("\n") == 1
 
 
 def test_a_pickle_where_safetensors_belong_is_refused(tmp_path, capsys):
@@ -227,13 +220,14 @@ def test_a_base_url_that_is_no_http_url_is_refused_before_the_run(url, tmp_path,
 
 
 def test_the_run_id_does_not_depend_on_the_servers():
-    from bench.runner import RunConfig
+    from bench.config import Components, RunConfig, Servers
 
     content = {"data": ["x"]}
-    one = RunConfig(readers=["openai:m"], base_url="http://a:8000/v1").resolved_run_id(content)
-    fleet = RunConfig(readers=["openai:m"], base_url=["http://b:8000/v1", "http://c:8000/v1"],
-                      judge_base_url="https://api.example.com/v1").resolved_run_id(content)
-    other_model = RunConfig(readers=["openai:n"], base_url="http://a:8000/v1").resolved_run_id(content)
+    one = RunConfig(Components(readers=["openai:m"]), servers=Servers(base_url="http://a:8000/v1"))
+    fleet = RunConfig(Components(readers=["openai:m"]), servers=Servers(
+        base_url=["http://b:8000/v1", "http://c:8000/v1"], judge_base_url="https://api.example.com/v1"))
+    other_model = RunConfig(Components(readers=["openai:n"]), servers=Servers(base_url="http://a:8000/v1"))
+    one, fleet, other_model = (c.resolved_run_id(content) for c in (one, fleet, other_model))
     assert one == fleet != other_model
 
 
@@ -266,11 +260,12 @@ def test_an_edited_first_stage_file_starts_a_new_run_with_its_own_table(tmp_path
 def test_the_run_id_follows_the_content_of_a_template_file(tmp_path):
     import json
 
-    from bench.runner import RunConfig, input_file_digests
+    from bench.config import Components, RunConfig
+    from bench.runner import input_file_digests
 
     template = tmp_path / "mine.json"
     template.write_text(json.dumps({"id": "mine", "version": 1, "messages": [{"role": "user", "content": "{question}"}]}))
-    config = RunConfig(reader_template=str(template))
+    config = RunConfig(Components(reader_template=str(template)))
     before = input_file_digests(config)
     template.write_text(json.dumps({"id": "mine", "version": 1, "messages": [{"role": "user", "content": "Q: {question}"}]}))
     after = input_file_digests(config)

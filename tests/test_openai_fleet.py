@@ -177,4 +177,4 @@ def test_server_options_take_one_or_several_urls(argv, base_url, judge_base_url)
     from bench.cli import build_parser, config_from_args
 
     config = config_from_args(build_parser().parse_args(["run", *argv]))
-    assert (config.base_url, config.judge_base_url) == (base_url, judge_base_url)
+    assert (config.servers.base_url, config.servers.judge_base_url) == (base_url, judge_base_url)

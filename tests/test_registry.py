@@ -44,14 +44,16 @@ def test_weights_fingerprint_follows_a_local_checkpoints_content(tmp_path):
     folder.mkdir()
     (folder / "config.json").write_text("{}")
     (folder / "model.safetensors").write_bytes(b"weights-v1")
-    before = weights_fingerprint("monot5", str(folder))
-    assert before == weights_fingerprint("monot5", str(folder)) and before != str(folder)
+    monot5 = resolve("monot5-base")          # by an alias: the spec is the registered name's
+    assert (monot5.name, monot5.backend().__name__) == ("monot5", "MonoT5")
+    before = weights_fingerprint(monot5, str(folder))
+    assert before == weights_fingerprint(monot5, str(folder)) and before != str(folder)
     (folder / "model.safetensors").write_bytes(b"weights-v2")
-    assert weights_fingerprint("monot5", str(folder)) != before
-    assert weights_fingerprint("monot5") == "castorini/monot5-base-msmarco-10k"
-    shipped = weights_fingerprint("rrpo")
+    assert weights_fingerprint(monot5, str(folder)) != before
+    assert weights_fingerprint(monot5) == "castorini/monot5-base-msmarco-10k"
+    shipped = weights_fingerprint(resolve("rrpo"))
     assert shipped not in (None, "minilm-fictional") and len(shipped) == 16
-    assert weights_fingerprint("none") is None and weights_fingerprint("oracle") is None
+    assert weights_fingerprint(resolve("none")) is None and weights_fingerprint(resolve("oracle")) is None
 
 
 def test_every_registered_extra_is_checked_before_loading():

@@ -261,9 +261,9 @@ def test_first_stage_args_are_typed_like_every_component_option(tmp_path):
 
     config = config_from_args(build_parser().parse_args(
         ["run", "--first-stage-args", "bm25:k1=0.9,b=0.4", "--rerankers", "none", "--reader", "none"]))
-    assert config.first_stage_args == {"bm25": {"k1": "0.9", "b": "0.4"}}
+    assert config.data.first_stage_args == {"bm25": {"k1": "0.9", "b": "0.4"}}
     config.validate()
-    from_flags = first_stage(dataset(), "bm25", pool=10, cache_dir=tmp_path, **config.first_stage_args["bm25"])
+    from_flags = first_stage(dataset(), "bm25", pool=10, cache_dir=tmp_path, **config.data.first_stage_args["bm25"])
     in_code = first_stage(dataset(), "bm25", pool=10, cache_dir=tmp_path, k1=0.9, b=0.4)
     assert len(list((tmp_path / "first_stage").glob("*.jsonl"))) == 1       # one cache entry for both
     scores = [[c.score for c in cl.candidates] for cl in from_flags]

@@ -189,6 +189,11 @@ def test_depth_study_plans_one_cell_per_horizon_and_rejects_bad_values(tmp_path,
                  "--out", str(tmp_path / "s")]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("error: unknown LLM engine 'gpt-9'; expected one of: ") and "\n" not in err
+    # the servers go through bench's one validation too (a key pasted where its variable's name belongs)
+    assert main(["study", "depth", "--k", "1", "--eval-readers", "smollm2", "--api-key-env", "sk-abc123xyz789",
+                 "--out", str(tmp_path / "s")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --api-key-env: the value is not the NAME") and "sk-abc" not in err
     assert not (tmp_path / "s").exists()                # refused before any folder, training or model load
 
 

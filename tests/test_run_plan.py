@@ -1,5 +1,9 @@
 """The run loop's pieces that hold no state: the plan of cells and the record of one query, a function of its
 inputs alone (the end-to-end runs are in tests/test_runner.py)."""
+import ast
+import inspect
+
+import bench.runner
 from bench.judges import Verdict
 from bench.runner import Cell, plan, query_record
 from bench.types import Answer, Candidate, CandidateList, Document, Query, Ranking
@@ -45,3 +49,12 @@ def test_failed_calls_and_missing_candidates():
     assert (empty.status, empty.ranking, empty.answer, empty.metrics) == ("no_candidates", [], None, {"nDCG@10": 0.0})
     no_reader = query_record(Cell("toy", "none", "none"), candidate_list(), ranking, {"MAP": 1.0}, None, None, None)
     assert (no_reader.status, no_reader.answer, no_reader.metrics) == ("ok", None, {"MAP": 1.0})
+
+
+def test_every_function_of_the_run_loop_is_at_most_40_lines():
+    """The run loop (bench/runner.py) stays in functions of at most 40 lines each, docstrings included."""
+    tree = ast.parse(inspect.getsource(bench.runner))
+    lengths = {node.name: node.end_lineno - node.lineno + 1 for node in ast.walk(tree)
+               if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef))}
+    assert len(lengths) > 20 and max(lengths.values()) > 30          # the whole module was read
+    assert {name: n for name, n in lengths.items() if n > 40} == {}

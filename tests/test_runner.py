@@ -439,8 +439,8 @@ def test_missing_reranker_extra_fails_before_the_run_folder(monkeypatch, tmp_pat
 
     monkeypatch.setitem(errors.EXTRA_MODULES, "t5", ("sentencepiece", "no_such_module_for_this_test"))
     # a local folder for its weights: the weights are checked first (of what is missing, the hardest to get)
-    runner = Runner(RunConfig(rerankers=["none", "monot5"], readers=["none"], output=str(tmp_path / "out"),
-                              checkpoints={"monot5": str(tmp_path)}))
+    runner = Runner(RunConfig.from_fields(dict(rerankers=["none", "monot5"], readers=["none"],
+                                               output=str(tmp_path / "out"), checkpoints={"monot5": str(tmp_path)})))
     with pytest.raises(errors.MissingDependency) as err:
         runner.run()
     assert str(err.value) == ("reranker 'monot5' needs the Python package 'no_such_module_for_this_test': "
@@ -468,12 +468,13 @@ def test_queries_without_candidates_count_zero_in_retrieval_means_as_trec_eval_c
     one relevant document at rank 1 (nDCG@10 1), q2 one of its two (1 / (1 + 1/log2 3)), q3 and q4 nothing (0)."""
     import pytrec_eval
 
-    from bench.config import RunConfig
+    from bench.config import Components, Data, Reporting, RunConfig, Runtime
     from bench.runner import Runner
 
     folder = write_beir_folder(tmp_path)
-    runner = Runner(RunConfig(datasets=[str(folder)], rerankers=["none"], readers=["none"],
-                              output=str(tmp_path / "out"), cache_dir=str(tmp_path / "cache")))
+    runner = Runner(RunConfig(Components(rerankers=["none"], readers=["none"]), Data(datasets=[str(folder)]),
+                              runtime=Runtime(cache_dir=str(tmp_path / "cache")),
+                              reporting=Reporting(output=str(tmp_path / "out"))))
     markdown = runner.run()
     by_hand = (1 + 1 / (1 + 1 / math.log2(3)) + 0 + 0) / 4
     row = pd.read_csv(runner.out_dir / "leaderboard.csv").iloc[0]

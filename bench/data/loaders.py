@@ -104,6 +104,19 @@ def text_lines(path: Path) -> Iterator[tuple[int, str]]:
                 raise not_utf8(path, lineno, exc) from None
 
 
+def column_lines(path: Path, columns: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, fields) of each non-blank line of a UTF-8 file of whitespace-separated ``columns`` (TREC's
+    ``qid iteration docid grade`` qrels, ``qid Q0 docid rank score tag`` runs); a line with another number of fields
+    fails naming the file and line."""
+    n = len(columns.split())
+    for lineno, line in text_lines(path):
+        fields = line.split()
+        if fields and len(fields) != n:
+            raise UserError(f"{path} line {lineno}: expected {n} fields '{columns}', got {len(fields)}")
+        if fields:
+            yield lineno, fields
+
+
 def decode_utf8(path: Path, data: bytes) -> str:
     """A whole file's bytes as text; bytes that are not UTF-8 fail naming the line."""
     try:

@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from bench.data.base import Dataset
-from bench.data.loaders import read_requests_jsonl
+from bench.data.loaders import column_lines, read_requests_jsonl
 from bench.errors import UserError
 from bench.types import Document, Query, check_grade
 
@@ -47,15 +47,8 @@ def read_topics_tsv(path: Path) -> dict[str, str]:
 def read_trec_qrels(path: Path) -> dict[str, dict[str, int]]:
     """qid -> {docid: grade} from ``qid iteration docid grade`` lines (trec_eval's qrels format)."""
     qrels: dict[str, dict[str, int]] = {}
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            if len(fields) != 4:
-                raise UserError(f"{path} line {lineno}: expected 'qid iteration docid grade' (4 fields, an integer "
-                                f"grade), got {line.strip()!r}")
-            qrels.setdefault(fields[0], {})[fields[2]] = check_grade(fields[3], f"{path} line {lineno}")
+    for lineno, (qid, _, docid, grade) in column_lines(path, "qid iteration docid grade"):
+        qrels.setdefault(qid, {})[docid] = check_grade(grade, f"{path} line {lineno}")
     return qrels
 
 

@@ -12,8 +12,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Sequence
 
-from bench.errors import UserError
+from bench.environment import check_server_reachable, check_weights_available, resolve_dtype
+from bench.errors import UserError, check_extra
 from bench.llm.base import Engine
+from bench.llm.cache import CachedEngine
+from bench.llm.hf import HFEngine, load_gemma3_270m, load_smollm2, smollm2_gguf_folder
+from bench.llm.openai_engine import OpenAIEngine, missing_key, server_urls
+from bench.llm.vllm_engine import VLLMEngine
 from bench.registry import Registry
 
 
@@ -35,35 +40,24 @@ class EngineOptions:
 
 
 def _smollm2(model: None, o: EngineOptions) -> Engine:
-    from bench.llm.hf import load_smollm2
-
     return load_smollm2(device=o.device, dtype=o.dtype, batch_size=o.batch_size, cache_dir=o.cache_dir)
 
 
 def _gemma3(model: None, o: EngineOptions) -> Engine:
-    from bench.llm.hf import load_gemma3_270m
-
     return load_gemma3_270m(device=o.device, dtype=o.dtype, batch_size=o.batch_size, cache_dir=o.cache_dir)
 
 
 def _hf(model: str, o: EngineOptions) -> Engine:
-    from bench.llm.hf import HFEngine
-
     return HFEngine(model, device=o.device, dtype=o.dtype, batch_size=o.batch_size,
                     trust_remote_code=o.trust_remote_code)
 
 
 def _openai(model: str, o: EngineOptions) -> Engine:
-    from bench.llm.openai_engine import OpenAIEngine
-
     return OpenAIEngine(model, base_url=o.base_url, api_key_env=o.api_key_env, concurrency=o.concurrency,
                         timeout=o.timeout, max_retries=o.max_retries)
 
 
 def _vllm(model: str, o: EngineOptions) -> Engine:
-    from bench.environment import resolve_dtype
-    from bench.llm.vllm_engine import VLLMEngine
-
     return VLLMEngine(model, dtype=o.dtype if o.dtype == "auto" else resolve_dtype(o.dtype, "cuda"), seed=o.seed,
                       trust_remote_code=o.trust_remote_code)
 
@@ -97,20 +91,14 @@ def make_cached_engine(spec: str, cache, mode: str = "use", **options: object) -
     """``make_engine(spec, **options)`` behind the LLM cache (a ``bench.llm.cache.LLMCache``): how ``bench run`` builds
     its readers, judge and listwise rerankers and ``rrpo train`` its reader and judge, so that an answer computed by
     one is a cache hit for the other."""
-    from bench.llm.cache import CachedEngine
-
     return CachedEngine(make_engine(spec, **options), cache, mode=mode)
 
 
 def check_engine_installed(spec: str) -> None:
     """Fail (one line) on a spec that is not an engine (with the known forms) or when the packages of engine
     ``spec`` are missing (with the install command), before any model loads."""
-    from bench.errors import check_extra
-
     name, _ = parse_engine_spec(spec)
     if spec == "smollm2":
-        from bench.llm.hf import smollm2_gguf_folder
-
         smollm2_gguf_folder()
         return
     extra = ENGINES.meta(name).get("extra")
@@ -121,13 +109,9 @@ def check_engine_installed(spec: str) -> None:
 def check_engine_reachable(spec: str, options: EngineOptions, what: str) -> None:
     """Before a run's first question: the engine's packages are installed, and its weights are at hand (local
     engines) or its servers answer (``openai``); one line saying what is missing otherwise. Nothing loads."""
-    from bench.environment import check_server_reachable, check_weights_available
-
     check_engine_installed(spec)
     name, model = parse_engine_spec(spec)
     if name == "openai":
-        from bench.llm.openai_engine import missing_key, server_urls
-
         urls = server_urls(options.base_url)
         missing = missing_key(urls, options.api_key_env)
         if missing:

@@ -20,9 +20,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any, Sequence
 
+from bench.environment import cache_dir as bench_cache_dir
 from bench.errors import UserError
-from bench.llm.base import ChatRequest, ChatResponse, Engine, ResponseCallback
 from bench.hashing import stable_hash
+from bench.llm.base import ChatRequest, ChatResponse, Engine, ResponseCallback
 
 CACHE_MODES = ("use", "bypass", "refresh")
 _SQL_VARIABLES = 500   # keys per SELECT ... IN (...), below SQLite's variable limit of every version
@@ -50,8 +51,6 @@ CACHE_FILE = "llm-cache.sqlite"
 
 def open_cache(cache_dir: str | os.PathLike | None = None) -> "LLMCache":
     """The shared LLM cache of a cache folder (default: the bench cache folder)."""
-    from bench.environment import cache_dir as bench_cache_dir
-
     return LLMCache(bench_cache_dir(cache_dir) / CACHE_FILE)
 
 

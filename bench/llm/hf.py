@@ -49,6 +49,7 @@ class HFEngine(Engine):
     def __init__(self, model: str, device: str = "auto", dtype: str = "auto", batch_size: int = 8,
                  gguf_file: str | None = None, name: str | None = None, chat_template: bool = True,
                  trust_remote_code: bool = False):
+        # lazy: torch/transformers load only when a model runs
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
         self.model = name or model
@@ -123,7 +124,7 @@ class HFEngine(Engine):
         return out  # type: ignore[return-value]  (every slot is filled above)
 
     def _generate_batch(self, prompts: list[list[int]], max_tokens: int, stop: tuple[str, ...]) -> list[ChatResponse]:
-        import torch
+        import torch  # lazy: torch/transformers load only when a model runs
         from transformers import GenerationConfig
 
         enc = self.tokenizer.pad({"input_ids": prompts}, return_tensors="pt").to(self.device)
@@ -164,7 +165,7 @@ def dequantised_copy(folder: Path, gguf_file: str, target: Path) -> Path:
     so a killed first load never leaves a half-written model behind."""
     if target.is_dir():
         return target
-    import torch
+    import torch  # lazy: torch/transformers load only when a model runs
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -35,6 +35,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Mapping, Sequence
 from urllib.parse import urlparse
 
+from tqdm.auto import tqdm
+
 from bench.errors import UserError
 from bench.llm.base import ChatRequest, ChatResponse, Engine, ResponseCallback
 
@@ -100,6 +102,7 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
 def completion_text(completion: Any) -> tuple[str, dict[str, int]]:
     """Text and usage of a parsed chat completion; the openai client hands back a bare string when the body was
     not JSON, and servers may send no choices or a null content."""
+    # lazy: the openai client takes ~2 s to import; only when a server is called
     from openai.types.chat import ChatCompletion
 
     if not isinstance(completion, ChatCompletion):
@@ -210,8 +213,7 @@ class OpenAIEngine(Engine):
 
     async def _generate_batch(self, requests: Sequence[ChatRequest],
                               on_response: ResponseCallback | None) -> list[ChatResponse]:
-        from openai import AsyncOpenAI
-        from tqdm.auto import tqdm
+        from openai import AsyncOpenAI  # lazy: the openai client takes ~2 s to import; only when a server is called
 
         key = self._api_key()
         fleet = _Fleet(self)
@@ -269,7 +271,7 @@ class OpenAIEngine(Engine):
                           earlier_attempts: int) -> tuple[ChatResponse, int, bool]:
         """One server, with retries: (the response or the last error, attempts made, whether the server is to
         blame: False for a status that retrying cannot fix, which another server would answer alike)."""
-        import openai
+        import openai  # lazy: the openai client takes ~2 s to import; only when a server is called
 
         for attempt in range(self.max_retries + 1):
             if attempt or earlier_attempts:

@@ -10,11 +10,14 @@ gains over the backbone with exact tests (``rrpo.studies.base`` says how).
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
 
+from bench.cli import add_server_options, add_trust_remote_code_option, servers_from_args
 from bench.errors import UserError
 from bench.options import convert, field_types
 from rrpo.studies.base import EVAL_METRICS, StudyOptions
+from rrpo.studies.depth import DepthStudy
+from rrpo.studies.noisy import NoisyStudy
+from rrpo.studies.transfer import TransferStudy
 from rrpo.trainer import RRPOConfig
 
 def training_option(item: str) -> tuple[str, object]:
@@ -33,8 +36,6 @@ def training_option(item: str) -> tuple[str, object]:
 
 
 def add_study_parsers(sub) -> None:
-    from bench.cli import add_server_options, add_trust_remote_code_option
-
     study = sub.add_parser("study", help="the RRPO paper's studies: transfer, noisy, depth")
     kinds = study.add_subparsers(dest="study", required=True)
     transfer = kinds.add_parser("transfer", help="trained with reader X -> evaluated with reader Y (heatmap)")
@@ -74,11 +75,6 @@ def add_study_parsers(sub) -> None:
 
 
 def study_from_args(args):
-    from rrpo.assemble import Servers
-    from rrpo.studies.depth import DepthStudy
-    from rrpo.studies.noisy import NoisyStudy
-    from rrpo.studies.transfer import TransferStudy
-
     shorthands = {"dataset": args.dataset, "split": args.train_split, "limit": args.train_limit,
                   "epochs": args.epochs}
     training = {**{k: v for k, v in shorthands.items() if v is not None}, **dict(args.train_option)}
@@ -86,7 +82,7 @@ def study_from_args(args):
                            top_k=args.top_k, primary_metric=args.primary_metric, training=training,
                            budget_minutes=args.budget_minutes, reuse=args.reuse, out=args.out,
                            cache_dir=args.cache_dir, data_dir=args.data_dir, trust_remote_code=args.trust_remote_code)
-    servers = Servers(**{f.name: getattr(args, f.name) for f in fields(Servers)})
+    servers = servers_from_args(args)
     if args.study == "transfer":
         return TransferStudy(options, args.train_readers, servers)
     if args.study == "noisy":

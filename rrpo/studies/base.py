@@ -36,16 +36,22 @@ from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Sequence
 
+import pandas as pd
+
+from bench.config import Components, Data, Reporting, RunConfig, Runtime, Servers
+from bench.environment import cache_dir
 from bench.errors import UserError
 from bench.files import atomic_write
 from bench.hashing import stable_hash
 from bench.html_report import write_study_html
 from bench.report import paired_values, scored_values
+from bench.runner import Runner
 from bench.stats import bootstrap_ci, holm, is_binary, mcnemar_exact, paired_tests
 from bench.store import RecordStore, read_jsonl, run_folder_lock
 from bench.types import QueryRecord
-from rrpo.assemble import Servers
-from rrpo.trainer import RRPOConfig
+from rrpo import assemble
+from rrpo.reranker import SHIPPED_CHECKPOINTS
+from rrpo.trainer import RRPOConfig, training_data_digest
 
 DEFAULT_SETTINGS_CHECKPOINT = "minilm-fictional"
 # Options that change neither what a training learns nor on which data (resume and reuse ignore them).
@@ -57,8 +63,6 @@ TRAINED = "rrpo"                         # the registry name the cells' checkpoi
 
 def default_training_settings() -> dict[str, Any]:
     """The shipped default checkpoint's training options (chosen on dev), runtime options left out."""
-    from rrpo.reranker import SHIPPED_CHECKPOINTS
-
     config = json.loads((SHIPPED_CHECKPOINTS / DEFAULT_SETTINGS_CHECKPOINT / "config.json").read_text())
     known = {f.name for f in fields(RRPOConfig)}        # options since removed stay out
     return {k: v for k, v in config["hyperparameters"].items() if k in known and k not in RUNTIME_OPTIONS}
@@ -141,7 +145,7 @@ class Study:
 
     def __init__(self, options: StudyOptions, servers: Servers | None = None):
         self.options = options
-        self.servers = servers or Servers(None, "OPENAI_API_KEY", None, None)
+        self.servers = servers or Servers()
         self.base = options.base_config()
         self.base.validate()
         if options.primary_metric not in EVAL_METRICS:
@@ -152,21 +156,16 @@ class Study:
         if options.eval_limit is not None and options.eval_limit < 1:
             raise UserError(f"--eval-limit {options.eval_limit}: expected a positive number")
         self.cells = self.plan()
-        for cell in self.cells:
-            cell.config.validate()
-        self.check_readers()
         names = [c.name for c in self.cells]
         if len(set(names)) != len(names):
             raise UserError(f"{self.name} study: the same cell twice ({', '.join(names)}); give each value once")
-
-    def check_readers(self) -> None:
-        """Every reader of the study (training and evaluation) is a known engine whose packages are installed: a
-        missing extra fails in one line before the first training, not after it."""
-        from bench.llm import check_engine_installed, parse_engine_spec
-
-        for spec in dict.fromkeys([*(c.config.reader for c in self.cells), *self.options.eval_readers]):
-            parse_engine_spec(spec)
-            check_engine_installed(spec)
+        for cell in self.cells:
+            cell.config.validate()
+            # bench's one validation of what each cell trains and is evaluated with (readers and their packages,
+            # servers, templates, data), before the study claims its folder or trains anything
+            assemble.component_config(cell.config, self.servers, str(cache_dir(cell.config.cache_dir)),
+                                      options.trust_remote_code).validate()
+            self.evaluation_config(cell, TRAINED).validate()
 
     # --- what a study defines -------------------------------------------------------------------------------
     def identity(self) -> dict[str, Any]:
@@ -238,9 +237,6 @@ class Study:
 
     def reusable(self, cell: Cell) -> Trained | None:
         """A finished checkpoint trained with exactly this cell's options on the same data (shipped, or --reuse)."""
-        from rrpo.reranker import SHIPPED_CHECKPOINTS
-        from rrpo.trainer import training_data_digest
-
         wanted = comparable(asdict(cell.config))
         candidates = [*(Path(p) for p in self.options.reuse), *sorted(SHIPPED_CHECKPOINTS.iterdir())]
         for folder in candidates:
@@ -261,19 +257,16 @@ class Study:
         return None
 
     def training_lists(self, config: RRPOConfig):
-        from rrpo.assemble import training_builder, training_lists
-
-        return training_lists(config, training_builder(config, self.servers, self.options.trust_remote_code),
-                              self.options.data_dir)
+        builder = assemble.training_builder(config, self.servers, self.options.trust_remote_code)
+        return assemble.training_lists(config, builder, self.options.data_dir)
 
     def train(self, cell: Cell, share_minutes: float | None) -> Trained:
-        from rrpo.assemble import build_trainer
-
         out = self.folder / "checkpoints" / cell.name
         config = cell.config
         if share_minutes is not None:
             config = replace(config, max_minutes=max(share_minutes - trained_seconds(out) / 60, 0.0))
-        trainer = build_trainer(config, out, self.servers, self.options.trust_remote_code, self.options.data_dir)
+        trainer = assemble.build_trainer(config, out, self.servers, self.options.trust_remote_code,
+                                         self.options.data_dir)
         planned = self.planned_steps(trainer.cfg, len(trainer.train_lists))
         has_checkpoint = (out / "config.json").is_file()
         if trainer.step < planned and not (share_minutes is not None and config.max_minutes <= 0 and has_checkpoint):
@@ -285,24 +278,21 @@ class Study:
         gc.collect()
         return Trained(str(out), steps, planned, seconds / 60)
 
-    def evaluation_config(self, cell: Cell, checkpoint: str):
-        from bench.environment import cache_dir
-        from bench.config import RunConfig
-
+    def evaluation_config(self, cell: Cell, checkpoint: str) -> RunConfig:
         cfg, o = cell.config, self.options
-        return RunConfig(datasets=[cfg.dataset], split=o.eval_split, limit=o.eval_limit, first_stage=cfg.first_stage,
-                         pool=cfg.pool, top_k=o.top_k, rerankers=[cfg.backbone, TRAINED], readers=list(o.eval_readers),
-                         baseline=cfg.backbone, primary_metric=o.primary_metric, query2doc=cfg.query2doc,
-                         reader_template=cfg.reader_template,
-                         max_tokens=cfg.max_tokens, seed=cfg.seed, trust_remote_code=o.trust_remote_code,
-                         checkpoints={TRAINED: checkpoint, **({cfg.backbone: cfg.backbone_checkpoint}
-                                                              if cfg.backbone_checkpoint else {})},
-                         output=str(self.folder / "runs"), cache_dir=str(cache_dir(o.cache_dir)),
-                         data_dir=o.data_dir, **asdict(self.servers))
+        backbone = {cfg.backbone: cfg.backbone_checkpoint} if cfg.backbone_checkpoint else {}
+        return RunConfig(
+            components=Components(rerankers=[cfg.backbone, TRAINED], readers=list(o.eval_readers), top_k=o.top_k,
+                                  baseline=cfg.backbone, reader_template=cfg.reader_template,
+                                  max_tokens=cfg.max_tokens, checkpoints={TRAINED: checkpoint, **backbone}),
+            data=Data(datasets=[cfg.dataset], split=o.eval_split, limit=o.eval_limit, first_stage=cfg.first_stage,
+                      pool=cfg.pool, query2doc=cfg.query2doc, data_dir=o.data_dir),
+            servers=self.servers,
+            runtime=Runtime(seed=cfg.seed, trust_remote_code=o.trust_remote_code,
+                            cache_dir=str(cache_dir(o.cache_dir))),
+            reporting=Reporting(output=str(self.folder / "runs"), primary_metric=o.primary_metric))
 
     def evaluate(self, cell: Cell, trained: Trained) -> Path:
-        from bench.runner import Runner
-
         runner = Runner(self.evaluation_config(cell, trained.checkpoint))
         print(f"[{self.name}] evaluating {cell.name} with {', '.join(self.options.eval_readers)}", flush=True)
         runner.run()
@@ -337,8 +327,6 @@ class Study:
         return rows
 
     def write(self, rows: list[dict[str, Any]], trained: dict[str, Trained], runs: dict[str, Path]) -> str:
-        import pandas as pd
-
         folder = self.folder
         df = pd.DataFrame(rows)
         df.to_csv(folder / "table.csv", index=False)
@@ -353,8 +341,6 @@ class Study:
         return md
 
     def markdown(self, df, trained: dict[str, Trained]) -> str:
-        import pandas as pd
-
         o, backbone = self.options, self.base.backbone
         axes = list(self.cells[0].coords)
         shown = pd.DataFrame({**{a.replace("_", " "): df[a] for a in axes}, "evaluated with": df["eval_reader"],
@@ -422,7 +408,7 @@ def gain_cell(row, metric: str) -> str:
 
 
 def plot_axes():
-    import matplotlib
+    import matplotlib  # lazy: matplotlib only when a plot is drawn
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

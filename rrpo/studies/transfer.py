@@ -12,6 +12,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from bench.files import atomic_write
 from rrpo.studies.base import ALPHA, Cell, Study, plot_axes
 
@@ -44,8 +46,7 @@ class TransferStudy(Study):
 
     def plot(self, rows: list[dict[str, Any]], path: Path) -> None:
         """Heatmap of the primary metric's gain; annotated with the gain, its CI and the significance mark."""
-        import numpy as np
-        from matplotlib.colors import TwoSlopeNorm
+        from matplotlib.colors import TwoSlopeNorm  # lazy: matplotlib only when a plot is drawn
 
         plt = plot_axes()
         metric, backbone = self.options.primary_metric, self.base.backbone
