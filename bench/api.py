@@ -175,7 +175,8 @@ def run(config: ConfigSource = None, /, **settings: Any) -> RunResult:
                      markdown=markdown)
 
 
-Runs = Union[str, Path, RunResult, Sequence[Union[str, Path, RunResult]], Sequence[QueryRecord]]
+Run = Union[str, Path, RunResult, Sequence[QueryRecord]]
+Runs = Union[str, Path, RunResult, Sequence[Union[str, Path, RunResult]], Sequence[QueryRecord], Mapping[str, Run]]
 
 
 def compare(runs: Runs, baseline: str | None = None, metrics: Sequence[str] | None = None,
@@ -188,6 +189,11 @@ def compare(runs: Runs, baseline: str | None = None, metrics: Sequence[str] | No
     those metrics, so the Holm families of the † marks are over them.
 
     >>> bench.compare([run_a.folder, run_b.folder], baseline="none", metrics=["nDCG@10"]).to_markdown()
+
+    ``runs`` as a mapping ``{name: run}`` compares runs of one reranker each under those names, e.g. two checkpoints
+    of ``rrpo`` on the same questions (the baseline defaults to the first name):
+
+    >>> bench.compare({"rrpo-k1": "results/dev-k1", "rrpo-k3": "results/dev-k3"}).to_markdown()
     """
     config, records, judge, costs = _pooled(runs)
     opts = ReportOptions.from_config(config)
@@ -207,9 +213,28 @@ def compare(runs: Runs, baseline: str | None = None, metrics: Sequence[str] | No
     return build_report(records, opts, judge=judge, costs=costs)
 
 
+def _renamed(runs: Mapping[str, Run]) -> tuple[dict[str, Any], list[QueryRecord], str | None, None]:
+    """Each run's records under its name (a run of one reranker each); the first name is the baseline."""
+    if not runs:
+        raise UserError("compare: no runs to compare")
+    config, records, judges = {}, [], set()
+    for name, run in runs.items():
+        run_config, run_records, judge, _ = _pooled(run)
+        held = sorted({r.reranker for r in run_records})
+        if len(held) != 1:
+            raise UserError(f"compare: the run named {name!r} must hold one reranker; it holds "
+                            f"{', '.join(held) or 'no records'}")
+        config = config or {**run_config, "baseline": name}
+        records += [replace(r, reranker=name) for r in run_records]
+        judges.add(judge)
+    return config, records, (judges.pop() if len(judges) == 1 else None), None
+
+
 def _pooled(runs: Runs) -> tuple[dict[str, Any], list[QueryRecord], str | None, dict[str, Any] | None]:
     """The first run's config, every run's records (one per key), the judge when all runs share it, and the costs
     of a single run folder (several invocations' costs are not one run's)."""
+    if isinstance(runs, Mapping):
+        return _renamed(runs)
     items = [runs] if isinstance(runs, (str, Path, RunResult)) else list(runs)
     if items and all(isinstance(i, QueryRecord) for i in items):
         return {}, items, None, None

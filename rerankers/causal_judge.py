@@ -34,7 +34,7 @@ class CausalJudge(TransformersPointwise):
             raise UserError(f"checkpoint {self.checkpoint!r}: its tokenizer has no padding token")
 
     def load_model(self) -> Any:
-        from transformers import AutoModelForCausalLM
+        from transformers import AutoModelForCausalLM  # lazy: torch/transformers load only when a model runs
 
         return load_pretrained(AutoModelForCausalLM.from_pretrained, self.model_path(), dtype=self.dtype,
                                trust_remote_code=self.trust_remote_code)

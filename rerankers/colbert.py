@@ -57,7 +57,7 @@ def checkpoint_file(path: str, name: str) -> str | None:
     if Path(path).is_dir():
         found = Path(path) / name
         return str(found) if found.exists() else None
-    from transformers.utils import cached_file
+    from transformers.utils import cached_file  # lazy: torch/transformers load only when a model runs
 
     return cached_file(path, name, _raise_exceptions_for_missing_entries=False,
                        _raise_exceptions_for_connection_errors=False)
@@ -68,14 +68,14 @@ def read_tensors(path: str, folder: str, names: Sequence[str]) -> dict[str, Any]
     prefix = f"{folder}/" if folder else ""
     found = checkpoint_file(path, f"{prefix}model.safetensors")
     if found:
-        from safetensors import safe_open
+        from safetensors import safe_open  # lazy: torch/transformers load only when a model runs
 
         with safe_open(found, framework="pt") as f:
             return {n: f.get_tensor(n) for n in names if n in f.keys()}
     found = checkpoint_file(path, f"{prefix}pytorch_model.bin")
     if found is None:
         raise UserError(f"ColBERT checkpoint {path!r}: no {prefix}model.safetensors nor {prefix}pytorch_model.bin")
-    import torch
+    import torch  # lazy: torch/transformers load only when a model runs
 
     state = torch.load(found, map_location="cpu", weights_only=True)
     return {n: state[n] for n in names if n in state}
@@ -142,7 +142,7 @@ class ColBERT(TransformersPointwise):
     Options = ColBERTOptions
 
     def load_model(self) -> Any:
-        import torch
+        import torch  # lazy: torch/transformers load only when a model runs
         from transformers import AutoModel
 
         self.layout = read_layout(self.model_path())
@@ -192,7 +192,7 @@ class ColBERT(TransformersPointwise):
 
     def _with_marker(self, enc: Any, marker_id: int) -> Any:
         """Insert the marker after the first token ([CLS]), as both references do."""
-        import torch
+        import torch  # lazy: torch/transformers load only when a model runs
 
         ids, mask = enc["input_ids"], enc["attention_mask"]
         column = torch.full((ids.shape[0], 1), marker_id, dtype=ids.dtype)
@@ -219,7 +219,7 @@ class ColBERT(TransformersPointwise):
         return self._with_marker(enc, self.document_marker_id)
 
     def encode(self, queries: Sequence[str], passages: Sequence[str]) -> Any:
-        import torch
+        import torch  # lazy: torch/transformers load only when a model runs
 
         unique = list(dict.fromkeys(queries))     # a batch's pairs share few queries: each is encoded once
         position = {q: i for i, q in enumerate(unique)}
@@ -228,13 +228,13 @@ class ColBERT(TransformersPointwise):
 
     def token_vectors(self, enc: Any):
         """The L2-normalised, projected last hidden states of every token."""
-        import torch
+        import torch  # lazy: torch/transformers load only when a model runs
 
         hidden = self._model["encoder"](**enc).last_hidden_state
         return torch.nn.functional.normalize(self._model["activation"](self._model["projection"](hidden)), p=2, dim=-1)
 
     def score_encoded(self, inputs: Any):
-        import torch
+        import torch  # lazy: torch/transformers load only when a model runs
 
         queries, passages, owner = (x.to(self.device) for x in inputs)
         q = self.token_vectors(queries)[owner]                     # (pairs, query tokens, dim)

@@ -18,8 +18,10 @@ from __future__ import annotations
 from functools import cached_property
 from typing import Any, Sequence
 
+from bench.environment import resolve_device, resolve_dtype
 from bench.errors import UserError
 from bench.llm.base import ChatRequest
+from rerankers.cross_encoder import load_pretrained
 from rerankers.listwise import ListwiseReranker, Permutation, TokenCounter, hf_token_counter
 
 IDENTIFIER_PREFIX = "["       # appended to the prompt, so that the next token is an identifier
@@ -43,10 +45,7 @@ class FIRST(ListwiseReranker):
     @cached_property
     def lm(self) -> tuple[Any, Any]:
         """(tokenizer, causal LM), loaded on first use (preflight builds the reranker without them)."""
-        from transformers import AutoModelForCausalLM, AutoTokenizer
-
-        from bench.environment import resolve_device, resolve_dtype
-        from rerankers.cross_encoder import load_pretrained
+        from transformers import AutoModelForCausalLM, AutoTokenizer  # lazy: loads torch
 
         self.device = resolve_device(self.settings.device)
         trust = self.settings.trust_remote_code is True
@@ -81,7 +80,7 @@ class FIRST(ListwiseReranker):
 
     def identifier_logits(self, requests: Sequence[ChatRequest], sizes: Sequence[int]) -> list[list[float]]:
         """Each window's next-token logits of its identifiers, in batches of ``batch_size`` prompts."""
-        import torch
+        import torch  # lazy: torch/transformers load only when a model runs
 
         tokenizer, model = self.lm
         out: list[list[float]] = []

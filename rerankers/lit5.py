@@ -24,8 +24,10 @@ from dataclasses import dataclass
 from itertools import groupby
 from typing import Any, Sequence
 
+from bench.environment import resolve_device, resolve_dtype
 from bench.errors import UserError, require
 from bench.llm.base import ChatRequest, ChatResponse, Engine
+from rerankers.cross_encoder import load_pretrained
 from rerankers.listwise import ListwiseOptions, ListwiseReranker
 
 PASSAGE_TOKENS = 150      # rank_llm's RankFiDDistill context_size: tokens (and words) per passage
@@ -46,10 +48,7 @@ class FiDEngine(Engine):
     def __init__(self, model: str, device: str = "auto", dtype: str = "auto", passage_tokens: int = PASSAGE_TOKENS,
                  batch_size: int = 8, trust_remote_code: bool = False):
         require("sentencepiece", "t5", "LiT5 (T5 SentencePiece tokenizer)")
-        from transformers import AutoTokenizer, T5ForConditionalGeneration
-
-        from bench.environment import resolve_device, resolve_dtype
-        from rerankers.cross_encoder import load_pretrained
+        from transformers import AutoTokenizer, T5ForConditionalGeneration  # lazy: loads torch
 
         self.model, self.passage_tokens, self.batch_size = model, passage_tokens, batch_size
         self.device = resolve_device(device)
@@ -75,7 +74,7 @@ class FiDEngine(Engine):
                 enc["attention_mask"].reshape(rows, -1))
 
     def generate(self, requests: Sequence[ChatRequest]) -> list[ChatResponse]:
-        import torch
+        import torch  # lazy: torch/transformers load only when a model runs
         from transformers.modeling_outputs import BaseModelOutput
 
         for r in requests:

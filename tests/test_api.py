@@ -121,6 +121,22 @@ def test_compare_pools_runs_and_selects_metrics(runs, tmp_path):
         bench.compare([api, changed])
 
 
+def test_compare_names_runs_of_one_reranker_each(runs):
+    """Two checkpoints of one reranker (two runs, the same name in both) compared under names of their own."""
+    _, api, other = runs
+    minilm = [r for r in api.records if r.reranker == "minilm"]
+    shuffled = [r for r in other.records if r.reranker == "random"]
+    report = bench.compare({"first": minilm, "second": shuffled}, metrics=["nDCG@10"])
+    board = report.leaderboard.set_index("reranker")
+    assert list(board.index) == ["first", "second"]
+    assert board.loc["first", "nDCG@10"] == api.leaderboard.set_index("reranker").loc["minilm", "nDCG@10"]
+    assert board.loc["second", "nDCG@10"] == other.leaderboard.set_index("reranker").loc["random", "nDCG@10"]
+    assert report.options.baseline == "first"
+    assert list(zip(report.pairs["reranker"], report.pairs["other"])) == [("first", "second")]
+    with pytest.raises(UserError, match=r"the run named 'both' must hold one reranker; it holds minilm, none$"):
+        bench.compare({"both": api.folder})
+
+
 def test_leaderboard_reads_only_empty_cells_as_missing(tmp_path):
     from bench.api import RunResult
     from bench.config import RunConfig
