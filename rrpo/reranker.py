@@ -7,7 +7,8 @@ a local path, the name of a checkpoint shipped in ``rrpo/checkpoints/``, or a hu
 ``minilm-fictional`` (MiniLM's last layer trained on the first 160 questions of fictional-large/train with the
 SmolLM2 reader, k = 1; its config.json, train_log.jsonl and eval_leaderboard.csv say how it was trained and what it
 measured). ``rrpo-hotpotqa`` is the same reranker with the shipped ``minilm-hotpotqa`` checkpoint (trained on
-HotpotQA's ``rrpo-train`` part, k = 3).
+HotpotQA's ``rrpo-train`` part, k = 3), and ``rrpo-k3`` with ``minilm-fictional-k3`` (the shipped checkpoint's
+training at k = 3, one epoch).
 """
 from __future__ import annotations
 
@@ -119,6 +120,15 @@ class RRPOReranker(PointwiseReranker):
     def weights_fingerprint(cls, checkpoint: str | None) -> str | None:
         folder = local_checkpoint_folder(checkpoint) if checkpoint else None
         return super().weights_fingerprint(str(folder) if folder else checkpoint)
+
+
+class RRPOFictionalK3Reranker(RRPOReranker):
+    """Registered as ``rrpo-k3``: the same reranker with the checkpoint trained at k_train = 3 on ``fictional-large``
+    (docs/rrpo.md: chosen over the shipped k_train = 1 on dev by F1, then evaluated once on test)."""
+
+    registry_meta = {"checkpoint": "minilm-fictional-k3", "kind": "pointwise",
+                     "description": "MiniLM trained by RRPO at k_train = 3 on fictional-large with the SmolLM2 "
+                                    "reader"}
 
 
 class RRPOHotpotQAReranker(RRPOReranker):

@@ -162,7 +162,7 @@ def test_rrpo_hotpotqa_is_the_rrpo_reranker_with_the_shipped_hotpotqa_checkpoint
     assert (SHIPPED_CHECKPOINTS / "minilm-hotpotqa" / "rrpo_delta.safetensors").is_file()
 
 
-@pytest.mark.parametrize("shipped", ["minilm-fictional", "minilm-hotpotqa"])
+@pytest.mark.parametrize("shipped", ["minilm-fictional", "minilm-fictional-k3", "minilm-hotpotqa"])
 def test_shipped_checkpoint_was_trained_on_the_current_data(tmp_path, shipped):
     """Each shipped checkpoint records a digest of its training queries and candidates; a change to the fictional
     generator, the HotpotQA split or the first stage that was not followed by retraining the checkpoint fails here."""
