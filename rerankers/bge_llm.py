@@ -18,7 +18,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from bench.errors import RemoteCodeRefused, UserError
+from bench.errors import UserError
 from rerankers.base import RerankerSettings
 from rerankers.causal_judge import CausalJudge, join_truncating_second
 
@@ -88,22 +88,15 @@ class BGELayerwiseReranker(BGELLMReranker):
     ``--trust-remote-code``."""
 
     Options = BGELayerwiseOptions
+    needs_remote_code = True
 
     def __init__(self, checkpoint: str | None = None, settings: RerankerSettings | None = None):
-        super().__init__(checkpoint, settings, needs_remote_code=True)
+        super().__init__(checkpoint, settings)
         config = self._model.config
         first, last = getattr(config, "start_layer", 0), config.num_hidden_layers
         if not first <= self.options.cutoff_layer <= last:
             raise UserError(f"reranker option cutoff_layer {self.options.cutoff_layer}: expected a layer from {first} "
                             f"to {last} (those with a scoring head in {self.checkpoint!r})")
-
-    @classmethod
-    def preflight(cls, name: str, checkpoint: str | None, settings: RerankerSettings) -> None:
-        """Without the user's ``--trust-remote-code`` the run stops here, before its folder is made; then the
-        weights, as every reranker's."""
-        if settings.trust_remote_code is not True:
-            raise RemoteCodeRefused(checkpoint)
-        super().preflight(name, checkpoint, settings)
 
     def leading_ids(self) -> list[int]:
         """BOS always: LayerWiseFlagLLMReranker adds it without FlagLLMReranker's check."""

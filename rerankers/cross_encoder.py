@@ -45,16 +45,16 @@ class TransformersPointwise(PointwiseReranker):
     and implement ``score``."""
 
     padding_side = "right"
+    needs_remote_code = False   # the architecture ships as code in the checkpoint (loads only with the user's flag)
 
-    def __init__(self, checkpoint: str | None = None, settings: RerankerSettings | None = None,
-                 needs_remote_code: bool = False):
+    def __init__(self, checkpoint: str | None = None, settings: RerankerSettings | None = None):
         super().__init__(checkpoint, settings)
         if not self.checkpoint:
             raise UserError(f"{type(self).__name__}: no checkpoint given (set --checkpoint to a local path or hub id)")
         # Only the user's explicit --trust-remote-code lets a checkpoint's own Python code run, never the backend's
         # registration nor a file inside a checkpoint (an RRPO config.json naming a remote-code backbone).
         self.trust_remote_code = self.settings.trust_remote_code is True
-        if needs_remote_code and not self.trust_remote_code:
+        if self.needs_remote_code and not self.trust_remote_code:
             raise RemoteCodeRefused(self.checkpoint)
         from transformers import AutoTokenizer  # lazy: torch/transformers load only when a model runs
 
@@ -66,6 +66,14 @@ class TransformersPointwise(PointwiseReranker):
         self._model = self.load_model()
         self._model.to(self.device).eval()
         self.max_length = self.settings.max_length or self.default_max_length()
+
+    @classmethod
+    def preflight(cls, name: str, checkpoint: str | None, settings: RerankerSettings) -> None:
+        """A checkpoint that ships its architecture as code stops here without the user's ``--trust-remote-code``,
+        before the run's folder is made; then the weights, as every reranker's."""
+        if cls.needs_remote_code and settings.trust_remote_code is not True:
+            raise RemoteCodeRefused(checkpoint)
+        super().preflight(name, checkpoint, settings)
 
     def model_path(self) -> str:
         """Where the tokenizer and weights load from: the checkpoint itself (a hub id or folder) unless a backend
@@ -162,5 +170,4 @@ class RemoteCodeCrossEncoder(CrossEncoder):
     """A cross-encoder whose architecture ships as code in the checkpoint: loading runs that code, so it refuses to
     load unless the settings carry the user's ``trust_remote_code`` option."""
 
-    def __init__(self, checkpoint: str | None = None, settings: RerankerSettings | None = None):
-        super().__init__(checkpoint, settings, needs_remote_code=True)
+    needs_remote_code = True

@@ -276,11 +276,12 @@ def test_a_run_ranks_with_each_backend_and_writes_its_leaderboard_row(checkpoint
         "none", "bge-reranker-v2-gemma", "bge-reranker-v2-minicpm-layerwise", "mxbai-rerank-v2"]
 
 
-def test_a_run_without_the_flag_stops_before_its_folder(checkpoints, tmp_path):
+@pytest.mark.parametrize("name", ["bge-reranker-v2-minicpm-layerwise", "gte-reranker"])   # every remote-code backend
+def test_a_run_without_the_flag_stops_before_its_folder(checkpoints, tmp_path, name):
     from tests.test_preflight import bench_run, one_line_error
 
-    proc = bench_run(tmp_path, "--rerankers", "none", "bge-reranker-v2-minicpm-layerwise", "--reader", "none",
-                     "--checkpoint", f"bge-reranker-v2-minicpm-layerwise={checkpoints['layerwise']}")
+    proc = bench_run(tmp_path, "--rerankers", "none", name, "--reader", "none",
+                     "--checkpoint", f"{name}={checkpoints['layerwise']}")
     assert one_line_error(proc) == (f"error: checkpoint {checkpoints['layerwise']!r} ships its model architecture as "
                                     f"Python code that loading would run on this machine; pass --trust-remote-code if "
                                     f"you trust its source")
