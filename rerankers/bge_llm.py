@@ -20,7 +20,7 @@ from typing import Any, Sequence
 
 from bench.errors import UserError
 from rerankers.base import RerankerSettings
-from rerankers.causal_judge import CausalJudge, join_truncating_second
+from rerankers.causal_judge import CausalJudge, join_truncating_second, left_padded_inputs
 
 PROMPT = ("Given a query A and a passage B, determine whether the passage contains an answer to the query by "
           "providing a prediction of either 'Yes' or 'No'.")
@@ -109,5 +109,5 @@ class BGELayerwiseReranker(BGELLMReranker):
         return {**super().identity(), "cutoff_layer": self.options.cutoff_layer}
 
     def score_encoded(self, inputs: Any):
-        out = self._model(**self.model_inputs(inputs), cutoff_layers=[self.options.cutoff_layer])
+        out = self._model(**left_padded_inputs(inputs.to(self.device)), cutoff_layers=[self.options.cutoff_layer])
         return out.logits[0][:, -1].float()

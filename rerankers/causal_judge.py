@@ -22,6 +22,19 @@ def join_truncating_second(first: list[int], second: list[int], max_length: int)
     return first + second
 
 
+def left_padded_inputs(enc: Any) -> dict:
+    """A left-padded batch as a causal LM's inputs, with positions that count real tokens only (so a row's logits do
+    not depend on how much padding its batch needs) and no KV cache (scoring never decodes further)."""
+    position_ids = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)
+    return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "position_ids": position_ids,
+            "use_cache": False}
+
+
+def last_position_logits(model: Any, enc: Any):
+    """(batch, vocabulary) logits at the last position of each row of a left-padded batch: the next token's."""
+    return model(**left_padded_inputs(enc), logits_to_keep=1).logits[:, -1]
+
+
 class CausalJudge(TransformersPointwise):
     """A causal LM scoring a pair by its next-token logits after a prompt; subclasses write ``encode`` (rows of token
     ids through ``pad``) and ``score_encoded`` (from ``next_token_logits``)."""
@@ -47,15 +60,6 @@ class CausalJudge(TransformersPointwise):
     def pad(self, rows: Sequence[list[int]]) -> Any:
         return self.tokenizer.pad({"input_ids": list(rows)}, padding=True, return_tensors="pt")
 
-    def model_inputs(self, inputs: Any) -> dict:
-        """The padded batch on the device, with positions that count real tokens only, so a row's logits do not
-        depend on how much padding its batch needs; no KV cache (scoring never decodes further)."""
-        enc = inputs.to(self.device)
-        position_ids = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)
-        return {"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"], "position_ids": position_ids,
-                "use_cache": False}
-
     def next_token_logits(self, inputs: Any, token_ids: Sequence[int]):
         """(batch, len(token_ids)) float logits of ``token_ids`` at the last position of each row."""
-        out = self._model(**self.model_inputs(inputs), logits_to_keep=1)
-        return out.logits[:, -1, list(token_ids)].float()
+        return last_position_logits(self._model, inputs.to(self.device))[:, list(token_ids)].float()

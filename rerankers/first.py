@@ -21,6 +21,7 @@ from typing import Any, Sequence
 from bench.environment import resolve_device, resolve_dtype
 from bench.errors import UserError
 from bench.llm.base import ChatRequest
+from rerankers.causal_judge import last_position_logits
 from rerankers.cross_encoder import load_pretrained
 from rerankers.listwise import ListwiseReranker, Permutation, TokenCounter, hf_token_counter
 
@@ -88,11 +89,10 @@ class FIRST(ListwiseReranker):
         for start in range(0, len(requests), bs):
             enc = tokenizer.pad({"input_ids": [self.prompt_ids(r) for r in requests[start:start + bs]]},
                                 return_tensors="pt").to(self.device)
-            position_ids = (enc["attention_mask"].cumsum(-1) - 1).clamp(min=0)
             with torch.inference_mode():
-                logits = model(**enc, position_ids=position_ids, logits_to_keep=1, use_cache=False).logits[:, -1]
-            for row, n in zip(logits.float(), sizes[start:start + bs]):
-                out.append(row[self.identifier_ids(n)].tolist())
+                logits = last_position_logits(model, enc)
+            for row, n in zip(logits, sizes[start:start + bs]):
+                out.append(row[self.identifier_ids(n)].float().tolist())
         return out
 
     def order_windows(self, requests: Sequence[ChatRequest], sizes: Sequence[int]) -> list[Permutation | None]:
